@@ -10,7 +10,6 @@ STAMP  := $(VENV)/.installed
 LOCK   := requirements/constraints.txt
 
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export AIRFLOW__CORE__UNIT_TEST_MODE := True
 
 .PHONY: test lint typecheck unit demo bench lock clean venv
 
@@ -36,6 +35,21 @@ test: lint typecheck unit
 
 demo: $(STAMP)
 	$(BIN)/python -m airflow_provider_posthog.demo
+
+# Benchmarks (docs/benchmarks.md): a separate venv so the contenders (dbt Cloud, Airbyte providers) never
+# touch .venv; pinned by benchmarks/requirements.lock. `make bench BENCH_ARGS=--quick` for a smoke run.
+BENCH_VENV  := .bench/venv
+BENCH_LOCK  := benchmarks/requirements.lock
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml $(BENCH_LOCK)
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@test -x $(BENCH_VENV)/bin/uv || $(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BENCH_VENV)/bin/uv pip install --python $(BENCH_VENV)/bin/python --compile-bytecode --quiet -r $(BENCH_LOCK) -e .
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)

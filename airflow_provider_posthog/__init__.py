@@ -25,4 +25,65 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        # -- owned by the hook (issue 3): connection form, declarative since Airflow 3.2 --
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_posthog.hooks.posthog.PostHogHook",
+                "connection-type": "posthog",
+                "hook-name": "PostHog",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "PostHog host", "password": "Personal API key"},
+                    "placeholders": {
+                        "host": "https://us.posthog.com (EU: https://eu.posthog.com, or your self-hosted URL)",
+                        "password": "phx_... (scopes batch_export:read, batch_export:write)",
+                        "project_id": "12345",
+                        "timeout": "30",
+                        "extra": '{"project_id": "12345", "timeout": 30}',
+                    },
+                },
+                "conn-fields": {
+                    "project_id": {
+                        "label": "Project ID",
+                        "description": "Numeric PostHog project (environment) id, from Settings > Project.",
+                        "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$"},
+                    },
+                    "timeout": {
+                        "label": "Request timeout (seconds)",
+                        "description": "Read timeout of each API request; connect timeout is min(10, this).",
+                        "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
+                    },
+                },
+            }
+        ],
+        "hooks": [
+            {"integration-name": "PostHog", "python-modules": ["airflow_provider_posthog.hooks.posthog"]}
+        ],
+        # -- owned by the operators (issue 4) --
+        "operators": [
+            {
+                "integration-name": "PostHog",
+                "python-modules": [
+                    "airflow_provider_posthog.operators.backfill",
+                    "airflow_provider_posthog.operators.batch_export",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "PostHog",
+                "python-modules": ["airflow_provider_posthog.sensors.batch_export"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "PostHog",
+                "python-modules": ["airflow_provider_posthog.triggers.batch_export"],
+            }
+        ],
+        "extra-links": [
+            "airflow_provider_posthog.links.posthog.PostHogBatchExportLink",
+            "airflow_provider_posthog.links.posthog.PostHogBackfillsLink",
+            "airflow_provider_posthog.links.posthog.PostHogRunsLink",
+        ],
     }

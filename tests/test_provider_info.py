@@ -1,23 +1,85 @@
-"""The provider registers with Airflow: entry point, matching package name, importable class paths."""
+"""The provider registers with Airflow: entry point, matching package name, importable class paths.
+
+``ProvidersManager`` drops a class path that fails to import with one easy-to-miss warning (NOTES §2.4), so
+every path declared in ``get_provider_info()`` is imported here and looked up in the manager.
+"""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from importlib.metadata import entry_points, version
+from typing import Any
 
 import airflow_provider_posthog
+
+INFO: dict[str, Any] = airflow_provider_posthog.get_provider_info()
+
+
+def _import_path(path: str) -> object:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def test_entry_point_resolves_to_get_provider_info() -> None:
     eps = [
-        ep
-        for ep in entry_points(group="apache_airflow_provider")
-        if ep.value.startswith("airflow_provider_posthog")
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_")
     ]
     assert len(eps) == 1
     assert eps[0].load() is airflow_provider_posthog.get_provider_info
 
 
 def test_package_name_matches_distribution() -> None:
-    info = airflow_provider_posthog.get_provider_info()
-    assert info["package-name"] == "airflow-provider-posthog"
+    assert INFO["package-name"] == "airflow-provider-posthog"
     assert version("airflow-provider-posthog") == airflow_provider_posthog.__version__
+
+
+def test_provider_info_is_valid_against_airflow_schema() -> None:
+    import json
+    from pathlib import Path
+
+    import airflow
+    import jsonschema
+
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(INFO, schema)
+
+
+def test_every_declared_module_and_class_imports() -> None:
+    modules = [
+        m
+        for key in ("hooks", "operators", "sensors", "triggers")
+        for e in INFO.get(key, [])
+        for m in e["python-modules"]
+    ]
+    for module in modules:
+        importlib.import_module(module)
+    classes = [c["hook-class-name"] for c in INFO.get("connection-types", [])] + list(
+        INFO.get("extra-links", [])
+    )
+    for path in classes:
+        assert isinstance(_import_path(path), type), path
+
+
+def test_get_provider_info_imports_nothing_heavy() -> None:
+    """Airflow calls get_provider_info() in every CLI command: it must stay pure data."""
+    code = (
+        "import sys; import airflow_provider_posthog as p; p.get_provider_info(); "
+        "print(sorted(m for m in ('airflow', 'requests', 'httpx', 'pendulum') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_airflow_providers_manager_sees_hook_and_links() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    assert "airflow-provider-posthog" in pm.providers
+    for conn in INFO.get("connection-types", []):
+        hook_info = pm.hooks[conn["connection-type"]]
+        assert hook_info is not None
+        assert hook_info.hook_class_name == conn["hook-class-name"]
+    for link in INFO.get("extra-links", []):
+        assert link in pm.extra_links_class_names

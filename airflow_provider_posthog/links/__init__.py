@@ -1,1 +1,1 @@
-"""links."""
+"""Extra links to PostHog's UI."""

@@ -1,1 +1,1 @@
-"""operators."""
+"""Operators for PostHog batch exports."""

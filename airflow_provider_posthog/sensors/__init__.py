@@ -1,1 +1,1 @@
-"""sensors."""
+"""Sensors waiting on PostHog batch exports."""

@@ -1,1 +1,1 @@
-"""triggers."""
+"""Triggers polling PostHog batch exports from the triggerer."""

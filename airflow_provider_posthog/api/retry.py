@@ -1,0 +1,150 @@
+"""The one retry policy for PostHog requests, shared by the sync (requests) and async (httpx) transports.
+
+What is retried:
+- 429 ``throttled``: after ``Retry-After`` (seconds or HTTP-date; or the "available in N seconds" of the
+  detail), capped at ``max_retry_after``; without a hint, exponential backoff with jitter.
+- 500/502/503/504 and transport failures (connection refused/reset, timeouts): exponential backoff
+  with jitter.
+- Never other 4xx (400/401/403/404/405...), never ``too_many_concurrent_backfills`` (429): a backfill slot
+  frees when a backfill finishes, minutes to hours later, so the hook fails at once with
+  :class:`~airflow_provider_posthog.exceptions.PostHogTooManyBackfillsError` and lets the operator or
+  Airflow's task retries decide, instead of holding a worker slot in a hidden loop.
+
+Non-idempotent requests (create export, create backfill, retry run) are resent only when that provably cannot
+duplicate work: after a 429 ``throttled`` (DRF throttles before the view runs) or a
+:class:`~airflow_provider_posthog.api.errors.PostHogConnectError` (the request never left this machine).
+After an ambiguous failure (5xx, read timeout, dropped connection) the backfill operations look for the
+backfill PostHog may have created before trying again (see ``api/operations.py``).
+
+Bounds: ``max_attempts`` attempts in total and ``max_elapsed`` seconds including the next wait (a wait that
+would cross the budget stops retrying at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from airflow_provider_posthog.api.errors import RETRYABLE_SERVER_STATUSES, PostHogConnectError
+from airflow_provider_posthog.exceptions import (
+    PostHogRateLimitError,
+    PostHogServerError,
+    PostHogTooManyBackfillsError,
+    PostHogTransportError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_ELAPSED = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Numbers of the retry policy; plain values so they can cross into triggers as kwargs.
+
+    Defaults: 5 attempts, 120 s total, backoff 1 s doubling to 30 s with equal jitter (half fixed, half
+    random), ``Retry-After`` honoured up to 60 s.
+    """
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_elapsed: float = DEFAULT_MAX_ELAPSED
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if (
+            self.max_elapsed < 0
+            or self.backoff_initial < 0
+            or self.backoff_max < 0
+            or self.max_retry_after < 0
+        ):
+            raise ValueError("retry timings must not be negative")
+
+    def should_retry(self, exc: BaseException, *, idempotent: bool) -> bool:
+        """Whether ``exc`` (already mapped by ``api.errors``) is worth another attempt."""
+        if isinstance(exc, PostHogTooManyBackfillsError):
+            return False
+        if isinstance(exc, PostHogRateLimitError):
+            return True  # throttled before the view ran: nothing was created
+        if isinstance(exc, PostHogConnectError):
+            return True  # never reached PostHog
+        if not idempotent:
+            return False
+        if isinstance(exc, PostHogTransportError):
+            return True
+        return isinstance(exc, PostHogServerError) and exc.http_status in RETRYABLE_SERVER_STATUSES
+
+    def backoff(self, attempt_number: int) -> float:
+        """Exponential backoff with equal jitter for the wait after attempt ``attempt_number`` (1-based)."""
+        base = min(self.backoff_max, self.backoff_initial * (2 ** max(0, attempt_number - 1)))
+        return base / 2 + random.uniform(0, base / 2)
+
+    def wait_for(self, exc: BaseException | None, attempt_number: int) -> float:
+        """Seconds to wait before the next attempt."""
+        if isinstance(exc, PostHogRateLimitError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after)
+        return self.backoff(attempt_number)
+
+    def _kwargs(self, *, idempotent: bool, log: Any, describe: str) -> dict[str, Any]:
+        def _wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return self.wait_for(exc, state.attempt_number)
+
+        def _retry(state: tenacity.RetryCallState) -> bool:
+            if state.outcome is None or not state.outcome.failed:
+                return False
+            exc = state.outcome.exception()
+            return exc is not None and self.should_retry(exc, idempotent=idempotent)
+
+        def _before_sleep(state: tenacity.RetryCallState) -> None:
+            if log is None:
+                return
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "%s failed (attempt %d of %d): %s; retrying in %.2fs",
+                describe,
+                state.attempt_number,
+                self.max_attempts,
+                exc,
+                wait,
+            )
+
+        return {
+            "stop": tenacity.stop_after_attempt(self.max_attempts)
+            | tenacity.stop_before_delay(self.max_elapsed),
+            "wait": _wait,
+            "retry": _retry,
+            "before_sleep": _before_sleep,
+            "reraise": True,
+        }
+
+    def retrying(
+        self,
+        *,
+        idempotent: bool,
+        log: Any = None,
+        describe: str = "PostHog request",
+        sleep: Callable[[float], None] | None = None,
+    ) -> tenacity.Retrying:
+        kwargs = self._kwargs(idempotent=idempotent, log=log, describe=describe)
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        return tenacity.Retrying(**kwargs)
+
+    def async_retrying(
+        self,
+        *,
+        idempotent: bool,
+        log: Any = None,
+        describe: str = "PostHog request",
+    ) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(**self._kwargs(idempotent=idempotent, log=log, describe=describe))

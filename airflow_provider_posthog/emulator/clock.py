@@ -1,0 +1,281 @@
+"""The emulated clock and THE state machine for runs and backfills.
+
+Emulated time = real UTC wall time + an offset that ``advance()`` grows. Every transition is scheduled at an
+absolute emulated timestamp when its cause happens (a backfill is created, a run starts ...) and applied
+lazily,
+in timestamp order, whenever a request or control call comes in (``catch_up``). Objects therefore carry the
+timestamps they would have had if a worker had moved them in real time, and ``advance(n)`` is deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .timeutil import INTERVALS, whole_intervals
+
+if TYPE_CHECKING:
+    from .settings import EmulatorSettings
+    from .store import Store
+
+UTC = timezone.utc
+ACTIVE = frozenset({"Starting", "Running"})
+RUN_FAILURES = frozenset(
+    {"Failed", "FailedRetryable", "FailedBilling", "Terminated", "TimedOut", "Cancelled"}
+)
+_TINY = timedelta(microseconds=1)
+
+
+class Clock:
+    """Real UTC time plus an offset; ``advance`` only ever moves it forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the emulated clock cannot go backwards")
+        self.offset += timedelta(seconds=seconds)
+
+    def reset(self) -> None:
+        self.offset = timedelta(0)
+
+
+class StateMachine:
+    """Schedules and applies run/backfill transitions (see module docstring)."""
+
+    def __init__(self, store: Store, settings: EmulatorSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._heap: list[tuple[datetime, int, str, str, int]] = []
+        self._seq = itertools.count()
+
+    def reset(self) -> None:
+        self._heap.clear()
+
+    # -- scheduling -------------------------------------------------------------------------------------
+    def _at(self, when: datetime, kind: str, obj: dict[str, Any]) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), kind, obj["id"], obj["_version"]))
+
+    @staticmethod
+    def _bump(obj: dict[str, Any]) -> None:
+        """Invalidate the object's pending events (they carry the old version)."""
+        obj["_version"] += 1
+
+    def catch_up(self, now: datetime) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _seq, kind, obj_id, version = heapq.heappop(heap)
+            if kind.startswith("run_"):
+                run = self.store.runs.get(obj_id)
+                if run is None or run["_version"] != version:
+                    continue
+                if kind == "run_running":
+                    self._run_running(run, when)
+                else:
+                    self._run_finish(run, when)
+            else:
+                backfill = self.store.backfills.get(obj_id)
+                if backfill is None or backfill["_version"] != version:
+                    continue
+                if kind == "backfill_visible":
+                    self._backfill_visible(backfill, when)
+                elif kind == "backfill_running":
+                    self._backfill_running(backfill, when)
+                else:
+                    self._backfill_next_run(backfill, when)
+
+    def _seconds(self, value: float) -> timedelta:
+        return timedelta(seconds=value)
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def schedule_run(self, run: dict[str, Any], started: datetime) -> None:
+        """Plan Starting -> Running -> finished for a run created (or seeded) at ``started``."""
+        duration = self._seconds(self.settings.run_duration)
+        starting = duration * self.settings.run_starting_fraction
+        run["_running_at"] = started + starting
+        if run["status"] == "Starting":
+            self._at(run["_running_at"], "run_running", run)
+        self._at(started + duration, "run_finish", run)
+
+    def start_run(
+        self,
+        export: dict[str, Any],
+        interval: tuple[datetime | None, datetime],
+        when: datetime,
+        backfill_id: str | None,
+    ) -> dict[str, Any]:
+        run = self.store.new_run(export["id"], interval[0], interval[1], "Starting", when, backfill_id)
+        self.schedule_run(run, when)
+        return run
+
+    def _run_running(self, run: dict[str, Any], when: datetime) -> None:
+        if run["status"] != "Starting":
+            return
+        run["status"] = "Running"
+        run["last_updated_at"] = when
+        self.log_start(run, when)
+
+    def log_start(self, run: dict[str, Any], when: datetime) -> None:
+        if run.get("_logged_start"):
+            return
+        run["_logged_start"] = True
+        start = run["data_interval_start"]
+        self.store.add_log(
+            run["batch_export"],
+            run["_instance_id"],
+            when,
+            "INFO",
+            f"Batch export for range {_iso(start)} - {_iso(run['data_interval_end'])} starting",
+        )
+
+    def _run_finish(self, run: dict[str, Any], when: datetime) -> None:
+        if run["status"] not in ACTIVE:
+            return
+        queue = self.store.fail_queue.get(run["batch_export"])
+        if queue:
+            status, error = queue.pop(0)
+            self.finish_run(run, status, when, latest_error=error)
+        else:
+            self.finish_run(run, "Completed", when)
+
+    def finish_run(
+        self, run: dict[str, Any], status: str, when: datetime, *, latest_error: str | None = None
+    ) -> None:
+        """Put a run into a final (or any) status and let its backfill react."""
+        was_active = run["status"] in ACTIVE
+        self._bump(run)
+        run["status"] = status
+        run["last_updated_at"] = when
+        if status in ACTIVE:
+            self.schedule_run(run, when)
+            return
+        run["finished_at"] = when
+        if latest_error is not None:
+            run["latest_error"] = latest_error
+        if status == "Completed":
+            if run["records_completed"] is None:
+                run["records_completed"] = self.settings.records_per_run
+            if run["records_total_count"] is None:
+                run["records_total_count"] = run["records_completed"]
+            if run["bytes_exported"] is None:
+                run["bytes_exported"] = run["records_completed"] * 512
+        if was_active:
+            span = when - run["created_at"]
+            if not run.get("_logged_start"):
+                self.log_start(run, run["created_at"] + span / 10 if span > _TINY else when)
+            log_at = max(
+                when - min(timedelta(milliseconds=1), (when - run["created_at"]) / 4), run["created_at"]
+            )
+            if status == "Completed":
+                self.store.add_log(
+                    run["batch_export"],
+                    run["_instance_id"],
+                    log_at,
+                    "INFO",
+                    f"Successfully finished exporting batch {_iso(run['data_interval_start'])} - "
+                    f"{_iso(run['data_interval_end'])}: {run['records_completed']} records exported",
+                )
+            elif status == "Cancelled":
+                self.store.add_log(
+                    run["batch_export"], run["_instance_id"], log_at, "WARNING", "Batch export was cancelled"
+                )
+            else:
+                self.store.add_log(
+                    run["batch_export"],
+                    run["_instance_id"],
+                    log_at,
+                    "ERROR",
+                    f"Batch export failed: {run['latest_error'] or status}",
+                )
+        backfill_id = run["backfill"]
+        if was_active and backfill_id is not None:
+            backfill = self.store.backfills.get(backfill_id)
+            if backfill is not None and backfill.get("_simulated") and backfill["status"] in ACTIVE:
+                if status == "Completed":
+                    self._at(
+                        when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill
+                    )
+                else:
+                    self.finish_backfill(backfill, "Failed", when)
+
+    # -- backfills --------------------------------------------------------------------------------------
+    def start_backfill(self, backfill: dict[str, Any], requested: datetime) -> None:
+        """Plan a backfill requested at ``requested``: its row appears after ``backfill_row_delay``."""
+        backfill["_simulated"] = True
+        backfill["_visible"] = False
+        self._at(requested + self._seconds(self.settings.backfill_row_delay), "backfill_visible", backfill)
+
+    def _backfill_visible(self, backfill: dict[str, Any], when: datetime) -> None:
+        backfill["_visible"] = True
+        backfill["created_at"] = when
+        backfill["last_updated_at"] = when
+        if self.settings.api_generation == "new":
+            backfill["status"] = "Starting"
+            self._at(when + self._seconds(self.settings.backfill_starting_time), "backfill_running", backfill)
+        else:
+            backfill["status"] = "Running"
+            self._at(when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill)
+
+    def _backfill_running(self, backfill: dict[str, Any], when: datetime) -> None:
+        backfill["status"] = "Running"
+        backfill["last_updated_at"] = when
+        intervals = backfill["_intervals"]
+        backfill["adjusted_start_at"] = intervals[0][0] if intervals else backfill["start_at"]
+        backfill["total_records_count"] = len(intervals) * self.settings.records_per_run
+        self._at(when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill)
+
+    def _backfill_next_run(self, backfill: dict[str, Any], when: datetime) -> None:
+        if backfill["status"] not in ACTIVE:
+            return
+        export = self.store.exports.get(backfill["batch_export"])
+        index = backfill["_next_index"]
+        intervals = backfill["_intervals"]
+        if export is None or index >= len(intervals):
+            self.finish_backfill(backfill, "Completed", when)
+            return
+        backfill["_next_index"] = index + 1
+        self.start_run(export, intervals[index], when, backfill["id"])
+
+    def finish_backfill(self, backfill: dict[str, Any], status: str, when: datetime) -> None:
+        """Set a backfill's status; Cancelled also cancels its active runs."""
+        self._bump(backfill)
+        backfill["status"] = status
+        backfill["last_updated_at"] = when
+        if status in ACTIVE:
+            backfill["finished_at"] = None
+            if backfill.get("_simulated"):
+                self._at(when, "backfill_next_run", backfill)
+            return
+        backfill["_visible"] = True
+        backfill["finished_at"] = when
+        if status == "Completed" and self.settings.api_generation == "new":
+            done = [r for r in self.store.runs_of_backfill(backfill["id"]) if r["status"] == "Completed"]
+            backfill["total_records_count"] = sum(r["records_completed"] or 0 for r in done)
+        if status == "Cancelled":
+            for run in self.store.runs_of_backfill(backfill["id"]):
+                if run["status"] in ACTIVE:
+                    self.finish_run(run, "Cancelled", when)
+
+    def plan_intervals(
+        self, start: datetime | None, end: datetime, interval: str
+    ) -> list[tuple[datetime | None, datetime]]:
+        if start is None:
+            return [(None, end)]
+        if interval not in INTERVALS:
+            return []
+        return list(whole_intervals(start, end, interval))
+
+
+def _iso(value: datetime | None) -> str:
+    return "START" if value is None else value.astimezone(UTC).isoformat()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,235 @@
+"""Operators that make PostHog export a window now (backfill, retry a run) or stop it (cancel)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_posthog.links.posthog import ALL_LINKS
+from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
+from airflow_provider_posthog.utils.wait import coerce_bool, require_id, validate_range
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_posthog.api.models import Backfill
+
+
+class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
+    """Backfill a batch export over ``[start_at, end_at)`` and (by default) wait until every run completed.
+
+    Safe to retry and rerun: before creating a backfill it looks for one of the same export and range. A
+    running one is re-attached (no duplicate export, no second ``too_many_concurrent_backfills`` slot), a
+    completed one is returned at once; only a failed or cancelled one leads to a new backfill.
+
+    :param batch_export_id: the export to backfill (templated).
+    :param start_at: inclusive start: aware datetime, pendulum, ISO-8601 string or template such as
+        ``{{ data_interval_start }}`` (templated).
+    :param end_at: exclusive end, in the past (templated).
+    :param reuse_existing: re-attach to a backfill of the same range instead of creating one (default True).
+
+    Waiting parameters (``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
+    ``cancel_on_kill``): see :class:`~airflow_provider_posthog.operators._base.PostHogBackfillWaitOperator`.
+    Returns the backfill id (also pushed as XCom ``backfill_id`` before any wait), on every path.
+    """
+
+    template_fields: tuple[str, ...] = (
+        *PostHogBackfillWaitOperator.template_fields,
+        "batch_export_id",
+        "start_at",
+        "end_at",
+    )
+    operator_extra_links = ALL_LINKS
+    ui_color = "#f9bd2b"
+
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        start_at: Any,
+        end_at: Any,
+        reuse_existing: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.start_at = start_at
+        self.end_at = end_at
+        self.reuse_existing = reuse_existing
+
+    def execute(self, context: Context) -> str:
+        started = time.time()
+        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        start_at, end_at = validate_range(self.start_at, self.end_at)
+        self.validate_wait_args()
+        self.push_export_xcom(context, batch_export_id)
+        backfill = self._existing_backfill(batch_export_id, start_at, end_at)
+        if backfill is None:
+            backfill = self.hook.create_backfill(batch_export_id, start_at, end_at)
+            self.log.info(
+                "Created backfill %s of batch export %s over [%s, %s).",
+                backfill.id,
+                batch_export_id,
+                start_at.isoformat(),
+                end_at.isoformat(),
+            )
+        return self.wait_for_backfill(context, batch_export_id, backfill, started)
+
+    def _existing_backfill(self, batch_export_id: str, start_at: Any, end_at: Any) -> Backfill | None:
+        """Re-attach on retry/rerun (NOTES lesson 7): a running or completed backfill of the same range."""
+        from airflow_provider_posthog.api.statuses import Outcome
+
+        if not coerce_bool(self.reuse_existing, "reuse_existing"):
+            return None
+        found = self.hook.find_backfill(batch_export_id, start_at, end_at)
+        if found is None:
+            return None
+        if found.outcome is Outcome.FAILED:
+            self.log.info(
+                "Backfill %s over the same range ended %s; creating a new one.", found.id, found.status
+            )
+            return None
+        self.log.info(
+            "Re-attaching to backfill %s over the same range (status %s) instead of creating a duplicate.",
+            found.id,
+            found.status,
+        )
+        return found
+
+
+class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
+    """Retry a run (PostHog starts a one-interval backfill) and wait for it like the backfill operator.
+
+    :param batch_export_id: the export (templated).
+    :param run_id: the run to retry (templated).
+
+    Re-attaches on retry/rerun like :class:`PostHogCreateBackfillOperator`. Returns the backfill id.
+    """
+
+    template_fields: tuple[str, ...] = (
+        *PostHogBackfillWaitOperator.template_fields,
+        "batch_export_id",
+        "run_id",
+    )
+    operator_extra_links = ALL_LINKS
+    ui_color = "#f9bd2b"
+
+    def __init__(self, *, batch_export_id: str, run_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.run_id = run_id
+
+    def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.api.statuses import Outcome
+
+        started = time.time()
+        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        run_id = require_id(self.run_id, "run_id")
+        self.validate_wait_args()
+        self.push_export_xcom(context, batch_export_id)
+        context["ti"].xcom_push(key="run_id", value=run_id)
+        run = self.hook.get_run(batch_export_id, run_id)
+        backfill = None
+        if run.data_interval_start is not None and run.data_interval_end is not None:
+            found = self.hook.find_backfill(batch_export_id, run.data_interval_start, run.data_interval_end)
+            if found is not None and found.outcome is not Outcome.FAILED and found.id != run.backfill_id:
+                self.log.info("Re-attaching to retry backfill %s (status %s).", found.id, found.status)
+                backfill = found
+        if backfill is None:
+            backfill = self.hook.retry_run(batch_export_id, run_id)
+            self.log.info(
+                "Retrying run %s of batch export %s: backfill %s.", run_id, batch_export_id, backfill.id
+            )
+        return self.wait_for_backfill(context, batch_export_id, backfill, started)
+
+
+class _PostHogCancelOperator(PostHogBaseOperator):
+    """Cancel something if it is still active; finished already is only an error with ``strict=True``."""
+
+    operator_extra_links = ALL_LINKS
+
+    def __init__(self, *, batch_export_id: str, strict: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.strict = strict
+
+    def _already_finished(self, what: str, status: str) -> str:
+        from airflow_provider_posthog.exceptions import PostHogError
+
+        message = f"{what} is already {status}; nothing to cancel."
+        if coerce_bool(self.strict, "strict"):
+            raise PostHogError(message + " (strict=True makes this an error)")
+        self.log.info("%s", message)
+        return status
+
+
+class PostHogCancelRunOperator(_PostHogCancelOperator):
+    """Cancel a run that is ``Starting`` or ``Running``. Returns the run's status after the call.
+
+    :param batch_export_id: the export (templated).
+    :param run_id: the run (templated).
+    :param strict: fail when the run already finished (default: log its status and succeed).
+    """
+
+    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id", "run_id")
+
+    def __init__(self, *, run_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+
+    def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
+        from airflow_provider_posthog.exceptions import PostHogValidationError
+
+        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        run_id = require_id(self.run_id, "run_id")
+        self.push_export_xcom(context, batch_export_id)
+        context["ti"].xcom_push(key="run_id", value=run_id)
+        run = self.hook.get_run(batch_export_id, run_id)
+        if run.status not in CANCELLABLE_STATUSES:
+            return self._already_finished(f"Run {run_id}", run.status)
+        try:
+            self.hook.cancel_run(batch_export_id, run_id)
+        except PostHogValidationError:
+            # It finished between our read and the cancel (PostHog answers 400 "Cannot cancel a run ...").
+            return self._already_finished(f"Run {run_id}", self.hook.get_run(batch_export_id, run_id).status)
+        self.log.info("Cancelled run %s of batch export %s.", run_id, batch_export_id)
+        return "Cancelled"
+
+
+class PostHogCancelBackfillOperator(_PostHogCancelOperator):
+    """Cancel a backfill that is ``Starting`` or ``Running``. Returns the backfill's status after the call.
+
+    :param batch_export_id: the export (templated).
+    :param backfill_id: the backfill (templated).
+    :param strict: fail when the backfill already finished (default: log its status and succeed).
+    """
+
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "batch_export_id",
+        "backfill_id",
+    )
+
+    def __init__(self, *, backfill_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.backfill_id = backfill_id
+
+    def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
+        from airflow_provider_posthog.exceptions import PostHogValidationError
+
+        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        backfill_id = require_id(self.backfill_id, "backfill_id")
+        self.push_export_xcom(context, batch_export_id)
+        context["ti"].xcom_push(key="backfill_id", value=backfill_id)
+        backfill = self.hook.get_backfill(batch_export_id, backfill_id)
+        if backfill.status not in CANCELLABLE_STATUSES:
+            return self._already_finished(f"Backfill {backfill_id}", backfill.status)
+        try:
+            self.hook.cancel_backfill(batch_export_id, backfill_id)
+        except PostHogValidationError:
+            status = self.hook.get_backfill(batch_export_id, backfill_id).status
+            return self._already_finished(f"Backfill {backfill_id}", status)
+        self.log.info("Cancelled backfill %s of batch export %s.", backfill_id, batch_export_id)
+        return "Cancelled"

@@ -1,0 +1,350 @@
+"""Manage batch exports as code: create (idempotent by name), update, pause, unpause, delete.
+
+``destination`` holds credentials, so it is deliberately **not** a template field (rendered fields are stored
+in the metadata DB and shown in the UI) and every secret value in it is registered with Airflow's log masker
+before anything is logged. Pull credentials from a connection or Variable in the DAG file, not a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_posthog.links.posthog import ALL_LINKS
+from airflow_provider_posthog.operators._base import PostHogBaseOperator
+from airflow_provider_posthog.utils.wait import coerce_bool, coerce_datetime, require_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: API.md §6.3 (``every 15 minutes`` exists in newer PostHog versions).
+VALID_INTERVALS: frozenset[str] = frozenset({"hour", "day", "week", "every 5 minutes", "every 15 minutes"})
+#: API.md §6.5.
+VALID_MODELS: frozenset[str] = frozenset({"events", "persons", "sessions", "hogql"})
+IF_EXISTS_CHOICES: frozenset[str] = frozenset({"update", "skip", "error"})
+#: Keys PostHog strips from responses because they are secret (API.md §7, ``secret_fields``), at any depth.
+SECRET_CONFIG_KEYS: frozenset[str] = frozenset(
+    {
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "password",
+        "private_key",
+        "private_key_id",
+        "private_key_passphrase",
+        "client_email",
+        "token_uri",
+        "token",
+        "user",
+    }
+)
+
+
+def mask_destination_secrets(destination: Any) -> int:
+    """Register every secret value of a destination config with Airflow's masker; returns how many."""
+    from airflow.sdk.log import mask_secret
+
+    count = 0
+
+    def walk(node: Any) -> None:
+        nonlocal count
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if str(key).lower() in SECRET_CONFIG_KEYS and isinstance(value, (str, int)) and value != "":
+                    mask_secret(str(value))
+                    count += 1
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+
+    walk(destination)
+    return count
+
+
+def _validate_destination(destination: Any) -> dict[str, Any]:
+    from airflow_provider_posthog.exceptions import PostHogConfigError
+
+    if not isinstance(destination, Mapping):
+        raise PostHogConfigError("destination must be a dict like {'type': 'S3', 'config': {...}}.")
+    if not isinstance(destination.get("type"), str) or not destination.get("type"):
+        raise PostHogConfigError("destination['type'] is required (e.g. 'S3', 'Postgres', 'NoOp').")
+    if "config" in destination and not isinstance(destination["config"], Mapping):
+        raise PostHogConfigError("destination['config'] must be a dict.")
+    return dict(destination)
+
+
+def _validate_choice(value: Any, name: str, choices: frozenset[str]) -> str:
+    from airflow_provider_posthog.exceptions import PostHogConfigError
+
+    if value not in choices:
+        raise PostHogConfigError(f"{name}={value!r} is not one of {sorted(choices)}.")
+    return str(value)
+
+
+class _ExportFieldsMixin:
+    """Builds a create/update payload from the operator's fields (API.md §4.2), validating each one."""
+
+    name: Any
+    destination: Any
+    interval: Any
+    model: Any
+    paused: Any
+    start_at: Any
+    end_at: Any
+    hogql_query: Any
+    filters: Any
+    extra_fields: Any
+
+    def _payload(self, *, partial: bool) -> dict[str, Any]:
+        from airflow_provider_posthog.exceptions import PostHogConfigError
+
+        payload: dict[str, Any] = {}
+        if self.name is not None:
+            payload["name"] = require_id(self.name, "name")
+        if self.destination is not None:
+            payload["destination"] = _validate_destination(self.destination)
+        if self.interval is not None:
+            payload["interval"] = _validate_choice(self.interval, "interval", VALID_INTERVALS)
+        if self.model is not None:
+            payload["model"] = _validate_choice(self.model, "model", VALID_MODELS)
+        if self.paused is not None:
+            payload["paused"] = coerce_bool(self.paused, "paused")
+        for field in ("start_at", "end_at"):
+            value = getattr(self, field)
+            if value is not None and value != "":
+                payload[field] = coerce_datetime(value, field).isoformat()
+        if self.hogql_query is not None:
+            payload["hogql_query"] = str(self.hogql_query)
+        if self.filters is not None:
+            payload["filters"] = self.filters
+        if self.extra_fields:
+            if not isinstance(self.extra_fields, Mapping):
+                raise PostHogConfigError("extra_fields must be a dict of other batch export fields.")
+            payload.update(self.extra_fields)
+        if not partial:
+            for required in ("name", "destination", "interval"):
+                if required not in payload:
+                    raise PostHogConfigError(f"{required} is required to create a batch export.")
+        elif not payload:
+            raise PostHogConfigError("Nothing to update: give at least one field.")
+        return payload
+
+
+class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
+    """Create a batch export, idempotently by ``name``. Returns the export id (XCom ``batch_export_id`` too).
+
+    :param name: export name, the idempotency key (templated).
+    :param destination: ``{"type": ..., "config": {...}}`` (API.md §5.2, §7). Not templated: it holds secrets.
+    :param interval: ``hour``, ``day``, ``week``, ``every 5 minutes`` or ``every 15 minutes`` (templated).
+    :param model: ``events`` (default), ``persons``, ``sessions`` or ``hogql`` (templated).
+    :param paused: create it paused.
+    :param start_at: optional schedule start (aware datetime or ISO string, templated).
+    :param end_at: optional schedule end (templated).
+    :param hogql_query: optional custom query (events model).
+    :param filters: optional filters (newer PostHog).
+    :param extra_fields: any other API.md §4.2 field, e.g. ``{"timezone": "Europe/Berlin"}``.
+    :param if_exists: when an export with this name exists: ``update`` it (PATCH, the default), ``skip``
+        (leave it, return its id) or ``error``.
+    """
+
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "name",
+        "interval",
+        "model",
+        "start_at",
+        "end_at",
+        "hogql_query",
+    )
+    operator_extra_links = ALL_LINKS
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        destination: Mapping[str, Any],
+        interval: str = "hour",
+        model: str | None = "events",
+        paused: bool = False,
+        start_at: Any = None,
+        end_at: Any = None,
+        hogql_query: str | None = None,
+        filters: Any = None,
+        extra_fields: Mapping[str, Any] | None = None,
+        if_exists: str = "update",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.destination = destination
+        self.interval = interval
+        self.model = model
+        self.paused = paused
+        self.start_at = start_at
+        self.end_at = end_at
+        self.hogql_query = hogql_query
+        self.filters = filters
+        self.extra_fields = extra_fields
+        self.if_exists = if_exists
+
+    def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.exceptions import PostHogError
+
+        mask_destination_secrets(self.destination)
+        if_exists = _validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
+        payload = self._payload(partial=False)
+        existing = [e for e in self.hook.list_batch_exports() if e.name == payload["name"]]
+        if len(existing) > 1:
+            raise PostHogError(
+                f"{len(existing)} batch exports are named {payload['name']!r} "
+                f"({', '.join(e.id for e in existing)}); rename or delete the duplicates."
+            )
+        if existing:
+            export_id = existing[0].id
+            if if_exists == "error":
+                raise PostHogError(f"A batch export named {payload['name']!r} already exists ({export_id}).")
+            if if_exists == "skip":
+                self.log.info(
+                    "Batch export %r exists (%s); leaving it unchanged.", payload["name"], export_id
+                )
+            else:
+                self.hook.update_batch_export(export_id, payload, partial=True)
+                self.log.info("Updated batch export %r (%s).", payload["name"], export_id)
+        else:
+            export_id = self.hook.create_batch_export(payload).id
+            self.log.info("Created batch export %r (%s).", payload["name"], export_id)
+        self.push_export_xcom(context, export_id)
+        return export_id
+
+
+class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
+    """Change some fields of an export (PATCH: fields left ``None`` are untouched). Returns the export id.
+
+    Parameters as :class:`PostHogCreateBatchExportOperator`, all optional, plus ``batch_export_id``
+    (templated). ``destination.config`` is merged by PostHog, so secrets need not be resent.
+    """
+
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "batch_export_id",
+        "name",
+        "interval",
+        "model",
+        "start_at",
+        "end_at",
+        "hogql_query",
+    )
+    operator_extra_links = ALL_LINKS
+
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        name: str | None = None,
+        destination: Mapping[str, Any] | None = None,
+        interval: str | None = None,
+        model: str | None = None,
+        paused: bool | None = None,
+        start_at: Any = None,
+        end_at: Any = None,
+        hogql_query: str | None = None,
+        filters: Any = None,
+        extra_fields: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.name = name
+        self.destination = destination
+        self.interval = interval
+        self.model = model
+        self.paused = paused
+        self.start_at = start_at
+        self.end_at = end_at
+        self.hogql_query = hogql_query
+        self.filters = filters
+        self.extra_fields = extra_fields
+
+    def execute(self, context: Context) -> str:
+        mask_destination_secrets(self.destination)
+        export_id = require_id(self.batch_export_id, "batch_export_id")
+        payload = self._payload(partial=True)
+        self.push_export_xcom(context, export_id)
+        self.hook.update_batch_export(export_id, payload, partial=True)
+        self.log.info("Updated batch export %s: %s.", export_id, ", ".join(sorted(payload)))
+        return export_id
+
+
+class PostHogDeleteBatchExportOperator(PostHogBaseOperator):
+    """Delete an export (PostHog soft-deletes it and cancels its running backfills).
+
+    :param batch_export_id: the export (templated).
+    :param missing_ok: an export that is already gone (404) is not an error (default True).
+    """
+
+    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id")
+
+    def __init__(self, *, batch_export_id: str, missing_ok: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.missing_ok = missing_ok
+
+    def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.exceptions import PostHogNotFoundError
+
+        export_id = require_id(self.batch_export_id, "batch_export_id")
+        try:
+            self.hook.delete_batch_export(export_id)
+        except PostHogNotFoundError:
+            if not coerce_bool(self.missing_ok, "missing_ok"):
+                raise
+            self.log.info("Batch export %s does not exist (already deleted?); nothing to do.", export_id)
+            return export_id
+        self.log.info("Deleted batch export %s.", export_id)
+        return export_id
+
+
+class PostHogPauseBatchExportOperator(PostHogBaseOperator):
+    """Pause an export's schedule (idempotent; running runs continue). Returns the export id.
+
+    :param batch_export_id: the export (templated).
+    """
+
+    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id")
+    operator_extra_links = ALL_LINKS
+
+    def __init__(self, *, batch_export_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+
+    def execute(self, context: Context) -> str:
+        export_id = require_id(self.batch_export_id, "batch_export_id")
+        self.push_export_xcom(context, export_id)
+        self.hook.pause_batch_export(export_id)
+        self.log.info("Paused batch export %s.", export_id)
+        return export_id
+
+
+class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
+    """Unpause an export; with ``backfill=True`` PostHog also backfills the paused gap. Returns the export id.
+
+    :param batch_export_id: the export (templated).
+    :param backfill: backfill from ``last_paused_at`` to now (default False).
+    """
+
+    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id", "backfill")
+    operator_extra_links = ALL_LINKS
+
+    def __init__(self, *, batch_export_id: str, backfill: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_export_id = batch_export_id
+        self.backfill = backfill
+
+    def execute(self, context: Context) -> str:
+        export_id = require_id(self.batch_export_id, "batch_export_id")
+        self.push_export_xcom(context, export_id)
+        backfill = coerce_bool(self.backfill, "backfill")
+        self.hook.unpause_batch_export(export_id, backfill=backfill)
+        self.log.info("Unpaused batch export %s%s.", export_id, " and backfilled the gap" if backfill else "")
+        return export_id

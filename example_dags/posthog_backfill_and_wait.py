@@ -1,0 +1,49 @@
+"""Use case 1: after an upstream load or fix, re-export this DAG's interval from PostHog, then run models.
+
+The backfill covers ``[data_interval_start, data_interval_end)`` unless the run's params override it, and the
+task only succeeds once every run of the backfill completed (a failed run fails it, quoting PostHog's error).
+Retries and reruns re-attach to the backfill already running for the same range instead of duplicating it.
+
+Configure: an Airflow connection ``posthog_default`` (host ``https://us.posthog.com`` or
+``https://eu.posthog.com``, password = personal API key with ``batch_export:read``/``write``, extra
+``{"project_id": "12345"}``), and the export id as the ``batch_export_id`` param or the Variable
+``posthog_batch_export_id``. Nothing here touches the network while the file is parsed.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+
+with DAG(
+    dag_id="posthog_backfill_and_wait",
+    schedule="@daily",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["posthog", "example"],
+    params={
+        "batch_export_id": "",  # empty: use the Variable posthog_batch_export_id
+        "start_at": "",  # empty: the DAG run's data_interval_start
+        "end_at": "",  # empty: the DAG run's data_interval_end
+        "poll_interval": 60,
+    },
+):
+    backfill = PostHogCreateBackfillOperator(
+        task_id="backfill_posthog_export",
+        batch_export_id="{{ params.batch_export_id or var.value.get('posthog_batch_export_id', '') }}",
+        start_at="{{ params.start_at or data_interval_start }}",
+        end_at="{{ params.end_at or data_interval_end }}",
+        poll_interval="{{ params.poll_interval }}",
+        timeout=6 * 60 * 60,  # give up (and cancel the backfill) after 6 hours
+        retries=1,
+    )
+
+    @task
+    def run_downstream_models(backfill_id: str) -> str:
+        """Stand-in for the dbt/SQL models that read what PostHog exported."""
+        print(f"PostHog backfill {backfill_id} landed; running downstream models.")
+        return backfill_id
+
+    run_downstream_models(backfill.output)

@@ -1,0 +1,444 @@
+"""Hook behaviour with mocked HTTP (requests-mock, respx) for cases the emulator cannot produce exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+from unittest import mock
+
+import httpx
+import pytest
+import requests
+import respx
+
+from airflow_provider_posthog.api.retry import RetryPolicy
+from airflow_provider_posthog.exceptions import (
+    PostHogAPIError,
+    PostHogAuthError,
+    PostHogNotFoundError,
+    PostHogServerError,
+    PostHogTooManyBackfillsError,
+    PostHogTransportError,
+    PostHogValidationError,
+)
+from airflow_provider_posthog.hooks import posthog as hook_module
+from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook, shared_async_client
+
+from hook_helpers import FAST_LOOKUP, FAST_POLICY, HOST, KEY, PROJECT, set_conn
+
+P = f"{HOST}/api/projects/{PROJECT}/batch_exports/"
+EXPORT = "018f0000-0000-7000-8000-00000000e0e0"
+BACKFILL_UUID = "018f0000-0000-7000-8000-0000000000b1"
+
+
+def backfill_row(bid: str = BACKFILL_UUID, **kw: Any) -> dict[str, Any]:
+    row = {
+        "id": bid,
+        "status": "Running",
+        "batch_export": EXPORT,
+        "team": PROJECT,
+        "start_at": "2024-01-01T00:00:00Z",
+        "end_at": "2024-01-01T02:00:00Z",
+        "created_at": "2099-01-01T00:00:00Z",
+        "finished_at": None,
+        "last_updated_at": "2099-01-01T00:00:00Z",
+        "progress": None,
+    }
+    row.update(kw)
+    return row
+
+
+def make_hook(**kw: Any) -> PostHogHook:
+    kw.setdefault("retry_policy", FAST_POLICY)
+    kw.setdefault("backfill_lookup", FAST_LOOKUP)
+    return PostHogHook(**kw)
+
+
+def test_headers_timeouts_and_offset_paging(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.get(
+        P,
+        [
+            {"json": {"count": 3, "next": P + "?limit=100&offset=2", "results": [{"id": "a"}, {"id": "b"}]}},
+            {"json": {"count": 3, "next": None, "results": [{"id": "c"}]}},
+        ],
+    )
+    hook = make_hook()
+    with mock.patch.object(requests.Session, "request", wraps=hook.get_conn().request) as spy:
+        exports = hook.list_batch_exports()
+    assert [e.id for e in exports] == ["a", "b", "c"]
+    assert [h.qs for h in requests_mock.request_history] == [
+        {"limit": ["100"], "offset": ["0"]},
+        {"limit": ["100"], "offset": ["2"]},
+    ]
+    sent = requests_mock.request_history[0]
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    assert sent.headers["User-Agent"].startswith("airflow-provider-posthog/")
+    assert spy.call_args.kwargs["timeout"] == (10.0, 30.0)
+    assert spy.call_args.kwargs["allow_redirects"] is False
+
+
+def test_cursor_paging_follows_absolute_next_on_our_host(mock_conn: str, requests_mock: Any) -> None:
+    runs = P + f"{EXPORT}/runs/"
+    requests_mock.get(
+        runs,
+        [
+            {"json": {"next": f"http://internal/api/projects/{PROJECT}/batch_exports/{EXPORT}/runs/?cursor=c2&status=Failed", "results": [{"id": "r1", "status": "Failed"}]}},
+            {"json": {"next": None, "results": [{"id": "r2", "status": "Failed"}]}},
+        ],
+    )
+    got = make_hook().list_runs(EXPORT, status="Failed", after="-30d")
+    assert [r.id for r in got] == ["r1", "r2"]
+    first, second = requests_mock.request_history
+    assert first.qs == {"after": ["-30d"], "status": ["failed"]}
+    assert second.url.startswith(HOST) and second.qs == {"cursor": ["c2"], "status": ["failed"]}
+
+
+def test_create_backfill_new_generation_tolerates_404(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.post(P + f"{EXPORT}/backfills/", status_code=201, json={"backfill_id": BACKFILL_UUID})
+    requests_mock.get(
+        P + f"{EXPORT}/backfills/{BACKFILL_UUID}/",
+        [{"status_code": 404, "json": {"code": "not_found", "detail": "Not found."}}] * 2
+        + [{"json": backfill_row(status="Starting")}],
+    )
+    b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
+    assert b.id == BACKFILL_UUID and b.status == "Starting"
+    methods = [h.method for h in requests_mock.request_history]
+    assert methods == ["POST", "GET", "GET", "GET"]
+    assert requests_mock.request_history[0].json() == {
+        "start_at": "2024-01-01T00:00:00+00:00",
+        "end_at": "2024-01-01T02:00:00+00:00",
+    }
+
+
+def test_create_backfill_docs_generation_finds_row_by_range(mock_conn: str, requests_mock: Any) -> None:
+    wf = f"{EXPORT}-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T02:00:00+00:00"
+    requests_mock.post(P + f"{EXPORT}/backfills/", status_code=200, json={"backfill_id": wf})
+    old = backfill_row("old", created_at="2000-01-01T00:00:00Z", status="Completed")
+    other = backfill_row("other", end_at="2024-01-01T03:00:00Z")
+    requests_mock.get(
+        P + f"{EXPORT}/backfills/",
+        [
+            {"json": {"next": None, "results": [old]}},
+            {"json": {"next": None, "results": [other, backfill_row("new"), old]}},
+        ],
+    )
+    b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
+    assert b.id == "new"
+    assert requests_mock.request_history[1].qs == {"ordering": ["-created_at"]}
+
+
+def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_mock: Any) -> None:
+    detail = (
+        "Input '2024-01-01T00:00:00+00:00' is not a valid ISO formatted date. Daily or weekly batch export "
+        "backfills expect only the date component, but a time was included."
+    )
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/",
+        [
+            {"status_code": 400, "json": {"type": "validation_error", "code": "invalid_input", "detail": detail}},
+            {"status_code": 201, "json": {"backfill_id": BACKFILL_UUID}},
+        ],
+    )
+    requests_mock.get(P + f"{EXPORT}/", json={"id": EXPORT, "interval": "day", "timezone": "UTC", "offset_hour": 0})
+    requests_mock.get(
+        P + f"{EXPORT}/backfills/{BACKFILL_UUID}/",
+        json=backfill_row(start_at="2024-01-01T00:00:00Z", end_at="2024-01-03T00:00:00Z"),
+    )
+    b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z")
+    assert b.id == BACKFILL_UUID
+    assert [h.json() for h in post.request_history] == [
+        {"start_at": "2024-01-01T00:00:00+00:00", "end_at": "2024-01-03T00:00:00+00:00"},
+        {"start_at": "2024-01-01", "end_at": "2024-01-03"},
+    ]
+
+
+def test_create_backfill_other_400_is_not_retried(mock_conn: str, requests_mock: Any) -> None:
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/",
+        status_code=400,
+        json={"code": "invalid_input", "detail": "The provided 'end_at' (2099-01-01) is in the future"},
+    )
+    with pytest.raises(PostHogValidationError, match="is in the future"):
+        make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z")
+    assert post.call_count == 1
+
+
+def test_too_many_concurrent_backfills_fails_at_once(mock_conn: str, requests_mock: Any) -> None:
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/",
+        status_code=429,
+        headers={"Retry-After": "1"},
+        json={"type": "server_error", "code": "too_many_concurrent_backfills",
+              "detail": "This team already has 2 batch export backfills running. Wait for some to finish."},
+    )
+    with pytest.raises(PostHogTooManyBackfillsError, match="already has 2") as exc:
+        make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z")
+    assert post.call_count == 1 and exc.value.http_status == 429
+
+
+def test_ambiguous_create_failure_looks_before_resending(mock_conn: str, requests_mock: Any) -> None:
+    post = requests_mock.post(P + f"{EXPORT}/backfills/", status_code=502, text="<html>bad gateway</html>")
+    listing = requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": [backfill_row("found")]})
+    b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
+    assert b.id == "found" and post.call_count == 1 and listing.call_count == 1
+
+
+def test_ambiguous_create_failure_resends_once_when_nothing_appeared(
+    mock_conn: str, requests_mock: Any
+) -> None:
+    post = requests_mock.post(P + f"{EXPORT}/backfills/", status_code=500, json={"code": "error", "detail": "boom"})
+    requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": []})
+    hook = make_hook(backfill_lookup=FAST_LOOKUP.__class__(timeout=0.1, poll_initial=0.02, poll_max=0.05))
+    with pytest.raises(PostHogServerError, match="boom"):
+        hook.create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
+    assert post.call_count == 2  # max_posts
+
+
+def test_connect_error_on_create_is_retried(mock_conn: str, requests_mock: Any) -> None:
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/",
+        [
+            {"exc": requests.exceptions.ConnectTimeout("connect timed out")},
+            {"status_code": 201, "json": {"backfill_id": BACKFILL_UUID}},
+        ],
+    )
+    requests_mock.get(P + f"{EXPORT}/backfills/{BACKFILL_UUID}/", json=backfill_row())
+    assert make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z").id == BACKFILL_UUID
+    assert post.call_count == 2
+
+
+def test_create_export_is_not_resent_after_read_timeout(mock_conn: str, requests_mock: Any) -> None:
+    post = requests_mock.post(P, exc=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(PostHogTransportError, match="ReadTimeout"):
+        make_hook().create_batch_export({"name": "x", "destination": {"type": "NoOp", "config": {}}, "interval": "hour"})
+    assert post.call_count == 1
+
+
+def test_retry_run_returns_its_backfill(mock_conn: str, requests_mock: Any) -> None:
+    run = {"id": "r1", "status": "Failed", "data_interval_start": "2024-01-01T00:00:00Z",
+           "data_interval_end": "2024-01-01T01:00:00Z", "created_at": "2024-01-01T01:00:05Z"}
+    requests_mock.get(P + f"{EXPORT}/runs/r1/", json=run)
+    wf = f"{EXPORT}-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T01:00:00+00:00"
+    requests_mock.post(P + f"{EXPORT}/runs/r1/retry/", json={"backfill_id": wf})
+    requests_mock.get(
+        P + f"{EXPORT}/backfills/",
+        json={"next": None, "results": [backfill_row("bf", end_at="2024-01-01T01:00:00Z")]},
+    )
+    assert make_hook().retry_run(EXPORT, "r1").id == "bf"
+
+
+def test_find_backfill_exact_range_and_active_only(mock_conn: str, requests_mock: Any) -> None:
+    rows = [
+        backfill_row("done", status="Completed", created_at="2024-02-02T00:00:00Z"),
+        backfill_row("moved", start_at="2024-01-01T01:00:00Z", created_at="2024-02-03T00:00:00Z"),
+        backfill_row("running", status="Running", created_at="2024-02-01T00:00:00Z"),
+    ]
+    requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": rows})
+    hook = make_hook()
+    assert hook.find_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z").id == "done"  # type: ignore[union-attr]
+    assert hook.find_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z", active_only=True).id == "running"  # type: ignore[union-attr]
+    assert hook.find_backfill(EXPORT, "2023-01-01T00:00:00Z", "2024-01-01T02:00:00Z") is None
+
+
+def test_run_logs_use_the_export_logs_inside_the_run_window(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.get(
+        P + f"{EXPORT}/runs/r1/",
+        json={"id": "r1", "status": "Failed", "created_at": "2024-01-01T01:00:00Z", "finished_at": "2024-01-01T01:05:00Z"},
+    )
+    logs = requests_mock.get(
+        P + f"{EXPORT}/logs/",
+        json={"count": 1, "next": None, "results": [
+            {"timestamp": "2024-01-01T01:04:00Z", "level": "error", "message": "boom", "log_source_id": EXPORT, "instance_id": "wf"}
+        ]},
+    )
+    entries = make_hook().get_run_logs(EXPORT, "r1", level="ERROR", limit=20)
+    assert [(e.level, e.message) for e in entries] == [("ERROR", "boom")]
+    assert logs.last_request.qs == {
+        "limit": ["20"], "after": ["2024-01-01t00:59:59+00:00"], "before": ["2024-01-01t01:05:01+00:00"], "level": ["error"],
+    }
+
+
+def test_run_logs_refused_to_personal_keys_returns_empty(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.get(P + f"{EXPORT}/runs/r1/", json={"id": "r1", "status": "Failed", "created_at": "2024-01-01T01:00:00Z"})
+    requests_mock.get(P + f"{EXPORT}/logs/", status_code=403, json={"detail": "This action does not support personal API key access"})
+    assert make_hook().get_run_logs(EXPORT, "r1") == []
+    requests_mock.get(P + f"{EXPORT}/logs/", status_code=403, json={"detail": "API key missing required scope 'batch_export:read'"})
+    with pytest.raises(PostHogAuthError):
+        make_hook().get_run_logs(EXPORT, "r1")
+
+
+def test_cancel_already_cancelled_is_done(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.post(P + f"{EXPORT}/runs/r1/cancel/", status_code=400, json={"detail": "Cannot cancel a run that is in 'Cancelled' status"})
+    make_hook().cancel_run(EXPORT, "r1")
+    requests_mock.post(P + f"{EXPORT}/backfills/b1/cancel/", status_code=400, json={"detail": "Cannot cancel a backfill that is in 'Completed' status"})
+    with pytest.raises(PostHogValidationError, match="'Completed' status"):
+        make_hook().cancel_backfill(EXPORT, "b1")
+
+
+def test_redirect_is_reported_not_followed(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.get(P + f"{EXPORT}/", status_code=301, headers={"Location": "https://eu.posthog.com/api/x"})
+    with pytest.raises(PostHogAPIError, match="redirected .* to https://eu.posthog.com"):
+        make_hook().get_batch_export(EXPORT)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expect"),
+    [
+        (200, {"count": 3, "results": []}, "Connected to PostHog at https://ph.example.test: project 7 is readable (3 batch exports)"),
+        (401, {"code": "authentication_failed", "detail": "Personal API key found in request Authorization header is invalid."}, "rejected the API key (HTTP 401"),
+        (403, {"code": "permission_denied", "detail": "API key missing required scope 'batch_export:read'"}, "lacks a scope PostHog requires (API key missing required scope 'batch_export:read')"),
+        (403, {"code": "permission_denied", "detail": "API key does not have access to the requested project: ID 7."}, "may not access project 7"),
+        (403, {"code": "permission_denied", "detail": "You don't have access to the project."}, "Access to project 7 was denied"),
+        (404, {"code": "not_found", "detail": "Not found."}, "Project 7 was not found at https://ph.example.test (HTTP 404)"),
+        (503, None, "did not accept the test request"),
+    ],
+)
+def test_test_connection_messages(mock_conn: str, requests_mock: Any, status: int, body: Any, expect: str) -> None:
+    if body is None:
+        requests_mock.get(P, status_code=status, text="<html>maintenance</html>")
+    else:
+        requests_mock.get(P, status_code=status, json=body)
+    ok, message = make_hook().test_connection()
+    assert ok is (status == 200)
+    assert expect in message
+    assert requests_mock.call_count == 1  # a test never retries
+    assert KEY not in message
+
+
+def test_test_connection_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, host="http://127.0.0.1:9")  # discard port: connection refused
+    ok, message = make_hook().test_connection()
+    assert not ok and "Could not reach PostHog at http://127.0.0.1:9" in message
+
+
+def test_test_connection_unknown_conn_never_raises() -> None:
+    ok, message = PostHogHook(posthog_conn_id="does_not_exist").test_connection()
+    assert not ok and "does_not_exist" in message
+
+
+def test_key_is_masked_once_per_process(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.get(P, json={"count": 0, "next": None, "results": []})
+    hook_module._MASKED.clear()
+    with mock.patch("airflow.sdk.log.mask_secret") as masked:
+        make_hook().list_batch_exports()
+        make_hook().list_batch_exports()
+    assert [c for c in masked.call_args_list if c.args == (KEY,)] == [mock.call(KEY)]
+
+
+def test_no_secret_in_logs_or_exceptions(
+    mock_conn: str, requests_mock: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    destination_secret = "AKIA_DESTINATION_SECRET_123"
+    caplog.set_level(logging.DEBUG)
+    requests_mock.post(P, [{"status_code": 503, "json": {"detail": "down"}}] * 2 + [
+        {"status_code": 400, "json": {"code": "invalid_input", "detail": f"Bad key {KEY}", "attr": "destination"}}
+    ])
+    requests_mock.get(P + f"{EXPORT}/", [{"exc": requests.exceptions.ConnectionError("reset")}] * 4)
+    errors: list[str] = []
+    hook = make_hook()
+    payload = {"name": "x", "interval": "hour",
+               "destination": {"type": "S3", "config": {"aws_secret_access_key": destination_secret}}}
+    for call in (lambda: hook.create_batch_export(payload), lambda: hook.get_batch_export(EXPORT),
+                 lambda: hook.update_batch_export(EXPORT, payload)):
+        try:
+            call()
+        except Exception as exc:
+            errors.append(repr(exc) + str(exc) + str(exc.__cause__) + str(exc.__context__))
+    out = capsys.readouterr()
+    haystack = caplog.text + out.out + out.err + "".join(errors)
+    assert errors and KEY not in haystack and destination_secret not in haystack
+
+
+# -- async (respx) ---------------------------------------------------------------------------------------------
+
+
+async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> None:
+    hook_module._MASKED.clear()
+    with (
+        respx.mock(assert_all_called=True) as router,
+        mock.patch("airflow.sdk.bases.hook.BaseHook.get_connection", side_effect=AssertionError("sync lookup")),
+        mock.patch("airflow.sdk.log.mask_secret", side_effect=AssertionError("sync mask")),
+        mock.patch("airflow.sdk.log.amask_secret", new_callable=mock.AsyncMock) as amask,
+    ):
+        route = router.get(P + f"{EXPORT}/runs/r1/").respond(json={"id": "r1", "status": "Running"})
+        hook = PostHogAsyncHook(retry_policy=FAST_POLICY)
+        run = await hook.get_run(EXPORT, "r1")
+    assert run.status == "Running"
+    amask.assert_any_await(KEY)
+    req = route.calls.last.request
+    assert req.headers["Authorization"] == f"Bearer {KEY}" and req.headers["User-Agent"].startswith("airflow-provider-posthog/")
+
+
+async def test_async_retries_and_bounds(mock_conn: str) -> None:
+    with respx.mock() as router:
+        route = router.get(P + f"{EXPORT}/backfills/b1/").mock(
+            side_effect=[
+                httpx.Response(503, json={"detail": "down"}),
+                httpx.ConnectError("refused"),
+                httpx.Response(429, json={"code": "throttled", "detail": "x"}, headers={"Retry-After": "0"}),
+                httpx.Response(200, json=backfill_row("b1")),
+            ]
+        )
+        b = await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
+        assert b.id == "b1" and route.call_count == 4
+        route.mock(return_value=httpx.Response(404, json={"detail": "Not found."}))
+        route.reset()
+        with pytest.raises(PostHogNotFoundError):
+            await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
+        assert route.call_count == 1
+        route.reset()
+        route.mock(side_effect=httpx.ReadTimeout("slow"))
+        with pytest.raises(PostHogTransportError, match="gave up after 4 attempts"):
+            await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
+        assert route.call_count == 4
+
+
+async def test_async_clients_are_shared_per_loop_and_base_url(mock_conn: str) -> None:
+    a = shared_async_client("https://a.example")
+    assert shared_async_client("https://a.example") is a
+    assert shared_async_client("https://b.example") is not a
+    other: list[httpx.AsyncClient] = []
+
+    def in_other_loop() -> None:
+        async def grab() -> None:
+            other.append(shared_async_client("https://a.example"))
+
+        asyncio.run(grab())
+
+    await asyncio.to_thread(in_other_loop)
+    assert other[0] is not a
+    await hook_module.aclose_shared_clients()
+    assert a.is_closed and shared_async_client("https://a.example") is not a
+
+
+async def test_many_async_hooks_share_one_client(mock_conn: str) -> None:
+    with respx.mock() as router:
+        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").respond(json={"id": "r", "status": "Completed"})
+        created: list[httpx.AsyncClient] = []
+        real = httpx.AsyncClient.__init__
+
+        def spy(self: httpx.AsyncClient, *a: Any, **k: Any) -> None:
+            created.append(self)
+            real(self, *a, **k)
+
+        with mock.patch.object(httpx.AsyncClient, "__init__", spy):
+            await hook_module.aclose_shared_clients()
+            hooks = [PostHogAsyncHook() for _ in range(200)]
+            runs = await asyncio.gather(*(h.get_run(EXPORT, f"r{i}") for i, h in enumerate(hooks)))
+    assert len(runs) == 200 and len(created) == 1
+
+
+def test_json_error_body_never_includes_request_body(mock_conn: str, requests_mock: Any) -> None:
+    requests_mock.patch(P + f"{EXPORT}/", status_code=400, json={"code": "invalid_input", "detail": "nope"})
+    with pytest.raises(PostHogValidationError) as exc:
+        make_hook().update_batch_export(EXPORT, {"destination": {"config": {"password": "hunter2-secret"}}})
+    assert "hunter2-secret" not in str(exc.value) and json.dumps(exc.value.__dict__, default=str).find("hunter2") < 0
+
+
+def test_policy_from_hook_arguments() -> None:
+    hook = PostHogHook(max_attempts=2, max_retry_wait=7.5)
+    assert hook.retry_policy == RetryPolicy(max_attempts=2, max_elapsed=7.5)
+    assert PostHogHook(backfill_lookup_timeout=3).backfill_lookup.timeout == 3
