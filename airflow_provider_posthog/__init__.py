@@ -35,7 +35,7 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["schema", "port", "login"],
                     "relabeling": {"host": "PostHog host", "password": "Personal API key"},
                     "placeholders": {
-                        "host": "https://us.posthog.com (EU: https://eu.posthog.com, or your self-hosted URL)",
+                        "host": "https://us.posthog.com (or https://eu.posthog.com, or a self-hosted URL)",
                         "password": "phx_... (scopes batch_export:read, batch_export:write)",
                         "project_id": "12345",
                         "timeout": "30",

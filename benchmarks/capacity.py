@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, required=True)
     parser.add_argument("--cycles", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--profile", default=None, help="write a pyinstrument text profile of the run here")
     args = parser.parse_args(argv)
 
     targets = json.loads(Path(args.targets).read_text())
@@ -296,7 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.triggers.base import BaseTrigger  # noqa: F401
 
     preimport(args.contender)
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+        profiler.start()
     result = asyncio.run(measure(args.contender, targets, args.poll_interval, args.cycles))
+    if profiler is not None:
+        profiler.stop()
+        from pyinstrument.renderers import ConsoleRenderer
+
+        session = profiler.last_session
+        assert session is not None
+        session.save(args.profile + ".pyisession")
+        tree = ConsoleRenderer(unicode=True, color=False).render(session)
+        flat = ConsoleRenderer(unicode=True, color=False, flat=True, show_all=True).render(session)
+        Path(args.profile).write_text(tree + "\n\nSelf time by function (all frames):\n" + flat)
     result["pid"] = os.getpid()
     Path(args.out).write_text(json.dumps(result, indent=1))
     summary = {k: result[k] for k in ("contender", "n", "polls_total", "events", "exceptions", "lag_p99_ms")}

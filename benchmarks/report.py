@@ -251,6 +251,11 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "min. Figures are median (min–max); ratios are contender / ours. Methods: `docs/benchmarks.md`.",
         "",
         *machine_info(),
+        "- Load average (1/5/15 min) at start "
+        + "/".join(f"{x:.2f}" for x in results.get("loadavg_start", ()))
+        + ", at end "
+        + "/".join(f"{x:.2f}" for x in results.get("loadavg_end", ()))
+        + " (anything else running on the 2 cores shows up here).",
         "",
     ]
     if results.get("quick"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "quick": args.quick,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "loadavg_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="run-", dir=bench_dir) as tmp:
         workdir = Path(tmp)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             if "failed" in results["economy"]:
                 log(results["economy"]["failed"])
         results["wall_s"] = time.monotonic() - started
+        results["loadavg_end"] = os.getloadavg()
         (bench_dir / ("results-quick.json" if args.quick else "results.json")).write_text(
             json.dumps(results, indent=1, default=str)
         )

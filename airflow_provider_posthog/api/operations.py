@@ -424,9 +424,14 @@ def _await_by_range(
     created_after: DateTime,
     lookup: BackfillLookup,
     *,
+    exclude: frozenset[str] = frozenset(),
     timeout: float | None = None,
 ) -> Operation[Backfill | None]:
-    """Find a new backfill's row by range and ``created_at`` ([DOCS] answers a workflow id, not its id)."""
+    """Find a new backfill's row by range and ``created_at`` ([DOCS] answers a workflow id, not its id).
+
+    ``exclude``: ids that existed before the POST, so an older backfill over the same range is never
+    mistaken for the new one.
+    """
     deadline = time.monotonic() + (lookup.timeout if timeout is None else timeout)
     waits = _sleep_schedule(lookup)
     spec = rq.list_backfills(project_id, batch_export_id, ordering="-created_at")
@@ -435,7 +440,9 @@ def _await_by_range(
         candidates = [
             b
             for b in (Backfill.from_api(r) for r in rq.page_results(response.body))
-            if target.matches(b) and (b.created_at is None or b.created_at >= created_after)
+            if b.id not in exclude
+            and target.matches(b)
+            and (b.created_at is None or b.created_at >= created_after)
         ]
         if candidates:
             return max(candidates, key=lambda b: b.created_at or pendulum.DateTime.min)
@@ -458,6 +465,9 @@ def _submit_backfill(
 ) -> Operation[Backfill]:
     """POST a backfill-creating request (resent only if provably nothing was created) and resolve it."""
     created_after = pendulum.now("UTC").subtract(seconds=lookup.clock_skew)
+    # One GET before the POST: which backfills exist already (the newest page is enough, see below).
+    snapshot: ApiResponse = yield rq.list_backfills(project_id, batch_export_id, ordering="-created_at")
+    existing = frozenset(str(r.get("id")) for r in rq.page_results(snapshot.body))
     posts = 0
     dates_tried = start is None or end is None
     while True:
@@ -489,7 +499,9 @@ def _submit_backfill(
             log.warning(
                 "Backfill request for %s failed ambiguously (%s); checking PostHog.", batch_export_id, exc
             )
-            found = yield from _await_by_range(project_id, batch_export_id, target, created_after, lookup)
+            found = yield from _await_by_range(
+                project_id, batch_export_id, target, created_after, lookup, exclude=existing
+            )
             if found is not None:
                 return found
             if posts >= lookup.max_posts:
@@ -498,7 +510,9 @@ def _submit_backfill(
     backfill_id = str(_body(response).get("backfill_id") or "")
     if backfill_id and _is_uuid(backfill_id):
         return (yield from _await_by_id(project_id, batch_export_id, backfill_id, lookup))
-    found = yield from _await_by_range(project_id, batch_export_id, target, created_after, lookup)
+    found = yield from _await_by_range(
+        project_id, batch_export_id, target, created_after, lookup, exclude=existing
+    )
     if found is None:
         raise PostHogNotFoundError(
             f"PostHog accepted backfill {backfill_id or '(no id)'} of batch export {batch_export_id} but "

@@ -328,7 +328,7 @@ class EmulatorApp:
             project = store.projects.get(team_id)
             if project is None:
                 raise not_found()
-            entry = methods.get(method)
+            entry = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
             if entry is None:
                 raise method_not_allowed(method)
             tag, action = entry

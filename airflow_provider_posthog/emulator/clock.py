@@ -250,7 +250,8 @@ class StateMachine:
         backfill["last_updated_at"] = when
         if status in ACTIVE:
             backfill["finished_at"] = None
-            if backfill.get("_simulated"):
+            busy = any(r["status"] in ACTIVE for r in self.store.runs_of_backfill(backfill["id"]))
+            if backfill.get("_simulated") and not busy:
                 self._at(when, "backfill_next_run", backfill)
             return
         backfill["_visible"] = True

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 UTC = timezone.utc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestLogEntry:
     """One API call as the emulator saw it (admin ``/_emulator/`` calls are not logged)."""
 

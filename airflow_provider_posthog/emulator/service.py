@@ -390,6 +390,7 @@ class Service:
             start = self._earliest_data_check(export, start, end)
         if start is None and self.new and "batch-export-earliest-backfill" not in self.settings.feature_flags:
             raise validation("Backfilling from the beginning of time is not enabled for this team.")
+        open_end = end is None
         if end is None:
             if export["destination"]["type"] not in ("HTTP", "NoOp"):
                 raise server_error()
@@ -408,6 +409,10 @@ class Service:
                     "Wait for some to finish or cancel them before creating more.",
                 )
         backfill = self._start_backfill(export, start, end, now)
+        if open_end:
+            backfill["end_at"] = None
+            start_text = backfill["start_at"].isoformat() if backfill["start_at"] else "START"
+            backfill["_workflow_id"] = f"{export['id']}-Backfill-{start_text}-{'END' if self.new else 'None'}"
         if self.new:
             return 201, {"backfill_id": backfill["id"]}
         return 200, {"backfill_id": backfill["_workflow_id"]}

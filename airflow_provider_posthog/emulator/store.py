@@ -49,6 +49,7 @@ class Store:
     fail_queue: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     _runs_by_export: dict[str, list[str]] = field(default_factory=dict)
     _runs_by_backfill: dict[str, list[str]] = field(default_factory=dict)
+    _backfills_by_export: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clear()
@@ -62,6 +63,7 @@ class Store:
         self.fail_queue.clear()
         self._runs_by_export.clear()
         self._runs_by_backfill.clear()
+        self._backfills_by_export.clear()
         s = self.settings
         self.keys.setdefault(s.api_key, ApiKey(s.api_key, frozenset({READ_SCOPE, WRITE_SCOPE}), None))
         self.projects.setdefault(s.project_id, Project(s.project_id, s.organization_id))
@@ -162,6 +164,7 @@ class Store:
             "_version": 0,
         }
         self.backfills[backfill["id"]] = backfill
+        self._backfills_by_export.setdefault(export["id"], []).append(backfill["id"])
         return backfill
 
     def add_log(self, export_id: str, instance_id: str, when: datetime, level: str, message: str) -> None:
@@ -183,11 +186,8 @@ class Store:
         return [self.runs[i] for i in self._runs_by_backfill.get(backfill_id, ())]
 
     def backfills_of_export(self, export_id: str, *, visible_only: bool = True) -> list[dict[str, Any]]:
-        return [
-            b
-            for b in self.backfills.values()
-            if b["batch_export"] == export_id and (b["_visible"] or not visible_only)
-        ]
+        found = (self.backfills[i] for i in self._backfills_by_export.get(export_id, ()))
+        return [b for b in found if b["_visible"] or not visible_only]
 
     # -- representations (API.md §5) --------------------------------------------------------------------
     def render_export(self, export: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,12 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
         found = self.hook.find_backfill(batch_export_id, start_at, end_at)
         if found is None:
             return None
+        if found.outcome is Outcome.SUCCEEDED:
+            # Completed, but a retry after "some of its runs failed" must export again, not fail again.
+            verdict = self._poll_backfill(batch_export_id, found.id)
+            if verdict.outcome is Outcome.FAILED:
+                self.log.info("%s Creating a new backfill.", verdict.message)
+                return None
         if found.outcome is Outcome.FAILED:
             self.log.info(
                 "Backfill %s over the same range ended %s; creating a new one.", found.id, found.status

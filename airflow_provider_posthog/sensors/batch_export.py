@@ -90,7 +90,12 @@ class _PostHogSensor(BaseSensorOperator):
     def _project_id(self) -> int | None:
         if self.project_id is None or self.project_id == "":
             return None
-        return int(self.project_id)
+        try:
+            return int(self.project_id)
+        except (TypeError, ValueError) as exc:
+            from airflow_provider_posthog.exceptions import PostHogConfigError
+
+            raise PostHogConfigError(f"project_id={self.project_id!r} is not a number.") from exc
 
     # -- subclass API ---------------------------------------------------------------------------------------
     def _decide(self, batch_export_id: str) -> Decision:

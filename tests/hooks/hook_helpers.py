@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.api.operations import BackfillLookup
 from airflow_provider_posthog.api.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import pytest
 
 KEY = "phx_unit_test_key_0123456789abcdef"
 HOST = "https://ph.example.test"

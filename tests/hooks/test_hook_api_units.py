@@ -240,7 +240,7 @@ def test_decode_response() -> None:
     assert decode_response(status=204, content=b"", **common).body is None  # type: ignore[arg-type]
     with pytest.raises(PostHogAPIError, match="non-JSON body"):
         decode_response(status=200, content=b"<html>login</html>", **common)  # type: ignore[arg-type]
-    with pytest.raises(PostHogAPIError, match="redirected.*https://eu.posthog.com"):
+    with pytest.raises(PostHogAPIError, match=r"redirected.*https://eu\.posthog\.com"):
         decode_response(**{**common, "location": "https://eu.posthog.com/api/x"}, status=301, content=b"")  # type: ignore[arg-type]
 
 
@@ -312,7 +312,7 @@ def test_retrying_is_bounded_by_attempts_and_time() -> None:
         for attempt in slow.retrying(idempotent=True):
             with attempt:
                 fail()
-    assert time.monotonic() - started < 0.5 and 2 <= len(calls) <= 6
+    assert time.monotonic() - started < 1.5 and 2 <= len(calls) <= 6
 
 
 def test_add_attempts_keeps_type() -> None:
@@ -327,3 +327,16 @@ def test_format_datetime() -> None:
     )
     assert rq.format_datetime(dt.date(2024, 1, 1)) == "2024-01-01"
     assert rq.format_datetime(" -7d ") == "-7d"
+
+
+def test_hook_module_imports_no_http_library_eagerly() -> None:
+    """Operators import the hook lazily; the hook itself imports requests only when it sends."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import airflow_provider_posthog.hooks.posthog; "
+        "import airflow_provider_posthog.api.operations; print('requests' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import requests
 import respx
+from hook_helpers import FAST_LOOKUP, FAST_POLICY, HOST, KEY, PROJECT, set_conn
 
 from airflow_provider_posthog.api.retry import RetryPolicy
 from airflow_provider_posthog.exceptions import (
@@ -26,8 +27,6 @@ from airflow_provider_posthog.exceptions import (
 )
 from airflow_provider_posthog.hooks import posthog as hook_module
 from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook, shared_async_client
-
-from hook_helpers import FAST_LOOKUP, FAST_POLICY, HOST, KEY, PROJECT, set_conn
 
 P = f"{HOST}/api/projects/{PROJECT}/batch_exports/"
 EXPORT = "018f0000-0000-7000-8000-00000000e0e0"
@@ -49,6 +48,11 @@ def backfill_row(bid: str = BACKFILL_UUID, **kw: Any) -> dict[str, Any]:
     }
     row.update(kw)
     return row
+
+
+def no_backfills(requests_mock: Any) -> Any:
+    """The list create_backfill reads before its POST (to tell new rows from old ones)."""
+    return requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": []})
 
 
 def make_hook(**kw: Any) -> PostHogHook:
@@ -85,7 +89,12 @@ def test_cursor_paging_follows_absolute_next_on_our_host(mock_conn: str, request
     requests_mock.get(
         runs,
         [
-            {"json": {"next": f"http://internal/api/projects/{PROJECT}/batch_exports/{EXPORT}/runs/?cursor=c2&status=Failed", "results": [{"id": "r1", "status": "Failed"}]}},
+            {
+                "json": {
+                    "next": f"http://internal/api/projects/{PROJECT}/batch_exports/{EXPORT}/runs/?cursor=c2&status=Failed",
+                    "results": [{"id": "r1", "status": "Failed"}],
+                }
+            },
             {"json": {"next": None, "results": [{"id": "r2", "status": "Failed"}]}},
         ],
     )
@@ -97,6 +106,7 @@ def test_cursor_paging_follows_absolute_next_on_our_host(mock_conn: str, request
 
 
 def test_create_backfill_new_generation_tolerates_404(mock_conn: str, requests_mock: Any) -> None:
+    no_backfills(requests_mock)
     requests_mock.post(P + f"{EXPORT}/backfills/", status_code=201, json={"backfill_id": BACKFILL_UUID})
     requests_mock.get(
         P + f"{EXPORT}/backfills/{BACKFILL_UUID}/",
@@ -106,8 +116,8 @@ def test_create_backfill_new_generation_tolerates_404(mock_conn: str, requests_m
     b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
     assert b.id == BACKFILL_UUID and b.status == "Starting"
     methods = [h.method for h in requests_mock.request_history]
-    assert methods == ["POST", "GET", "GET", "GET"]
-    assert requests_mock.request_history[0].json() == {
+    assert methods == ["GET", "POST", "GET", "GET", "GET"]
+    assert requests_mock.request_history[1].json() == {
         "start_at": "2024-01-01T00:00:00+00:00",
         "end_at": "2024-01-01T02:00:00+00:00",
     }
@@ -126,11 +136,13 @@ def test_create_backfill_docs_generation_finds_row_by_range(mock_conn: str, requ
         ],
     )
     b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
-    assert b.id == "new"
-    assert requests_mock.request_history[1].qs == {"ordering": ["-created_at"]}
+    assert b.id == "new"  # "old" existed before the POST; "other" has another range
+    assert requests_mock.request_history[0].qs == {"ordering": ["-created_at"]}
+    assert [h.method for h in requests_mock.request_history] == ["GET", "POST", "GET"]
 
 
 def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_mock: Any) -> None:
+    no_backfills(requests_mock)
     detail = (
         "Input '2024-01-01T00:00:00+00:00' is not a valid ISO formatted date. Daily or weekly batch export "
         "backfills expect only the date component, but a time was included."
@@ -138,11 +150,16 @@ def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",
         [
-            {"status_code": 400, "json": {"type": "validation_error", "code": "invalid_input", "detail": detail}},
+            {
+                "status_code": 400,
+                "json": {"type": "validation_error", "code": "invalid_input", "detail": detail},
+            },
             {"status_code": 201, "json": {"backfill_id": BACKFILL_UUID}},
         ],
     )
-    requests_mock.get(P + f"{EXPORT}/", json={"id": EXPORT, "interval": "day", "timezone": "UTC", "offset_hour": 0})
+    requests_mock.get(
+        P + f"{EXPORT}/", json={"id": EXPORT, "interval": "day", "timezone": "UTC", "offset_hour": 0}
+    )
     requests_mock.get(
         P + f"{EXPORT}/backfills/{BACKFILL_UUID}/",
         json=backfill_row(start_at="2024-01-01T00:00:00Z", end_at="2024-01-03T00:00:00Z"),
@@ -156,6 +173,7 @@ def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_
 
 
 def test_create_backfill_other_400_is_not_retried(mock_conn: str, requests_mock: Any) -> None:
+    no_backfills(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",
         status_code=400,
@@ -167,12 +185,16 @@ def test_create_backfill_other_400_is_not_retried(mock_conn: str, requests_mock:
 
 
 def test_too_many_concurrent_backfills_fails_at_once(mock_conn: str, requests_mock: Any) -> None:
+    no_backfills(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",
         status_code=429,
         headers={"Retry-After": "1"},
-        json={"type": "server_error", "code": "too_many_concurrent_backfills",
-              "detail": "This team already has 2 batch export backfills running. Wait for some to finish."},
+        json={
+            "type": "server_error",
+            "code": "too_many_concurrent_backfills",
+            "detail": "This team already has 2 batch export backfills running. Wait for some to finish.",
+        },
     )
     with pytest.raises(PostHogTooManyBackfillsError, match="already has 2") as exc:
         make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z")
@@ -181,15 +203,40 @@ def test_too_many_concurrent_backfills_fails_at_once(mock_conn: str, requests_mo
 
 def test_ambiguous_create_failure_looks_before_resending(mock_conn: str, requests_mock: Any) -> None:
     post = requests_mock.post(P + f"{EXPORT}/backfills/", status_code=502, text="<html>bad gateway</html>")
-    listing = requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": [backfill_row("found")]})
+    listing = requests_mock.get(
+        P + f"{EXPORT}/backfills/",
+        [
+            {"json": {"next": None, "results": []}},
+            {"json": {"next": None, "results": [backfill_row("found")]}},
+        ],
+    )
     b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
-    assert b.id == "found" and post.call_count == 1 and listing.call_count == 1
+    assert b.id == "found" and post.call_count == 1 and listing.call_count == 2
+
+
+def test_backfill_created_but_answer_lost_is_not_duplicated(mock_conn: str, requests_mock: Any) -> None:
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/", exc=requests.exceptions.ConnectionError("Connection aborted.")
+    )
+    older = backfill_row("older-same-range", created_at="2099-01-01T00:00:00Z")
+    requests_mock.get(
+        P + f"{EXPORT}/backfills/",
+        [
+            {"json": {"next": None, "results": [older]}},  # before the POST
+            {"json": {"next": None, "results": [older]}},  # not visible yet
+            {"json": {"next": None, "results": [backfill_row("created"), older]}},
+        ],
+    )
+    b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
+    assert b.id == "created" and post.call_count == 1
 
 
 def test_ambiguous_create_failure_resends_once_when_nothing_appeared(
     mock_conn: str, requests_mock: Any
 ) -> None:
-    post = requests_mock.post(P + f"{EXPORT}/backfills/", status_code=500, json={"code": "error", "detail": "boom"})
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/", status_code=500, json={"code": "error", "detail": "boom"}
+    )
     requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": []})
     hook = make_hook(backfill_lookup=FAST_LOOKUP.__class__(timeout=0.1, poll_initial=0.02, poll_max=0.05))
     with pytest.raises(PostHogServerError, match="boom"):
@@ -198,6 +245,7 @@ def test_ambiguous_create_failure_resends_once_when_nothing_appeared(
 
 
 def test_connect_error_on_create_is_retried(mock_conn: str, requests_mock: Any) -> None:
+    no_backfills(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",
         [
@@ -206,26 +254,39 @@ def test_connect_error_on_create_is_retried(mock_conn: str, requests_mock: Any) 
         ],
     )
     requests_mock.get(P + f"{EXPORT}/backfills/{BACKFILL_UUID}/", json=backfill_row())
-    assert make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z").id == BACKFILL_UUID
+    assert (
+        make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z").id
+        == BACKFILL_UUID
+    )
     assert post.call_count == 2
 
 
 def test_create_export_is_not_resent_after_read_timeout(mock_conn: str, requests_mock: Any) -> None:
     post = requests_mock.post(P, exc=requests.exceptions.ReadTimeout("read timed out"))
     with pytest.raises(PostHogTransportError, match="ReadTimeout"):
-        make_hook().create_batch_export({"name": "x", "destination": {"type": "NoOp", "config": {}}, "interval": "hour"})
+        make_hook().create_batch_export(
+            {"name": "x", "destination": {"type": "NoOp", "config": {}}, "interval": "hour"}
+        )
     assert post.call_count == 1
 
 
 def test_retry_run_returns_its_backfill(mock_conn: str, requests_mock: Any) -> None:
-    run = {"id": "r1", "status": "Failed", "data_interval_start": "2024-01-01T00:00:00Z",
-           "data_interval_end": "2024-01-01T01:00:00Z", "created_at": "2024-01-01T01:00:05Z"}
+    run = {
+        "id": "r1",
+        "status": "Failed",
+        "data_interval_start": "2024-01-01T00:00:00Z",
+        "data_interval_end": "2024-01-01T01:00:00Z",
+        "created_at": "2024-01-01T01:00:05Z",
+    }
     requests_mock.get(P + f"{EXPORT}/runs/r1/", json=run)
     wf = f"{EXPORT}-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T01:00:00+00:00"
     requests_mock.post(P + f"{EXPORT}/runs/r1/retry/", json={"backfill_id": wf})
     requests_mock.get(
         P + f"{EXPORT}/backfills/",
-        json={"next": None, "results": [backfill_row("bf", end_at="2024-01-01T01:00:00Z")]},
+        [
+            {"json": {"next": None, "results": []}},
+            {"json": {"next": None, "results": [backfill_row("bf", end_at="2024-01-01T01:00:00Z")]}},
+        ],
     )
     assert make_hook().retry_run(EXPORT, "r1").id == "bf"
 
@@ -238,65 +299,136 @@ def test_find_backfill_exact_range_and_active_only(mock_conn: str, requests_mock
     ]
     requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": rows})
     hook = make_hook()
-    assert hook.find_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z").id == "done"  # type: ignore[union-attr]
-    assert hook.find_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z", active_only=True).id == "running"  # type: ignore[union-attr]
+    assert hook.find_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z").id == "done"
+    assert (
+        hook.find_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z", active_only=True).id
+        == "running"
+    )
     assert hook.find_backfill(EXPORT, "2023-01-01T00:00:00Z", "2024-01-01T02:00:00Z") is None
 
 
 def test_run_logs_use_the_export_logs_inside_the_run_window(mock_conn: str, requests_mock: Any) -> None:
     requests_mock.get(
         P + f"{EXPORT}/runs/r1/",
-        json={"id": "r1", "status": "Failed", "created_at": "2024-01-01T01:00:00Z", "finished_at": "2024-01-01T01:05:00Z"},
+        json={
+            "id": "r1",
+            "status": "Failed",
+            "created_at": "2024-01-01T01:00:00Z",
+            "finished_at": "2024-01-01T01:05:00Z",
+        },
     )
     logs = requests_mock.get(
         P + f"{EXPORT}/logs/",
-        json={"count": 1, "next": None, "results": [
-            {"timestamp": "2024-01-01T01:04:00Z", "level": "error", "message": "boom", "log_source_id": EXPORT, "instance_id": "wf"}
-        ]},
+        json={
+            "count": 1,
+            "next": None,
+            "results": [
+                {
+                    "timestamp": "2024-01-01T01:04:00Z",
+                    "level": "error",
+                    "message": "boom",
+                    "log_source_id": EXPORT,
+                    "instance_id": "wf",
+                }
+            ],
+        },
     )
     entries = make_hook().get_run_logs(EXPORT, "r1", level="ERROR", limit=20)
     assert [(e.level, e.message) for e in entries] == [("ERROR", "boom")]
     assert logs.last_request.qs == {
-        "limit": ["20"], "after": ["2024-01-01t00:59:59+00:00"], "before": ["2024-01-01t01:05:01+00:00"], "level": ["error"],
+        "limit": ["20"],
+        "after": ["2024-01-01t00:59:59+00:00"],
+        "before": ["2024-01-01t01:05:01+00:00"],
+        "level": ["error"],
     }
 
 
 def test_run_logs_refused_to_personal_keys_returns_empty(mock_conn: str, requests_mock: Any) -> None:
-    requests_mock.get(P + f"{EXPORT}/runs/r1/", json={"id": "r1", "status": "Failed", "created_at": "2024-01-01T01:00:00Z"})
-    requests_mock.get(P + f"{EXPORT}/logs/", status_code=403, json={"detail": "This action does not support personal API key access"})
+    requests_mock.get(
+        P + f"{EXPORT}/runs/r1/", json={"id": "r1", "status": "Failed", "created_at": "2024-01-01T01:00:00Z"}
+    )
+    requests_mock.get(
+        P + f"{EXPORT}/logs/",
+        status_code=403,
+        json={"detail": "This action does not support personal API key access"},
+    )
     assert make_hook().get_run_logs(EXPORT, "r1") == []
-    requests_mock.get(P + f"{EXPORT}/logs/", status_code=403, json={"detail": "API key missing required scope 'batch_export:read'"})
+    requests_mock.get(
+        P + f"{EXPORT}/logs/",
+        status_code=403,
+        json={"detail": "API key missing required scope 'batch_export:read'"},
+    )
     with pytest.raises(PostHogAuthError):
         make_hook().get_run_logs(EXPORT, "r1")
 
 
 def test_cancel_already_cancelled_is_done(mock_conn: str, requests_mock: Any) -> None:
-    requests_mock.post(P + f"{EXPORT}/runs/r1/cancel/", status_code=400, json={"detail": "Cannot cancel a run that is in 'Cancelled' status"})
+    requests_mock.post(
+        P + f"{EXPORT}/runs/r1/cancel/",
+        status_code=400,
+        json={"detail": "Cannot cancel a run that is in 'Cancelled' status"},
+    )
     make_hook().cancel_run(EXPORT, "r1")
-    requests_mock.post(P + f"{EXPORT}/backfills/b1/cancel/", status_code=400, json={"detail": "Cannot cancel a backfill that is in 'Completed' status"})
+    requests_mock.post(
+        P + f"{EXPORT}/backfills/b1/cancel/",
+        status_code=400,
+        json={"detail": "Cannot cancel a backfill that is in 'Completed' status"},
+    )
     with pytest.raises(PostHogValidationError, match="'Completed' status"):
         make_hook().cancel_backfill(EXPORT, "b1")
 
 
 def test_redirect_is_reported_not_followed(mock_conn: str, requests_mock: Any) -> None:
     requests_mock.get(P + f"{EXPORT}/", status_code=301, headers={"Location": "https://eu.posthog.com/api/x"})
-    with pytest.raises(PostHogAPIError, match="redirected .* to https://eu.posthog.com"):
+    with pytest.raises(PostHogAPIError, match=r"redirected .* to https://eu\.posthog\.com"):
         make_hook().get_batch_export(EXPORT)
 
 
 @pytest.mark.parametrize(
     ("status", "body", "expect"),
     [
-        (200, {"count": 3, "results": []}, "Connected to PostHog at https://ph.example.test: project 7 is readable (3 batch exports)"),
-        (401, {"code": "authentication_failed", "detail": "Personal API key found in request Authorization header is invalid."}, "rejected the API key (HTTP 401"),
-        (403, {"code": "permission_denied", "detail": "API key missing required scope 'batch_export:read'"}, "lacks a scope PostHog requires (API key missing required scope 'batch_export:read')"),
-        (403, {"code": "permission_denied", "detail": "API key does not have access to the requested project: ID 7."}, "may not access project 7"),
-        (403, {"code": "permission_denied", "detail": "You don't have access to the project."}, "Access to project 7 was denied"),
-        (404, {"code": "not_found", "detail": "Not found."}, "Project 7 was not found at https://ph.example.test (HTTP 404)"),
+        (
+            200,
+            {"count": 3, "results": []},
+            "Connected to PostHog at https://ph.example.test: project 7 is readable (3 batch exports)",
+        ),
+        (
+            401,
+            {
+                "code": "authentication_failed",
+                "detail": "Personal API key found in request Authorization header is invalid.",
+            },
+            "rejected the API key (HTTP 401",
+        ),
+        (
+            403,
+            {"code": "permission_denied", "detail": "API key missing required scope 'batch_export:read'"},
+            "lacks a scope PostHog requires (API key missing required scope 'batch_export:read')",
+        ),
+        (
+            403,
+            {
+                "code": "permission_denied",
+                "detail": "API key does not have access to the requested project: ID 7.",
+            },
+            "may not access project 7",
+        ),
+        (
+            403,
+            {"code": "permission_denied", "detail": "You don't have access to the project."},
+            "Access to project 7 was denied",
+        ),
+        (
+            404,
+            {"code": "not_found", "detail": "Not found."},
+            "Project 7 was not found at https://ph.example.test (HTTP 404)",
+        ),
         (503, None, "did not accept the test request"),
     ],
 )
-def test_test_connection_messages(mock_conn: str, requests_mock: Any, status: int, body: Any, expect: str) -> None:
+def test_test_connection_messages(
+    mock_conn: str, requests_mock: Any, status: int, body: Any, expect: str
+) -> None:
     if body is None:
         requests_mock.get(P, status_code=status, text="<html>maintenance</html>")
     else:
@@ -333,16 +465,29 @@ def test_no_secret_in_logs_or_exceptions(
 ) -> None:
     destination_secret = "AKIA_DESTINATION_SECRET_123"
     caplog.set_level(logging.DEBUG)
-    requests_mock.post(P, [{"status_code": 503, "json": {"detail": "down"}}] * 2 + [
-        {"status_code": 400, "json": {"code": "invalid_input", "detail": f"Bad key {KEY}", "attr": "destination"}}
-    ])
+    requests_mock.post(
+        P,
+        [{"status_code": 503, "json": {"detail": "down"}}] * 2
+        + [
+            {
+                "status_code": 400,
+                "json": {"code": "invalid_input", "detail": f"Bad key {KEY}", "attr": "destination"},
+            }
+        ],
+    )
     requests_mock.get(P + f"{EXPORT}/", [{"exc": requests.exceptions.ConnectionError("reset")}] * 4)
     errors: list[str] = []
     hook = make_hook()
-    payload = {"name": "x", "interval": "hour",
-               "destination": {"type": "S3", "config": {"aws_secret_access_key": destination_secret}}}
-    for call in (lambda: hook.create_batch_export(payload), lambda: hook.get_batch_export(EXPORT),
-                 lambda: hook.update_batch_export(EXPORT, payload)):
+    payload = {
+        "name": "x",
+        "interval": "hour",
+        "destination": {"type": "S3", "config": {"aws_secret_access_key": destination_secret}},
+    }
+    for call in (
+        lambda: hook.create_batch_export(payload),
+        lambda: hook.get_batch_export(EXPORT),
+        lambda: hook.update_batch_export(EXPORT, payload),
+    ):
         try:
             call()
         except Exception as exc:
@@ -352,14 +497,16 @@ def test_no_secret_in_logs_or_exceptions(
     assert errors and KEY not in haystack and destination_secret not in haystack
 
 
-# -- async (respx) ---------------------------------------------------------------------------------------------
+# -- async (respx) ---------------------------------------------------------------------------------------
 
 
 async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> None:
     hook_module._MASKED.clear()
     with (
         respx.mock(assert_all_called=True) as router,
-        mock.patch("airflow.sdk.bases.hook.BaseHook.get_connection", side_effect=AssertionError("sync lookup")),
+        mock.patch(
+            "airflow.sdk.bases.hook.BaseHook.get_connection", side_effect=AssertionError("sync lookup")
+        ),
         mock.patch("airflow.sdk.log.mask_secret", side_effect=AssertionError("sync mask")),
         mock.patch("airflow.sdk.log.amask_secret", new_callable=mock.AsyncMock) as amask,
     ):
@@ -369,7 +516,9 @@ async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> N
     assert run.status == "Running"
     amask.assert_any_await(KEY)
     req = route.calls.last.request
-    assert req.headers["Authorization"] == f"Bearer {KEY}" and req.headers["User-Agent"].startswith("airflow-provider-posthog/")
+    assert req.headers["Authorization"] == f"Bearer {KEY}" and req.headers["User-Agent"].startswith(
+        "airflow-provider-posthog/"
+    )
 
 
 async def test_async_retries_and_bounds(mock_conn: str) -> None:
@@ -416,7 +565,9 @@ async def test_async_clients_are_shared_per_loop_and_base_url(mock_conn: str) ->
 
 async def test_many_async_hooks_share_one_client(mock_conn: str) -> None:
     with respx.mock() as router:
-        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").respond(json={"id": "r", "status": "Completed"})
+        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").respond(
+            json={"id": "r", "status": "Completed"}
+        )
         created: list[httpx.AsyncClient] = []
         real = httpx.AsyncClient.__init__
 
@@ -435,7 +586,10 @@ def test_json_error_body_never_includes_request_body(mock_conn: str, requests_mo
     requests_mock.patch(P + f"{EXPORT}/", status_code=400, json={"code": "invalid_input", "detail": "nope"})
     with pytest.raises(PostHogValidationError) as exc:
         make_hook().update_batch_export(EXPORT, {"destination": {"config": {"password": "hunter2-secret"}}})
-    assert "hunter2-secret" not in str(exc.value) and json.dumps(exc.value.__dict__, default=str).find("hunter2") < 0
+    assert (
+        "hunter2-secret" not in str(exc.value)
+        and json.dumps(exc.value.__dict__, default=str).find("hunter2") < 0
+    )
 
 
 def test_policy_from_hook_arguments() -> None:

@@ -248,13 +248,24 @@ def test_reattaches_to_a_running_backfill_of_the_same_range(factories: Any) -> N
 
 
 def test_completed_backfill_returns_at_once_without_deferring(factories: Any) -> None:
-    hook = _hook(factories, ["Completed"])
+    hook = _hook(factories, ["Completed", "Completed"])
     hook.find_backfill.return_value = factories.backfill("Completed")
     op = _with_hook(_op(deferrable=True), hook)
     with mock.patch.object(op, "defer") as defer:
         assert op.execute(_context()) == BACKFILL
     defer.assert_not_called()
     hook.create_backfill.assert_not_called()
+
+
+def test_completed_backfill_with_failed_runs_is_replaced_on_retry(factories: Any) -> None:
+    hook = _hook(factories)
+    old = factories.backfill("Completed", id="old")
+    hook.find_backfill.return_value = old
+    hook.get_backfill.side_effect = [old, factories.backfill("Running"), factories.backfill("Completed")]
+    old_failed_run = factories.run("Failed", backfill_id="old")
+    hook.list_runs.side_effect = [[old_failed_run], [factories.run("Completed")]]
+    assert _with_hook(_op(), hook).execute(_context()) == BACKFILL
+    hook.create_backfill.assert_called_once()
 
 
 def test_failed_backfill_of_the_same_range_is_replaced(factories: Any) -> None:
@@ -293,11 +304,14 @@ def test_defers_with_plain_kwargs_epoch_deadline_and_no_framework_timeout(factor
     op = _with_hook(
         _op(deferrable=True, poll_interval=5, timeout=600, execution_timeout=dt.timedelta(seconds=300)), hook
     )
+    context = _context()
     with (
         mock.patch("airflow_provider_posthog.operators._base.time.time", return_value=1_000.0),
         pytest.raises(TaskDeferred) as excinfo,
     ):
-        op.execute(_context())
+        op.execute(context)
+    pushed = _pushed(context)  # ids and links are in XCom before the task defers
+    assert pushed["backfill_id"] == BACKFILL and pushed["batch_export_url"].endswith(EXPORT)
     deferred = excinfo.value
     assert deferred.timeout is None
     assert deferred.method_name == "execute_complete"

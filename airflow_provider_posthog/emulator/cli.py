@@ -1,0 +1,119 @@
+"""``python -m airflow_provider_posthog.emulator`` / ``posthog-emulator``: run it in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posthog-emulator",
+        description="Local emulator of PostHog's batch-exports REST API (see docs/emulator.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8010, help="port to bind; 0 picks a free one (default 8010)"
+    )
+    parser.add_argument("--api-key", default="phx_emulator_key", help="personal API key the emulator accepts")
+    parser.add_argument("--project-id", type=int, default=1, help="project (team) id (default 1)")
+    parser.add_argument(
+        "--api-generation",
+        choices=("docs", "new"),
+        default="docs",
+        help="API generation to emulate: 'docs' (public docs page, default) or 'new' (newest PostHog code)",
+    )
+    parser.add_argument(
+        "--run-duration", type=float, default=1.0, help="seconds a run takes from Starting to Completed"
+    )
+    parser.add_argument(
+        "--backfill-row-delay",
+        type=float,
+        default=0.5,
+        help="seconds before a created backfill's row appears",
+    )
+    parser.add_argument(
+        "--rate-limit-per-minute",
+        type=int,
+        default=None,
+        help="per-key burst limit (PostHog: 480); off by default",
+    )
+    parser.add_argument(
+        "--rate-limit-per-hour", type=int, default=None, help="per-key sustained limit (PostHog: 4800)"
+    )
+    parser.add_argument(
+        "--no-retry-after", action="store_true", help="omit the Retry-After header on throttled 429s"
+    )
+    parser.add_argument(
+        "--max-concurrent-backfills",
+        type=int,
+        default=None,
+        help="active backfills per project before 429 too_many_concurrent_backfills (default unlimited)",
+    )
+    parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", default=None, help="private key for --ssl-certfile (PEM)")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("--ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
+
+    from .server import PostHogEmulator
+    from .settings import EmulatorSettings
+
+    settings = EmulatorSettings(
+        api_generation=args.api_generation,
+        run_duration=args.run_duration,
+        backfill_row_delay=args.backfill_row_delay,
+        rate_limit_per_minute=args.rate_limit_per_minute,
+        rate_limit_per_hour=args.rate_limit_per_hour,
+        retry_after_header=not args.no_retry_after,
+        max_concurrent_backfills=args.max_concurrent_backfills,
+        api_key=args.api_key,
+        project_id=args.project_id,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    emulator = PostHogEmulator(
+        settings,
+        host=args.host,
+        port=args.port,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        log_level=args.log_level,
+    )
+    with emulator:
+        info = {
+            "base_url": emulator.base_url,
+            "api_key": emulator.api_key,
+            "project_id": emulator.project_id,
+            "api_generation": settings.api_generation,
+            "AIRFLOW_CONN_POSTHOG_DEFAULT": emulator.airflow_conn_json(),
+            "AIRFLOW_CONN_POSTHOG_DEFAULT_URI": emulator.airflow_conn_uri(),
+        }
+        print(f"PostHog batch-exports emulator listening on {emulator.base_url}")
+        print(f"  API key:    {emulator.api_key}")
+        print(f"  project id: {emulator.project_id}")
+        print(f"  try:        curl -H 'Authorization: Bearer {emulator.api_key}' {emulator.api_url()}")
+        print(f"  export AIRFLOW_CONN_POSTHOG_DEFAULT='{emulator.airflow_conn_json()}'")
+        print(f"  # or:  export AIRFLOW_CONN_POSTHOG_DEFAULT='{emulator.airflow_conn_uri()}'")
+        print(json.dumps(info), flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,314 @@
+"""The example DAGs end to end: real Airflow (``dag.test()``), real HTTP to the emulator on 127.0.0.1.
+
+One ``dag.test()`` per scenario: sync, deferrable (trigger runs in line) and the failure path for each use
+case, plus cancel-on-timeout, re-attach across attempts and the trigger's on_kill against the emulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+S3_SECRET = "e2e-Secret-Access-Key-0123456789"
+UTC = dt.timezone.utc
+
+
+def _window(emu: Any, hours: int = 2) -> tuple[dt.datetime, dt.datetime]:
+    end = emu.control.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return end - dt.timedelta(hours=hours), end
+
+
+def _export(emu: Any) -> str:
+    export = emu.control.seed_export(
+        name="e2e export",
+        destination={"type": "S3", "config": {"bucket_name": "b", "region": "us-east-1", "prefix": "p/"}},
+        interval="hour",
+    )
+    return str(export["id"])
+
+
+def _xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        ).all()
+        return {(r.task_id, r.key): XComModel.deserialize_value(r) for r in rows}
+
+
+def _backfill_dag(example_dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **attrs: Any) -> Any:
+    """The session's parsed DAG with task attributes changed for this test only (restored afterwards)."""
+    dag = example_dags["posthog_backfill_and_wait"]
+    for name, value in attrs.items():
+        monkeypatch.setattr(dag.get_task("backfill_posthog_export"), name, value)
+    return dag
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_backfill_and_wait(
+    example_dags: dict[str, Any], posthog_conn: Any, deferrable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = posthog_conn
+    export_id = _export(emu)
+    start, end = _window(emu)
+    dag = _backfill_dag(example_dags, monkeypatch, deferrable=deferrable)
+    conf = {
+        "batch_export_id": export_id,
+        "start_at": start.isoformat(),
+        "end_at": end.isoformat(),
+        "poll_interval": 0.2,
+    }
+    dr = dag.test(run_conf=conf)
+    assert dr.state == "success"
+    backfills = emu.control.backfills_for(export_id)
+    assert [b["status"] for b in backfills] == ["Completed"]
+    runs = [r for r in emu.control.runs_for(export_id) if r.get("backfill") == backfills[0]["id"]]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"Completed"}
+    xcoms = _xcoms(dag.dag_id, dr.run_id)
+    task = "backfill_posthog_export"
+    assert xcoms[(task, "return_value")] == backfills[0]["id"] == xcoms[(task, "backfill_id")]
+    assert xcoms[(task, "batch_export_id")] == export_id
+    assert xcoms[(task, "backfills_url")].endswith(f"/pipeline/batch-exports/{export_id}?tab=backfills")
+    assert xcoms[(task, "_link_PostHogRunsLink")].endswith("?tab=runs")  # links evaluated by the runner
+    assert xcoms[("run_downstream_models", "return_value")] == backfills[0]["id"]
+    if deferrable:
+        assert emu.control.count_requests("GET", f"/backfills/{backfills[0]['id']}") >= 2
+
+
+def test_backfill_failure_fails_the_task_with_the_runs_error(
+    example_dags: dict[str, Any],
+    posthog_conn: Any,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emu = posthog_conn
+    export_id = _export(emu)
+    emu.control.fail_next_run(export_id, error="S3 AccessDenied: emulated failure")
+    start, end = _window(emu, hours=1)
+    dag = _backfill_dag(example_dags, monkeypatch, deferrable=True, retries=0)
+    conf = {
+        "batch_export_id": export_id,
+        "start_at": start.isoformat(),
+        "end_at": end.isoformat(),
+        "poll_interval": 0.2,
+    }
+    dr = dag.test(run_conf=conf)
+    assert dr.state == "failed"
+    out = capfd.readouterr().out
+    assert "PostHogJobFailedError" in out
+    assert "S3 AccessDenied: emulated failure" in out
+    assert "    | " in out  # the tail of the run's logs is quoted
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_wait_for_scheduled_interval(
+    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool
+) -> None:
+    emu = posthog_conn
+    export_id = _export(emu)
+    start, end = _window(emu, hours=2)
+    emu.control.seed_run(
+        export_id, start, start + dt.timedelta(hours=1), status="Completed", records_completed=5
+    )
+    # The second hour is still exporting when the DAG starts: the deferred sensor must wait for it.
+    emu.control.seed_run(export_id, start + dt.timedelta(hours=1), end, status="Running")
+    dag = example_dags["posthog_wait_for_scheduled_export"]
+    sensor = dag.get_task("wait_for_posthog_export")
+    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
+        monkeypatch.setattr(sensor, name, value)
+    conf = {
+        "batch_export_id": export_id,
+        "data_interval_start": start.isoformat(),
+        "data_interval_end": end.isoformat(),
+    }
+    dr = dag.test(run_conf=conf)
+    assert dr.state == "success"
+    assert {r["status"] for r in emu.control.runs_for(export_id)} == {"Completed"}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_wait_for_scheduled_interval_fails_on_a_failed_run(
+    example_dags: dict[str, Any],
+    posthog_conn: Any,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    deferrable: bool,
+) -> None:
+    emu = posthog_conn
+    export_id = _export(emu)
+    start, end = _window(emu, hours=1)
+    emu.control.seed_run(export_id, start, end, status="Failed", latest_error="warehouse full (emulated)")
+    dag = example_dags["posthog_wait_for_scheduled_export"]
+    sensor = dag.get_task("wait_for_posthog_export")
+    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
+        monkeypatch.setattr(sensor, name, value)
+    conf = {
+        "batch_export_id": export_id,
+        "data_interval_start": start.isoformat(),
+        "data_interval_end": end.isoformat(),
+    }
+    dr = dag.test(run_conf=conf)
+    assert dr.state == "failed"
+    assert "warehouse full (emulated)" in capfd.readouterr().out
+
+
+def test_manage_exports_as_code_keeps_secrets_out(
+    example_dags: dict[str, Any],
+    posthog_conn: Any,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    emu = posthog_conn
+    dag = example_dags["posthog_manage_exports"]
+    create = dag.get_task("create_export")
+    config = {**create.destination["config"], "aws_secret_access_key": S3_SECRET}
+    monkeypatch.setattr(create, "destination", {**create.destination, "config": config})
+    dr = dag.test(run_conf={"export_name": "e2e managed", "interval": "day", "backfill_gap": False})
+    assert dr.state == "success"
+    export_id = _xcoms(dag.dag_id, dr.run_id)[("create_export", "return_value")]
+    stored = emu.control.get_export(export_id)
+    assert stored["name"] == "e2e managed" and stored["interval"] == "day" and stored["paused"] is False
+    assert stored["destination"]["config"]["aws_secret_access_key"] == S3_SECRET  # it did reach PostHog
+    # ... but not the logs, XCom or the rendered template fields.
+    assert S3_SECRET not in capfd.readouterr().out
+    assert S3_SECRET not in repr(_xcoms(dag.dag_id, dr.run_id))
+    with create_session() as session:
+        rendered = session.scalars(
+            select(RenderedTaskInstanceFields).where(RenderedTaskInstanceFields.dag_id == dag.dag_id)
+        ).all()
+    assert rendered and all(S3_SECRET not in repr(r.rendered_fields) for r in rendered)
+    assert any("e2e managed" in repr(r.rendered_fields) for r in rendered)
+    # Rerun: idempotent by name, no second export.
+    dr = dag.test(run_conf={"export_name": "e2e managed", "interval": "hour", "backfill_gap": True})
+    assert dr.state == "success"
+    from airflow_provider_posthog.hooks.posthog import PostHogHook
+
+    assert [e.id for e in PostHogHook().list_batch_exports() if e.name == "e2e managed"] == [export_id]
+    assert emu.control.get_export(export_id)["interval"] == "hour"
+
+
+def test_deferred_timeout_cancels_the_backfill(
+    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = posthog_conn
+    emu.control.configure(run_duration=30.0)
+    export_id = _export(emu)
+    start, end = _window(emu, hours=2)
+    dag = _backfill_dag(example_dags, monkeypatch, deferrable=True, retries=0, timeout=1.0)
+    conf = {
+        "batch_export_id": export_id,
+        "start_at": start.isoformat(),
+        "end_at": end.isoformat(),
+        "poll_interval": 0.2,
+    }
+    dr = dag.test(run_conf=conf)
+    assert dr.state == "failed"
+    assert [b["status"] for b in emu.control.backfills_for(export_id)] == ["Cancelled"]
+
+
+async def test_trigger_polls_through_transient_503s(posthog_conn: Any) -> None:
+    from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
+
+    emu = posthog_conn
+    export_id = _export(emu)
+    start, end = _window(emu, hours=1)
+    backfill = emu.control.seed_backfill(export_id, start, end, status="Running", simulate=True)
+    emu.control.add_fault(r"/backfills/", method="GET", status=503, count=2)
+    trigger = PostHogBackfillTrigger(batch_export_id=export_id, backfill_id=backfill["id"], poll_interval=0.1)
+    event = await trigger.run().__anext__()
+    assert event.payload["status"] == "success", event.payload
+    assert emu.control.count_requests("GET", "/backfills/") >= 3
+
+
+# ---------------------------------------------------------------- operator/trigger against the emulator
+
+
+def _context() -> dict[str, Any]:
+    from unittest import mock
+
+    return {"ti": mock.MagicMock()}
+
+
+def test_timeout_cancels_the_backfill_in_posthog(posthog_conn: Any) -> None:
+    from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+    from airflow_provider_posthog.utils.wait import PostHogWaitTimeoutError
+
+    emu = posthog_conn
+    emu.control.configure(run_duration=30.0)
+    export_id = _export(emu)
+    start, end = _window(emu, hours=3)
+    op = PostHogCreateBackfillOperator(
+        task_id="t", batch_export_id=export_id, start_at=start, end_at=end, poll_interval=0.2, timeout=0.5
+    )
+    with pytest.raises(PostHogWaitTimeoutError):
+        op.execute(_context())  # type: ignore[arg-type]
+    assert [b["status"] for b in emu.control.backfills_for(export_id)] == ["Cancelled"]
+
+
+def test_retry_reattaches_exactly_one_backfill_across_two_attempts(posthog_conn: Any) -> None:
+    from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+    from airflow_provider_posthog.utils.wait import PostHogWaitTimeoutError
+
+    emu = posthog_conn
+    emu.control.configure(run_duration=1.0)
+    export_id = _export(emu)
+    start, end = _window(emu, hours=2)
+    kwargs: dict[str, Any] = {
+        "batch_export_id": export_id,
+        "start_at": start,
+        "end_at": end,
+        "poll_interval": 0.2,
+    }
+    first = PostHogCreateBackfillOperator(task_id="t", timeout=0.3, cancel_on_kill=False, **kwargs)
+    with pytest.raises(PostHogWaitTimeoutError):
+        first.execute(_context())  # type: ignore[arg-type]  # attempt 1 dies mid-wait
+    second = PostHogCreateBackfillOperator(task_id="t", **kwargs)
+    backfill_id = second.execute(_context())  # type: ignore[arg-type]  # attempt 2 re-attaches
+    backfills = emu.control.backfills_for(export_id)
+    assert [b["id"] for b in backfills] == [backfill_id]
+    assert backfills[0]["status"] == "Completed"
+    assert emu.control.count_requests("POST", "/backfills") == 1
+
+
+async def test_trigger_on_kill_cancels_the_backfill_in_posthog(posthog_conn: Any) -> None:
+    from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
+
+    emu = posthog_conn
+    emu.control.configure(run_duration=30.0)
+    export_id = _export(emu)
+    start, end = _window(emu, hours=2)
+    backfill = emu.control.seed_backfill(export_id, start, end, status="Running", simulate=True)
+    trigger = PostHogBackfillTrigger(
+        batch_export_id=export_id, backfill_id=backfill["id"], poll_interval=0.1, cancel_on_kill=True
+    )
+    await trigger.on_kill()
+    assert emu.control.get_backfill(backfill["id"])["status"] == "Cancelled"
+
+
+async def test_trigger_never_uses_the_sync_connection_lookup(posthog_conn: Any) -> None:
+    """dag.test() runs triggers in line and would hide a sync lookup that breaks the real triggerer."""
+    from unittest import mock
+
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_posthog.triggers.batch_export import PostHogBatchExportRunTrigger
+
+    emu = posthog_conn
+    export_id = _export(emu)
+    start, end = _window(emu, hours=1)
+    run = emu.control.seed_run(export_id, start, end, status="Completed", records_completed=3)
+    trigger = PostHogBatchExportRunTrigger(batch_export_id=export_id, run_id=run["id"], poll_interval=0.1)
+    boom = RuntimeError("sync get_connection called inside the event loop")
+    with mock.patch.object(BaseHook, "get_connection", side_effect=boom):
+        event = await trigger.run().__anext__()
+    assert event.payload["status"] == "success", event.payload
+    assert event.payload["records_completed"] == 3

@@ -1,0 +1,152 @@
+"""The CLI as a real subprocess, the pytest plugin's cheap import, and the context manager options."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+
+from airflow_provider_posthog.emulator import EmulatorSettings, PostHogEmulator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_cli_serves_a_curl_like_session() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_posthog.emulator", "--port", "0", "--api-key", "phx_cli",
+         "--project-id", "7", "--run-duration", "0.2", "--api-generation", "docs"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        info: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("{"):
+                info = json.loads(line)
+                break
+        assert info, "the CLI never printed its JSON line"
+        assert info["api_key"] == "phx_cli" and info["project_id"] == 7
+        conn = json.loads(info["AIRFLOW_CONN_POSTHOG_DEFAULT"])
+        assert conn["host"] == info["base_url"] and conn["password"] == "phx_cli"
+        assert conn["extra"] == {"project_id": "7"}
+        assert info["AIRFLOW_CONN_POSTHOG_DEFAULT_URI"].startswith("posthog://:phx_cli@127.0.0.1:")
+        base = f"{info['base_url']}/api/projects/7/batch_exports/"
+        headers = {"Authorization": "Bearer phx_cli"}
+        assert requests.get(base, headers=headers, timeout=5).json()["count"] == 0
+        export = requests.post(
+            base,
+            headers=headers,
+            json={"name": "cli", "interval": "hour", "destination": {"type": "NoOp", "config": {}}},
+            timeout=5,
+        ).json()
+        backfill = requests.post(
+            f"{base}{export['id']}/backfills/",
+            headers=headers,
+            json={"start_at": "2024-01-01T00:00:00Z", "end_at": "2024-01-01T02:00:00Z"},
+            timeout=5,
+        )
+        assert backfill.status_code == 200
+        rows: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # poll like a user would, with plain HTTP
+            rows = requests.get(f"{base}{export['id']}/backfills/", headers=headers, timeout=5).json()[
+                "results"
+            ]
+            if rows and rows[0]["status"] == "Completed":
+                break
+            time.sleep(0.1)
+        assert rows and rows[0]["status"] == "Completed"
+        runs = requests.get(f"{base}{export['id']}/runs/", headers=headers, timeout=5).json()["results"]
+        assert [r["status"] for r in runs] == ["Completed", "Completed"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_plugin_import_is_cheap_and_airflow_free() -> None:
+    code = (
+        "import sys, airflow_provider_posthog.emulator.pytest_plugin, airflow_provider_posthog.emulator; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('airflow', 'uvicorn', 'starlette')"
+        " or m.startswith(('airflow_provider_posthog.api', 'airflow_provider_posthog.hooks'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_emulator_never_imports_airflow() -> None:
+    code = (
+        "import sys; from airflow_provider_posthog.emulator import PostHogEmulator, EmulatorSettings\n"
+        "with PostHogEmulator(EmulatorSettings()) as emu: pass\n"
+        "bad = [m for m in sys.modules\n"
+        "       if m.split('.')[0] == 'airflow' or m.startswith('airflow_provider_posthog.api')]\n"
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+def test_posthog_conn_fixture_sets_connection(posthog_conn: PostHogEmulator) -> None:
+    value = json.loads(os.environ["AIRFLOW_CONN_POSTHOG_DEFAULT"])
+    assert value["host"] == posthog_conn.base_url and value["conn_type"] == "posthog"
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return certfile, keyfile
+
+
+def test_context_manager_with_tls_and_own_settings(tmp_path: Path) -> None:
+    certfile, keyfile = _self_signed(tmp_path)
+    settings = EmulatorSettings(api_key="phx_tls", project_id=42)
+    with PostHogEmulator(settings, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)) as emu:
+        assert emu.base_url.startswith("https://127.0.0.1:")
+        assert emu.airflow_conn_uri().endswith("?project_id=42&scheme=https")
+        response = requests.get(emu.api_url(), headers=emu.auth_headers, verify=str(certfile), timeout=5)
+        assert response.status_code == 200 and response.json()["count"] == 0
+        assert emu.control.request_log[0].path == "/api/projects/42/batch_exports/"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(emu.api_url(), timeout=2, verify=False)
