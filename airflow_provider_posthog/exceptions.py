@@ -6,7 +6,7 @@ Messages name the method, the path and PostHog's ``detail``; never the API key a
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class PostHogError(AirflowException):
@@ -78,3 +78,26 @@ class PostHogServerError(PostHogAPIError):
 
 class PostHogTransportError(PostHogAPIError):
     """Connection refused, reset, DNS failure or timeout after the retry budget was spent."""
+
+
+class PostHogConnectError(PostHogTransportError):
+    """The request provably never reached PostHog (DNS, refused, connect timeout, pool timeout).
+
+    The only transport failure after which a non-idempotent POST (create export/backfill) may be resent.
+    """
+
+
+class PostHogJobFailedError(PostHogError):
+    """The backfill or run finished in PostHog without succeeding (failed, cancelled, timed out, ...)."""
+
+
+class PostHogRemoteFailureError(PostHogJobFailedError, AirflowFailException):
+    """A watched backfill/run failed in PostHog: no sensor retry can change that; ``soft_fail`` skips."""
+
+
+class PostHogWaitTimeoutError(PostHogError):
+    """The task stopped waiting (``timeout`` or ``execution_timeout``) before PostHog finished."""
+
+
+class PostHogTriggerError(PostHogError):
+    """The waiting machinery itself failed (bad event, trigger crash). Says nothing about the export."""

@@ -18,7 +18,9 @@ Measured, with the loop's own clock:
 
 When the time is up, finishing polls may complete (their next sleep never returns), then every task is
 cancelled: no request is in flight when the server's request log is read. Results go to ``--out`` as JSON.
-Everything is bounded in time: the run lasts ``cycles * poll_interval`` plus a drain of at most 20 s.
+Everything is bounded in time: the run lasts ``cycles * poll_interval`` plus a drain of at most 20 s; if the
+loop is so blocked that it cannot stop on time (a trigger doing blocking I/O), a watchdog thread writes the
+figures measured so far (``overrun``) and ends the process 40 s after the run's end.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import itertools
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 
 CONN_IDS = {"ours": "posthog_bench", "dbt": "dbt_bench", "airbyte": "airbyte_bench"}
 DRAIN_SECONDS = 20.0
+WATCHDOG_GRACE = 40.0  # past the run's end: drain (20 s) + cancel + margin
 HEARTBEAT = 0.1
 
 
@@ -178,64 +182,33 @@ async def run_one(harness: Harness, trigger: Any) -> None:
             await trigger.cleanup()
 
 
-async def measure(contender: str, targets: list[Any], poll_interval: float, cycles: int) -> dict[str, Any]:
-    harness = Harness(poll_interval=poll_interval)
-    real_sleep = install_poll_counter(harness)
-    n = len(targets)
-    loop = asyncio.get_running_loop()
+@dataclass
+class Timeline:
+    """What one measurement recorded besides the counters: clock/CPU/poll boundaries, memory, starts."""
 
-    gc.collect()
-    rss_before_kb = read_status_kb("VmRSS")
-    cpu_construct = time.process_time()
-    triggers = make_triggers(contender, targets, poll_interval)
-    construct_cpu_s = time.process_time() - cpu_construct
-    reset_peak_rss()
+    contender: str
+    n: int
+    poll_interval: float
+    cycles: int
+    construct_cpu_s: float
+    rss_before_kb: int
+    t0: float = 0.0
+    started: int = 0
+    boundaries: list[tuple[float, float, int]] = field(default_factory=list)
+    rss_samples: list[int] = field(default_factory=list)
+    polls_in_window: int = 0
+    peak_rss_kb: int = 0
+    in_flight_at_cancel: int | None = None
+    overrun: bool = False
 
-    beat = asyncio.create_task(heartbeat(harness, real_sleep), name="heartbeat")
-    tasks: list[asyncio.Task[None]] = []
-    t0 = loop.time()
-    cpu0 = time.process_time()
-    boundaries: list[tuple[float, float, int]] = [(t0, cpu0, 0)]
-    run_until = t0 + cycles * poll_interval
-    rss_samples: list[int] = []
 
-    # Start triggers evenly over the first interval, checking the clock between batches of starts.
-    spacing = poll_interval / n
-    next_boundary = t0 + poll_interval
-    started = 0
-    while loop.time() < run_until:
-        now = loop.time()
-        due = min(n, int((now - t0) / spacing) + 1)
-        while started < due:
-            tasks.append(asyncio.create_task(run_one(harness, triggers[started]), name=f"trigger-{started}"))
-            started += 1
-        if now >= next_boundary:
-            boundaries.append((now, time.process_time(), harness.polls))
-            rss_samples.append(read_status_kb("VmRSS"))
-            next_boundary += poll_interval
-        wait = 0.01 if started < n else min(0.25, max(0.0, next_boundary - now))
-        await real_sleep(wait)
-    end = loop.time()
-    boundaries.append((end, time.process_time(), harness.polls))
-    polls_in_window = harness.polls
-    peak_rss_kb = read_status_kb("VmHWM")
-
-    # Drain: let polls in flight finish (their next sleep blocks forever), then cancel everything.
-    harness.frozen = True
-    drain_deadline = loop.time() + DRAIN_SECONDS
-    while loop.time() < drain_deadline:
-        active = [t for t in tasks if not t.done() and t.get_name() not in harness.sleeping]
-        if not active:
-            break
-        await real_sleep(0.05)
-    in_flight_at_cancel = sum(1 for t in tasks if not t.done() and t.get_name() not in harness.sleeping)
-    for task in [*tasks, beat]:
-        task.cancel()
-    await asyncio.gather(*tasks, beat, return_exceptions=True)
-
+def build_result(harness: Harness, tl: Timeline) -> dict[str, Any]:
+    """The JSON figures of a run (also called by the watchdog thread on an overrun, from partial data)."""
+    boundaries = list(tl.boundaries)
+    lags_all = list(harness.lags)
     windows = []
     for (ta, ca, pa), (tb, cb, pb) in itertools.pairwise(boundaries):
-        lags = [lag for (t, lag) in harness.lags if ta < t <= tb]
+        lags = [lag for (t, lag) in lags_all if ta < t <= tb]
         windows.append(
             {
                 "seconds": tb - ta,
@@ -247,39 +220,127 @@ async def measure(contender: str, targets: list[Any], poll_interval: float, cycl
                 "lag_max_ms": max(lags, default=0.0) * 1000,
             }
         )
-    all_lags = [lag for (_, lag) in harness.lags]
-    per_task = [harness.polls_by_task.get(f"trigger-{i}", 0) for i in range(n)]
-    event_statuses = Counter(str(e.get("status")) for e in harness.events)
+    all_lags = [lag for (_, lag) in lags_all]
+    per_task = [harness.polls_by_task.get(f"trigger-{i}", 0) for i in range(tl.n)]
+    events = list(harness.events)
+    event_statuses = Counter(str(e.get("status")) for e in events)
+    peak = tl.peak_rss_kb or read_status_kb("VmHWM")
     return {
-        "contender": contender,
-        "n": n,
-        "poll_interval": poll_interval,
-        "cycles": cycles,
-        "started": started,
-        "construct_cpu_ms_per_trigger": construct_cpu_s * 1000 / n,
-        "rss_before_mb": rss_before_kb / 1024,
-        "peak_rss_mb": peak_rss_kb / 1024,
-        "rss_per_trigger_kb": (peak_rss_kb - rss_before_kb) / n,
-        "rss_samples_mb": [s / 1024 for s in rss_samples],
-        "polls_in_window": polls_in_window,
+        "contender": tl.contender,
+        "n": tl.n,
+        "poll_interval": tl.poll_interval,
+        "cycles": tl.cycles,
+        "started": tl.started,
+        "overrun": tl.overrun,
+        "construct_cpu_ms_per_trigger": tl.construct_cpu_s * 1000 / tl.n,
+        "rss_before_mb": tl.rss_before_kb / 1024,
+        "peak_rss_mb": peak / 1024,
+        "rss_per_trigger_kb": (peak - tl.rss_before_kb) / tl.n,
+        "rss_samples_mb": [s / 1024 for s in tl.rss_samples],
+        "polls_in_window": tl.polls_in_window or harness.polls,
         "polls_total": harness.polls,
-        "polls_expected": n * cycles,
+        "polls_expected": tl.n * tl.cycles,
         "polls_per_trigger_min": min(per_task, default=0),
         "polls_per_trigger_max": max(per_task, default=0),
-        "in_flight_at_cancel": in_flight_at_cancel,
-        "cpu_s_total": boundaries[-1][1] - boundaries[0][1],
+        "in_flight_at_cancel": tl.in_flight_at_cancel,
+        "cpu_s_total": boundaries[-1][1] - boundaries[0][1] if boundaries else 0.0,
         "windows": windows,
         "lag_p50_ms": percentile(all_lags, 50) * 1000,
         "lag_p99_ms": percentile(all_lags, 99) * 1000,
         "lag_max_ms": max(all_lags, default=0.0) * 1000,
         "heartbeats": len(all_lags),
-        "events": len(harness.events),
+        "events": len(events),
         "event_statuses": dict(event_statuses),
-        "event_samples": [str(e.get("message", e))[:300] for e in harness.events[:3]],
+        "event_samples": [str(e.get("message", e))[:300] for e in events[:3]],
         "exceptions": len(harness.exceptions),
         "exception_samples": harness.exceptions[:3],
-        "wall_s": end - t0,
+        "wall_s": (boundaries[-1][0] - tl.t0) if boundaries else 0.0,
     }
+
+
+def start_watchdog(harness: Harness, tl: Timeline, out: Path, seconds: float) -> threading.Timer:
+    """If the loop is so blocked that the run cannot end on time, write what was measured and exit."""
+
+    def fire() -> None:
+        tl.overrun = True
+        tl.boundaries.append((time.monotonic(), time.process_time(), harness.polls))
+        out.write_text(json.dumps(build_result(harness, tl), indent=1))
+        print(
+            "watchdog: the event loop overran the run; partial figures written",
+            file=sys.__stdout__,
+            flush=True,
+        )
+        os._exit(0)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+async def measure(
+    contender: str, targets: list[Any], poll_interval: float, cycles: int, out: Path
+) -> dict[str, Any]:
+    harness = Harness(poll_interval=poll_interval)
+    real_sleep = install_poll_counter(harness)
+    n = len(targets)
+    loop = asyncio.get_running_loop()
+
+    gc.collect()
+    rss_before_kb = read_status_kb("VmRSS")
+    cpu_construct = time.process_time()
+    triggers = make_triggers(contender, targets, poll_interval)
+    tl = Timeline(
+        contender=contender,
+        n=n,
+        poll_interval=poll_interval,
+        cycles=cycles,
+        construct_cpu_s=time.process_time() - cpu_construct,
+        rss_before_kb=rss_before_kb,
+    )
+    reset_peak_rss()
+
+    beat = asyncio.create_task(heartbeat(harness, real_sleep), name="heartbeat")
+    tasks: list[asyncio.Task[None]] = []
+    tl.t0 = t0 = loop.time()
+    tl.boundaries.append((t0, time.process_time(), 0))
+    run_until = t0 + cycles * poll_interval
+    watchdog = start_watchdog(harness, tl, out, cycles * poll_interval + WATCHDOG_GRACE)
+
+    # Start triggers evenly over the first interval, checking the clock between batches of starts.
+    spacing = poll_interval / n
+    next_boundary = t0 + poll_interval
+    while loop.time() < run_until:
+        now = loop.time()
+        due = min(n, int((now - t0) / spacing) + 1)
+        while tl.started < due:
+            index = tl.started
+            tasks.append(asyncio.create_task(run_one(harness, triggers[index]), name=f"trigger-{index}"))
+            tl.started += 1
+        if now >= next_boundary:
+            tl.boundaries.append((now, time.process_time(), harness.polls))
+            tl.rss_samples.append(read_status_kb("VmRSS"))
+            next_boundary += poll_interval
+        wait = 0.01 if tl.started < n else min(0.25, max(0.0, next_boundary - now))
+        await real_sleep(wait)
+    tl.boundaries.append((loop.time(), time.process_time(), harness.polls))
+    tl.polls_in_window = harness.polls
+    tl.peak_rss_kb = read_status_kb("VmHWM")
+
+    # Drain: let polls in flight finish (their next sleep blocks forever), then cancel everything.
+    harness.frozen = True
+    drain_deadline = loop.time() + DRAIN_SECONDS
+    while loop.time() < drain_deadline:
+        active = [t for t in tasks if not t.done() and t.get_name() not in harness.sleeping]
+        if not active:
+            break
+        await real_sleep(0.05)
+    tl.in_flight_at_cancel = sum(1 for t in tasks if not t.done() and t.get_name() not in harness.sleeping)
+    for task in [*tasks, beat]:
+        task.cancel()
+    await asyncio.gather(*tasks, beat, return_exceptions=True)
+    watchdog.cancel()
+    return build_result(harness, tl)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
         profiler = Profiler(interval=0.001, async_mode="disabled")
         profiler.start()
-    result = asyncio.run(measure(args.contender, targets, args.poll_interval, args.cycles))
+    result = asyncio.run(measure(args.contender, targets, args.poll_interval, args.cycles, Path(args.out)))
     if profiler is not None:
         profiler.stop()
         from pyinstrument.renderers import ConsoleRenderer

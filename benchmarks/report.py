@@ -169,7 +169,8 @@ def capacity_section(data: dict[str, Any]) -> list[str]:
                 f"| {NAMES[name]} | {fmt(_steady(r, 'cpu_ms_per_poll'), 2)} | "
                 f"{'n/a' if first is None else f'{first:.2f}'} | {r['rss_per_trigger_kb']:.1f} | "
                 f"{r['lag_p50_ms']:.1f} / {r['lag_p99_ms']:.1f} | "
-                f"{(r['requests_per_poll'] or 0):.3f} | {r['polls_total']:,} / {r['polls_expected']:,} | "
+                f"{(r['requests_per_poll'] or 0):.3f} | {r['polls_total']:,} / {r['polls_expected']:,}"
+                f"{' (loop overran the run)' if r.get('overrun') else ''} | "
                 f"{r['errors']} |"
             )
         ours = group.get("ours")

@@ -77,8 +77,14 @@ def test_airflow_providers_manager_sees_hook_and_links() -> None:
 
     pm = ProvidersManager()
     assert "airflow-provider-posthog" in pm.providers
+    try:  # Airflow 3.3 moved hook discovery to the task SDK and deprecated ProvidersManager.hooks.
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        hooks = ProvidersManagerTaskRuntime().hooks
+    except ImportError:
+        hooks = pm.hooks
     for conn in INFO.get("connection-types", []):
-        hook_info = pm.hooks[conn["connection-type"]]
+        hook_info = hooks[conn["connection-type"]]
         assert hook_info is not None
         assert hook_info.hook_class_name == conn["hook-class-name"]
     for link in INFO.get("extra-links", []):

@@ -16,6 +16,7 @@ from airflow_provider_posthog.api.requests import ApiResponse
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
+    PostHogConnectError,
     PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogServerError,
@@ -27,13 +28,6 @@ from airflow_provider_posthog.exceptions import (
 RETRYABLE_SERVER_STATUSES = frozenset({500, 502, 503, 504})
 TOO_MANY_BACKFILLS_CODE = "too_many_concurrent_backfills"
 _MAX_DETAIL = 500
-
-
-class PostHogConnectError(PostHogTransportError):
-    """The request provably never reached PostHog (DNS, refused, connect timeout, pool timeout).
-
-    The only transport failure after which a non-idempotent POST (create export/backfill) may be resent.
-    """
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:

@@ -21,7 +21,6 @@ import pendulum
 from pendulum import DateTime
 
 from airflow_provider_posthog.api import requests as rq
-from airflow_provider_posthog.api.errors import PostHogConnectError
 from airflow_provider_posthog.api.models import (
     Backfill,
     BatchExport,
@@ -34,6 +33,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
     PostHogConfigError,
+    PostHogConnectError,
     PostHogNotFoundError,
     PostHogServerError,
     PostHogTransportError,

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from airflow_provider_posthog.api.errors import RETRYABLE_SERVER_STATUSES, PostHogConnectError
+from airflow_provider_posthog.api.errors import RETRYABLE_SERVER_STATUSES
 from airflow_provider_posthog.exceptions import (
+    PostHogConnectError,
     PostHogRateLimitError,
     PostHogServerError,
     PostHogTooManyBackfillsError,

@@ -17,7 +17,7 @@ from .faults import Fault, FaultInjector, RateLimiter
 from .service import BACKFILL_STATUSES, RUN_STATUSES, Service
 from .settings import READ_SCOPE, WRITE_SCOPE, EmulatorSettings
 from .store import ApiKey, Project, Store
-from .timeutil import INTERVALS, parse_drf_datetime
+from .timeutil import INTERVALS, parse_drf_datetime, to_utc
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -50,7 +50,7 @@ def _dt(value: datetime | str | None, default: datetime) -> datetime:
     if value is None:
         return default
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return to_utc(value)
     parsed = parse_drf_datetime(value)
     if parsed is None:
         raise ValueError(f"not a datetime: {value!r}")

@@ -36,6 +36,25 @@ def parse_iso(value: str) -> datetime | None:
         return None
 
 
+def to_utc(value: datetime) -> datetime:
+    """A plain stdlib aware UTC datetime; naive means UTC.
+
+    Callers may pass pendulum datetimes, whose subtraction yields ``Interval`` objects that do not divide by a
+    ``timedelta`` like stdlib ones do; the store only ever holds stdlib datetimes.
+    """
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime(
+        aware.year,
+        aware.month,
+        aware.day,
+        aware.hour,
+        aware.minute,
+        aware.second,
+        aware.microsecond,
+        tzinfo=UTC,
+    )
+
+
 def parse_drf_datetime(value: object) -> datetime | None:
     """DRF DateTimeField input: ISO-8601 or ``YYYY-MM-DD HH:MM:SS``; naive means UTC (Django USE_TZ)."""
     if isinstance(value, datetime):
@@ -46,9 +65,7 @@ def parse_drf_datetime(value: object) -> datetime | None:
         parsed = None
     if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return to_utc(parsed)
 
 
 def parse_relative(value: str, now: datetime) -> datetime | None:

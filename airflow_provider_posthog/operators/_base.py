@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_posthog.exceptions import (
+    PostHogJobFailedError,
+    PostHogTriggerError,
+    PostHogWaitTimeoutError,
+)
 from airflow_provider_posthog.links.posthog import (
     XCOM_BACKFILLS_URL,
     XCOM_BATCH_EXPORT_URL,
@@ -23,9 +28,6 @@ from airflow_provider_posthog.utils.wait import (
     LOG_TAIL_LINES,
     SUCCESS,
     TIMEOUT,
-    PostHogJobFailedError,
-    PostHogTriggerError,
-    PostHogWaitTimeoutError,
     coerce_bool,
     coerce_seconds,
     deadline,

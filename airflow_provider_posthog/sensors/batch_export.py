@@ -12,9 +12,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_posthog.api.statuses import Outcome
+from airflow_provider_posthog.exceptions import PostHogRemoteFailureError, PostHogTriggerError
 from airflow_provider_posthog.links.posthog import (
     ALL_LINKS,
     XCOM_BACKFILLS_URL,
@@ -27,8 +28,6 @@ from airflow_provider_posthog.utils.wait import (
     FAILED,
     SUCCESS,
     TIMEOUT,
-    PostHogJobFailedError,
-    PostHogTriggerError,
     coerce_datetime,
     decide_backfill,
     decide_interval,
@@ -45,10 +44,6 @@ if TYPE_CHECKING:
     from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
     from airflow_provider_posthog.utils.wait import Decision
-
-
-class PostHogRemoteFailureError(PostHogJobFailedError, AirflowFailException):
-    """A watched backfill/run failed in PostHog: no sensor retry can change that; ``soft_fail`` skips."""
 
 
 class _PostHogSensor(BaseSensorOperator):

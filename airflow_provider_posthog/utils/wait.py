@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
-from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError
+from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogTriggerError
 
 if TYPE_CHECKING:
     from airflow_provider_posthog.api.models import Backfill, BatchExportRun
@@ -37,18 +37,6 @@ EVENT_STATUSES: frozenset[str] = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 
 #: How many lines of a failed run's logs a failure message quotes.
 LOG_TAIL_LINES = 10
-
-
-class PostHogJobFailedError(PostHogError):
-    """The backfill or run finished in PostHog without succeeding (failed, cancelled, timed out, ...)."""
-
-
-class PostHogWaitTimeoutError(PostHogError):
-    """The task stopped waiting (``timeout`` or ``execution_timeout``) before PostHog finished."""
-
-
-class PostHogTriggerError(PostHogError):
-    """The waiting machinery itself failed (bad event, trigger crash). Says nothing about the export."""
 
 
 # ------------------------------------------------------------------------------------------------ decisions

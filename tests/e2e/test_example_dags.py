@@ -239,8 +239,8 @@ def _context() -> dict[str, Any]:
 
 
 def test_timeout_cancels_the_backfill_in_posthog(posthog_conn: Any) -> None:
+    from airflow_provider_posthog.exceptions import PostHogWaitTimeoutError
     from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
-    from airflow_provider_posthog.utils.wait import PostHogWaitTimeoutError
 
     emu = posthog_conn
     emu.control.configure(run_duration=30.0)
@@ -255,8 +255,8 @@ def test_timeout_cancels_the_backfill_in_posthog(posthog_conn: Any) -> None:
 
 
 def test_retry_reattaches_exactly_one_backfill_across_two_attempts(posthog_conn: Any) -> None:
+    from airflow_provider_posthog.exceptions import PostHogWaitTimeoutError
     from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
-    from airflow_provider_posthog.utils.wait import PostHogWaitTimeoutError
 
     emu = posthog_conn
     emu.control.configure(run_duration=1.0)

@@ -232,3 +232,20 @@ def test_reset_clears_state_and_clock(api: Api, posthog_emulator: PostHogEmulato
     control.reset()
     assert abs(control.now() - datetime.now(UTC)) < timedelta(seconds=5)
     assert api.get("").json()["count"] == 0
+
+
+def test_seeding_with_pendulum_datetimes_then_retry(api: Api, posthog_emulator: PostHogEmulator) -> None:
+    """Users seed with pendulum (Airflow's datetimes); the store must still do interval arithmetic."""
+    import pendulum
+
+    control = posthog_emulator.control
+    export = api.create_export()
+    start = pendulum.datetime(2024, 1, 1, tz="Europe/Berlin")
+    run = control.seed_run(export["id"], start, start.add(hours=1), status="Failed", latest_error="boom")
+    assert api.post(f"{export['id']}/runs/{run['id']}/retry").status_code == 200
+    control.advance(5)
+    response = api.get(f"{export['id']}/backfills")
+    assert response.status_code == 200, response.text
+    (backfill,) = response.json()["results"]
+    assert backfill["start_at"] == "2023-12-31T23:00:00Z"
+    assert backfill["progress"] is not None

@@ -12,7 +12,6 @@ import pytest
 
 from airflow_provider_posthog.api import requests as rq
 from airflow_provider_posthog.api.errors import (
-    PostHogConnectError,
     add_attempts,
     decode_response,
     error_from_response,
@@ -24,6 +23,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
     PostHogConfigError,
+    PostHogConnectError,
     PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogServerError,

@@ -12,15 +12,15 @@ import pendulum
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator, PostHogRetryRunOperator
-from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
-from airflow_provider_posthog.utils.wait import (
+from airflow_provider_posthog.exceptions import (
+    PostHogConfigError,
     PostHogJobFailedError,
     PostHogTriggerError,
     PostHogWaitTimeoutError,
-    make_event,
 )
+from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator, PostHogRetryRunOperator
+from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
+from airflow_provider_posthog.utils.wait import make_event
 
 EXPORT = "0190-export"
 BACKFILL = "0190-backfill"

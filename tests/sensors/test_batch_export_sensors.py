@@ -16,17 +16,17 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_posthog.api.statuses import BACKFILL_STATUSES, RUN_STATUSES, Outcome
-from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.sensors.batch_export import (
-    PostHogBackfillSensor,
-    PostHogBatchExportRunSensor,
+from airflow_provider_posthog.exceptions import (
+    PostHogConfigError,
     PostHogRemoteFailureError,
+    PostHogTriggerError,
 )
+from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor, PostHogBatchExportRunSensor
 from airflow_provider_posthog.triggers.batch_export import (
     PostHogBackfillTrigger,
     PostHogBatchExportRunTrigger,
 )
-from airflow_provider_posthog.utils.wait import PostHogTriggerError, decide_interval, make_event
+from airflow_provider_posthog.utils.wait import decide_interval, make_event
 
 EXPORT = "0190-export"
 BACKFILL = "0190-backfill"
