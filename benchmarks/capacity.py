@@ -236,6 +236,8 @@ def build_result(harness: Harness, tl: Timeline) -> dict[str, Any]:
         "rss_before_mb": tl.rss_before_kb / 1024,
         "peak_rss_mb": peak / 1024,
         "rss_per_trigger_kb": (peak - tl.rss_before_kb) / tl.n,
+        "waiting_triggers": sum(1 for p in per_task if p > 0),
+        "rss_per_waiting_trigger_kb": (peak - tl.rss_before_kb) / max(1, sum(1 for p in per_task if p > 0)),
         "rss_samples_mb": [s / 1024 for s in tl.rss_samples],
         "polls_in_window": tl.polls_in_window or harness.polls,
         "polls_total": harness.polls,

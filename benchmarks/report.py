@@ -113,6 +113,10 @@ def imports_section(data: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ capacity
 
 
+def _rss(run: dict[str, Any]) -> float:
+    return float(run.get("rss_per_waiting_trigger_kb", run["rss_per_trigger_kb"]))
+
+
 def _steady(run: dict[str, Any], key: str) -> list[float]:
     """A per-window figure over the steady-state windows (all but the first, which includes the ramp-up)."""
     windows = run["windows"][1:] or run["windows"]
@@ -135,7 +139,8 @@ def capacity_section(data: dict[str, Any]) -> list[str]:
         "- **CPU ms/poll**: trigger-process CPU (user+system) per poll-interval window / polls completed in "
         "it; median (min–max) over the steady-state windows (the first window, which also builds hooks and "
         "looks up connections, is shown separately).",
-        "- **RSS/trigger**: (peak RSS while waiting − RSS before the triggers existed) / N.",
+        "- **RSS/trigger**: (peak RSS while waiting − RSS before the triggers existed) / number of triggers "
+        "that reached their first wait (N, unless the loop was too blocked to start them all).",
         "- **Loop lag**: how late a 100 ms heartbeat fires; p50 and p99 over the whole run.",
         "- **Req/poll**: requests in the server's log / polls completed (polls counted at each poll-interval "
         "sleep).",
@@ -167,7 +172,7 @@ def capacity_section(data: dict[str, Any]) -> list[str]:
             first = r["windows"][0]["cpu_ms_per_poll"] if r["windows"] else None
             out.append(
                 f"| {NAMES[name]} | {fmt(_steady(r, 'cpu_ms_per_poll'), 2)} | "
-                f"{'n/a' if first is None else f'{first:.2f}'} | {r['rss_per_trigger_kb']:.1f} | "
+                f"{'n/a' if first is None else f'{first:.2f}'} | {_rss(r):.1f} | "
                 f"{r['lag_p50_ms']:.1f} / {r['lag_p99_ms']:.1f} | "
                 f"{(r['requests_per_poll'] or 0):.3f} | {r['polls_total']:,} / {r['polls_expected']:,}"
                 f"{' (loop overran the run)' if r.get('overrun') else ''} | "
@@ -184,7 +189,7 @@ def capacity_section(data: dict[str, Any]) -> list[str]:
                 their_cpu = summary(_steady(r, "cpu_ms_per_poll"))[0]
                 lines.append(
                     f"{NAMES[name]} / ours: CPU per poll {ratio(their_cpu, ours_cpu)}, "
-                    f"RSS per trigger {ratio(r['rss_per_trigger_kb'], ours['rss_per_trigger_kb'])}, "
+                    f"RSS per trigger {ratio(_rss(r), _rss(ours))}, "
                     f"p99 loop lag {ratio(r['lag_p99_ms'], ours['lag_p99_ms'])}."
                 )
             out += ["", *lines]
@@ -206,8 +211,8 @@ def _targets(ours: dict[str, Any]) -> list[str]:
         f"triggers made {ours['polls_per_trigger_min']}–{ours['polls_per_trigger_max']} polls each);",
         f"- at most {TARGETS['cpu_ms_per_poll']:g} ms CPU per poll: {cpu:.2f} ms — "
         f"{met(cpu, TARGETS['cpu_ms_per_poll'])};",
-        f"- at most {TARGETS['rss_kb']:g} KB per waiting trigger: {ours['rss_per_trigger_kb']:.1f} KB — "
-        f"{met(ours['rss_per_trigger_kb'], TARGETS['rss_kb'])};",
+        f"- at most {TARGETS['rss_kb']:g} KB per waiting trigger: {_rss(ours):.1f} KB — "
+        f"{met(_rss(ours), TARGETS['rss_kb'])};",
         f"- p99 loop lag under {TARGETS['lag_p99_ms']:g} ms: {ours['lag_p99_ms']:.1f} ms — "
         f"{'met' if ours['lag_p99_ms'] < TARGETS['lag_p99_ms'] else '**not met**'};",
         f"- no errors: {ours['errors']} — {'met' if ours['errors'] == 0 else '**not met**'}.",

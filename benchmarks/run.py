@@ -127,7 +127,7 @@ def run_capacity(quick: bool, workdir: Path) -> dict[str, Any]:
                 log(
                     f"  polls {result['polls_total']}/{result['polls_expected']}, "
                     f"req/poll {result['requests_per_poll'] or 0:.3f}, "
-                    f"RSS/trigger {result['rss_per_trigger_kb']:.1f} KB, "
+                    f"RSS/trigger {result['rss_per_waiting_trigger_kb']:.1f} KB, "
                     f"lag p99 {result['lag_p99_ms']:.1f} ms, "
                     f"errors {result['errors']} ({result['wall_total_s']:.0f} s)"
                 )

@@ -89,3 +89,23 @@ def test_airflow_providers_manager_sees_hook_and_links() -> None:
         assert hook_info.hook_class_name == conn["hook-class-name"]
     for link in INFO.get("extra-links", []):
         assert link in pm.extra_links_class_names
+
+
+def test_airflow_cli_lists_provider_without_warnings(tmp_path: Any) -> None:
+    """Issue 2: `airflow providers list` shows us, and neither it nor discovery logs a warning or error."""
+    import os
+
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    airflow_cli = os.path.join(os.path.dirname(sys.executable), "airflow")
+    result = subprocess.run(
+        [airflow_cli, "providers", "list"], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
+    rows = [line for line in result.stdout.splitlines() if line.startswith("airflow-provider-posthog ")]
+    assert len(rows) == 1
+    assert airflow_provider_posthog.__version__ in rows[0]
+    noise = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "posthog" in line.lower() and any(w in line.lower() for w in ("warn", "error", "exception"))
+    ]
+    assert noise == []

@@ -40,6 +40,7 @@ from airflow_provider_posthog.utils.wait import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.types import Logger
 
     from airflow_provider_posthog.api.models import Backfill
     from airflow_provider_posthog.hooks.posthog import PostHogHook
@@ -51,25 +52,18 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-class PostHogBaseOperator(BaseOperator):
-    """Base of every PostHog operator: connection arguments and a lazily built hook.
+class PostHogTaskMixin:
+    """What every PostHog operator and sensor shares: the lazy hook, the link XComs, failed runs' log tails.
 
-    :param posthog_conn_id: Airflow connection id (conn type ``posthog``).
-    :param project_id: PostHog project id; overrides the connection's ``project_id`` extra.
+    Expects ``posthog_conn_id`` and ``project_id`` attributes (set by the task's constructor).
     """
 
-    template_fields: tuple[str, ...] = ("posthog_conn_id", "project_id")
+    posthog_conn_id: str
+    project_id: int | str | None
+    if TYPE_CHECKING:
 
-    def __init__(
-        self,
-        *,
-        posthog_conn_id: str = "posthog_default",
-        project_id: int | str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.posthog_conn_id = posthog_conn_id
-        self.project_id = project_id
+        @property
+        def log(self) -> Logger: ...
 
     @cached_property
     def hook(self) -> PostHogHook:
@@ -103,6 +97,44 @@ class PostHogBaseOperator(BaseOperator):
                 return
             ti.xcom_push(key=key, value=url)
         self.log.info("PostHog batch export: %s", self.hook.ui_url(batch_export_id, None))
+
+    def _log_tails(self, batch_export_id: str, event: dict[str, Any]) -> dict[str, list[str]]:
+        """The last log lines of each failed run (best effort; never hides the real failure)."""
+        tails: dict[str, list[str]] = {}
+        for run in (event.get("failed_runs") or [])[:3]:
+            run_id = str(run.get("id"))
+            try:
+                entries = self.hook.get_run_logs(batch_export_id, run_id)
+            except Exception as exc:
+                self.log.warning("Could not fetch the logs of run %s: %s", run_id, exc)
+                continue
+            ordered = sorted(entries, key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0)
+            tails[run_id] = [
+                f"{e.timestamp.isoformat() if e.timestamp else '?'} {e.level} {e.message}"
+                for e in ordered[-LOG_TAIL_LINES:]
+            ]
+        return tails
+
+
+class PostHogBaseOperator(PostHogTaskMixin, BaseOperator):
+    """Base of every PostHog operator: connection arguments and a lazily built hook.
+
+    :param posthog_conn_id: Airflow connection id (conn type ``posthog``).
+    :param project_id: PostHog project id; overrides the connection's ``project_id`` extra.
+    """
+
+    template_fields: tuple[str, ...] = ("posthog_conn_id", "project_id")
+
+    def __init__(
+        self,
+        *,
+        posthog_conn_id: str = "posthog_default",
+        project_id: int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.posthog_conn_id = posthog_conn_id
+        self.project_id = project_id
 
 
 class PostHogBackfillWaitOperator(PostHogBaseOperator):
@@ -267,20 +299,3 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
             self.log.warning("Cancelled backfill %s of batch export %s.", backfill_id, batch_export_id)
         except Exception as exc:
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, exc)
-
-    def _log_tails(self, batch_export_id: str, event: dict[str, Any]) -> dict[str, list[str]]:
-        """The last log lines of each failed run (best effort; never hides the real failure)."""
-        tails: dict[str, list[str]] = {}
-        for run in (event.get("failed_runs") or [])[:3]:
-            run_id = str(run.get("id"))
-            try:
-                entries = self.hook.get_run_logs(batch_export_id, run_id)
-            except Exception as exc:
-                self.log.warning("Could not fetch the logs of run %s: %s", run_id, exc)
-                continue
-            ordered = sorted(entries, key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0)
-            tails[run_id] = [
-                f"{e.timestamp.isoformat() if e.timestamp else '?'} {e.level} {e.message}"
-                for e in ordered[-LOG_TAIL_LINES:]
-            ]
-        return tails

@@ -8,7 +8,6 @@ does not un-fail a run), so ``soft_fail=True`` turns them into a skip in every m
 from __future__ import annotations
 
 import time
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -18,11 +17,8 @@ from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.exceptions import PostHogRemoteFailureError, PostHogTriggerError
 from airflow_provider_posthog.links.posthog import (
     ALL_LINKS,
-    XCOM_BACKFILLS_URL,
-    XCOM_BATCH_EXPORT_URL,
-    XCOM_RUNS_URL,
 )
-from airflow_provider_posthog.operators._base import default_deferrable
+from airflow_provider_posthog.operators._base import PostHogTaskMixin, default_deferrable
 from airflow_provider_posthog.utils.wait import (
     ERROR,
     FAILED,
@@ -41,12 +37,11 @@ from airflow_provider_posthog.utils.wait import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
     from airflow_provider_posthog.utils.wait import Decision
 
 
-class _PostHogSensor(BaseSensorOperator):
+class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
     """Shared sensor logic: lazy hook, links, poke -> decision, defer -> same decision via the trigger.
 
     :param batch_export_id: the export (templated).
@@ -76,22 +71,6 @@ class _PostHogSensor(BaseSensorOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._links_pushed = False
 
-    @cached_property
-    def hook(self) -> PostHogHook:
-        from airflow_provider_posthog.hooks.posthog import PostHogHook
-
-        return PostHogHook(posthog_conn_id=self.posthog_conn_id, project_id=self._project_id())
-
-    def _project_id(self) -> int | None:
-        if self.project_id is None or self.project_id == "":
-            return None
-        try:
-            return int(self.project_id)
-        except (TypeError, ValueError) as exc:
-            from airflow_provider_posthog.exceptions import PostHogConfigError
-
-            raise PostHogConfigError(f"project_id={self.project_id!r} is not a number.") from exc
-
     # -- subclass API ---------------------------------------------------------------------------------------
     def _decide(self, batch_export_id: str) -> Decision:
         raise NotImplementedError
@@ -106,18 +85,7 @@ class _PostHogSensor(BaseSensorOperator):
     def _push_links(self, context: Context, batch_export_id: str) -> None:
         if self._links_pushed:
             return
-        ti = context["ti"]
-        ti.xcom_push(key="batch_export_id", value=batch_export_id)
-        for key, tab in (
-            (XCOM_BATCH_EXPORT_URL, None),
-            (XCOM_BACKFILLS_URL, "backfills"),
-            (XCOM_RUNS_URL, "runs"),
-        ):
-            try:
-                ti.xcom_push(key=key, value=self.hook.ui_url(batch_export_id, tab))
-            except Exception as exc:
-                self.log.warning("Could not build the PostHog UI URL: %s", exc)
-                break
+        self.push_export_xcom(context, batch_export_id)
         self._links_pushed = True
 
     def poke(self, context: Context) -> bool:
@@ -158,27 +126,14 @@ class _PostHogSensor(BaseSensorOperator):
             self.log.info("%s", event["message"])
             return
         if status == FAILED:
-            raise PostHogRemoteFailureError(failure_message(event, self._log_tails(event)))
+            raise PostHogRemoteFailureError(
+                failure_message(event, self._log_tails(str(event["batch_export_id"]), event))
+            )
         if status == TIMEOUT:
             raise AirflowSensorTimeout(str(event["message"]))
         if status == ERROR:
             raise PostHogTriggerError(str(event["message"]))
         raise PostHogTriggerError(f"Unknown PostHog event status {status!r}.")
-
-    def _log_tails(self, event: dict[str, Any]) -> dict[str, list[str]]:
-        from airflow_provider_posthog.utils.wait import LOG_TAIL_LINES
-
-        tails: dict[str, list[str]] = {}
-        for run in (event.get("failed_runs") or [])[:3]:
-            run_id = str(run.get("id"))
-            try:
-                entries = self.hook.get_run_logs(str(event["batch_export_id"]), run_id)
-            except Exception as exc:
-                self.log.warning("Could not fetch the logs of run %s: %s", run_id, exc)
-                continue
-            ordered = sorted(entries, key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0)
-            tails[run_id] = [f"{e.level} {e.message}" for e in ordered[-LOG_TAIL_LINES:]]
-        return tails
 
 
 class PostHogBackfillSensor(_PostHogSensor):

@@ -1,10 +1,8 @@
-"""Factories for trigger tests: API-shaped records built through the real ``from_api`` parsers."""
+"""API-shaped records built through the real ``from_api`` parsers, for tests that mock the hook."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import pytest
 
 from airflow_provider_posthog.api.models import Backfill, BatchExportRun
 
@@ -48,14 +46,3 @@ def run(
             **extra,
         }
     )
-
-
-@pytest.fixture
-def factories() -> Any:
-    class F:
-        EXPORT = EXPORT
-        BACKFILL = BACKFILL
-
-    F.backfill = staticmethod(backfill)  # type: ignore[attr-defined]
-    F.run = staticmethod(run)  # type: ignore[attr-defined]
-    return F
