@@ -6,6 +6,7 @@ version strings itself, so dropping an old Airflow later means deleting lines in
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -31,12 +32,24 @@ TRIGGER_ON_KILL_SUPPORTED: bool = AIRFLOW_VERSION >= (3, 3)
 async def aextra_dejson(conn: Any) -> dict[str, Any]:
     """A connection's extras from inside an event loop.
 
-    ``Connection.aextra_dejson`` (3.3.2+) masks asynchronously; before it, ``extra_dejson`` masks
-    synchronously and can raise ``DeadlockImminentError`` in the triggerer, so it is pushed to a thread.
+    ``Connection.aextra_dejson`` (3.3.2+) masks asynchronously. Before it, ``extra_dejson`` masks
+    synchronously, which can raise ``DeadlockImminentError`` in the triggerer (NOTES §3.2), so the JSON is
+    parsed without the masker: our extras hold no secret (the key lives in ``password``, masked separately).
     """
     method = getattr(conn, "aextra_dejson", None)
     if method is not None:
         return dict(await method())
-    from asgiref.sync import sync_to_async
+    return dict(json.loads(conn.extra)) if conn.extra else {}
 
-    return dict(await sync_to_async(lambda: conn.extra_dejson)())
+
+async def amask_secret(secret: str) -> None:
+    """Register a secret with Airflow's masker from inside an event loop (never the sync masker there)."""
+    try:
+        from airflow.sdk.log import amask_secret as _amask_secret
+    except ImportError:  # Airflow < 3.3: run the sync masker off the loop
+        from airflow.sdk.log import mask_secret
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(mask_secret)(secret)
+        return
+    await _amask_secret(secret)

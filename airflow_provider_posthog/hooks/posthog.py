@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_posthog import compat
 from airflow_provider_posthog.api import operations as ops
 from airflow_provider_posthog.api import requests as rq
 from airflow_provider_posthog.api.connection import ConnectionSettings, settings_from_connection
@@ -555,15 +555,11 @@ class PostHogAsyncHook(_PostHogHookBase):
     async def _asettings(self, project_id: int | str | None = None) -> ConnectionSettings:
         if self._settings_cache is None:
             conn = await BaseHook.aget_connection(self.posthog_conn_id)
-            aextra = getattr(conn, "aextra_dejson", None)
-            if aextra is not None:
-                extra = await aextra()
-            else:  # Airflow < 3.3.2: parse without the sync masker
-                extra = json.loads(conn.extra) if conn.extra else {}
+            extra = await compat.aextra_dejson(conn)
             settings = self._build_settings(conn, extra)
             digest = _digest(settings.api_key)
             if digest not in _MASKED:
-                await _amask(settings.api_key)
+                await compat.amask_secret(settings.api_key)
                 _MASKED.add(digest)
             self._settings_cache = settings
         return self._settings_cache.with_project(project_id)
@@ -819,15 +815,3 @@ class PostHogAsyncHook(_PostHogHookBase):
     ) -> str:
         s = await self._asettings(project_id)
         return rq.ui_url(s.base_url, s.project_id, batch_export_id, tab)
-
-
-async def _amask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import amask_secret
-    except ImportError:  # Airflow < 3.3: run the sync masker off the loop
-        from airflow.sdk.log import mask_secret
-        from asgiref.sync import sync_to_async
-
-        await sync_to_async(mask_secret)(secret)
-        return
-    await amask_secret(secret)

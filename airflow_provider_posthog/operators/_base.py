@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_posthog import compat
 from airflow_provider_posthog.exceptions import (
     PostHogJobFailedError,
     PostHogTriggerError,
@@ -198,6 +199,12 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
             from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
 
             self.log.info("%s Deferring; polling every %ss.", decision.message, poll)
+            if self.cancel_on_kill and not compat.TRIGGER_ON_KILL_SUPPORTED:
+                self.log.warning(
+                    "This Airflow does not call trigger on_kill (3.3+ does): marking the deferred task "
+                    "failed will not cancel backfill %s in PostHog; timeouts still cancel it.",
+                    backfill.id,
+                )
             self.defer(
                 trigger=PostHogBackfillTrigger(
                     batch_export_id=batch_export_id,

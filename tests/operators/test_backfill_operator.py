@@ -323,6 +323,21 @@ def test_defers_with_plain_kwargs_epoch_deadline_and_no_framework_timeout(factor
     assert kwargs["backfill_id"] == BACKFILL
 
 
+@pytest.mark.parametrize("supported", [True, False])
+def test_warns_when_this_airflow_cannot_cancel_a_killed_deferred_task(
+    factories: Any, supported: bool
+) -> None:
+    op = _with_hook(_op(deferrable=True, poll_interval=5), _hook(factories, ["Running"]))
+    with (
+        mock.patch("airflow_provider_posthog.compat.TRIGGER_ON_KILL_SUPPORTED", supported),
+        mock.patch.object(type(op), "log", new_callable=mock.PropertyMock) as log,
+        pytest.raises(TaskDeferred),
+    ):
+        op.execute(_context())
+    warnings = [c.args[0] for c in log.return_value.warning.call_args_list]
+    assert any("does not call trigger on_kill" in w for w in warnings) is not supported
+
+
 def _event(status: str, **extra: Any) -> dict[str, Any]:
     event = make_event(status, f"it is {status}", batch_export_id=EXPORT, backfill_id=BACKFILL)
     event.update(extra)
