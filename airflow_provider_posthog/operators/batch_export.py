@@ -137,8 +137,10 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     :param name: export name, the idempotency key (templated).
     :param destination: ``{"type": ..., "config": {...}}`` (API.md §5.2, §7). Not templated: it holds secrets.
     :param interval: ``hour``, ``day``, ``week``, ``every 5 minutes`` or ``every 15 minutes`` (templated).
-    :param model: ``events`` (default), ``persons``, ``sessions`` or ``hogql`` (templated).
-    :param paused: create it paused.
+    :param model: ``events``, ``persons``, ``sessions`` or ``hogql`` (templated); ``None`` (default) sends
+        nothing: PostHog creates ``events`` and an update leaves the model alone.
+    :param paused: ``True``/``False`` to set it; ``None`` (default) sends nothing, so a rerun never unpauses an
+        export paused by hand.
     :param start_at: optional schedule start (aware datetime or ISO string, templated).
     :param end_at: optional schedule end (templated).
     :param hogql_query: optional custom query (events model).
@@ -164,9 +166,9 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         *,
         name: str,
         destination: Mapping[str, Any],
-        interval: str = "hour",
-        model: str | None = "events",
-        paused: bool = False,
+        interval: str,
+        model: str | None = None,
+        paused: bool | None = None,
         start_at: Any = None,
         end_at: Any = None,
         hogql_query: str | None = None,

@@ -57,7 +57,12 @@ def _run(op: Any, hook: mock.MagicMock) -> Any:
 
 
 def _create(**kwargs: Any) -> PostHogCreateBatchExportOperator:
-    params: dict[str, Any] = {"task_id": "create", "name": "nightly", "destination": DESTINATION}
+    params: dict[str, Any] = {
+        "task_id": "create",
+        "name": "nightly",
+        "destination": DESTINATION,
+        "interval": "hour",
+    }
     params.update(kwargs)
     return PostHogCreateBatchExportOperator(**params)
 
@@ -67,7 +72,7 @@ def test_create_sends_the_payload_and_returns_the_id() -> None:
     assert _run(_create(interval="day", paused=True, extra_fields={"timezone": "UTC"}), hook) == "new-id"
     payload = hook.create_batch_export.call_args.args[0]
     assert payload["name"] == "nightly" and payload["interval"] == "day" and payload["paused"] is True
-    assert payload["model"] == "events" and payload["timezone"] == "UTC"
+    assert "model" not in payload and payload["timezone"] == "UTC"  # PostHog's default model applies
     assert payload["destination"]["config"]["aws_secret_access_key"] == SECRET
 
 
@@ -87,6 +92,10 @@ def test_create_is_idempotent_by_name(if_exists: str, expect: str) -> None:
     if expect == "update":
         hook.update_batch_export.assert_called_once()
         assert hook.update_batch_export.call_args.kwargs == {"partial": True}
+        sent = hook.update_batch_export.call_args.args[1]
+        # Only what the task sets: a rerun must not unpause or re-model an export changed by hand.
+        assert "paused" not in sent and "model" not in sent
+        assert sent["interval"] == "hour" and sent["name"] == "nightly"
     else:
         hook.update_batch_export.assert_not_called()
 
