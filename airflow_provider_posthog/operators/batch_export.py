@@ -139,7 +139,7 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     :param interval: ``hour``, ``day``, ``week``, ``every 5 minutes`` or ``every 15 minutes`` (templated).
     :param model: ``events``, ``persons``, ``sessions`` or ``hogql`` (templated); ``None`` (default) sends
         nothing: PostHog creates ``events`` and an update leaves the model alone.
-    :param paused: ``True``/``False`` to set it; ``None`` (default) sends nothing, so a rerun never unpauses an
+    :param paused: ``True``/``False`` sets it; ``None`` (default) sends nothing, so a rerun never unpauses an
         export paused by hand.
     :param start_at: optional schedule start (aware datetime or ISO string, templated).
     :param end_at: optional schedule end (templated).
