@@ -29,6 +29,7 @@ from airflow_provider_posthog.utils.wait import (
     LOG_TAIL_LINES,
     SUCCESS,
     TIMEOUT,
+    backfill_runs_query,
     coerce_bool,
     coerce_seconds,
     deadline,
@@ -98,6 +99,16 @@ class PostHogTaskMixin:
                 return
             ti.xcom_push(key=key, value=url)
         self.log.info("PostHog batch export: %s", self.hook.ui_url(batch_export_id, None))
+
+    def _poll_backfill(self, batch_export_id: str, backfill_id: str) -> Decision:
+        """One poll of a backfill; once it is terminal its runs too (a completed one may hide failed runs)."""
+        backfill = self.hook.get_backfill(batch_export_id, backfill_id)
+        decision = decide_backfill(backfill)
+        if not decision.done:
+            return decision
+        return decide_backfill(
+            backfill, self.hook.list_runs(batch_export_id, **backfill_runs_query(backfill))
+        )
 
     def _log_tails(self, batch_export_id: str, event: dict[str, Any]) -> dict[str, list[str]]:
         """The last log lines of each failed run (best effort; never hides the real failure)."""
@@ -214,6 +225,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
                     poll_interval=poll,
                     end_time=end_time,
                     cancel_on_kill=bool(self.cancel_on_kill),
+                    first_poll_at=time.time() + poll,
                 ),
                 method_name="execute_complete",
                 # None on purpose: the trigger sends a timeout event at ``end_time`` so execute_complete can
@@ -282,16 +294,6 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         return decision_event(
             decision, batch_export_id=self._wait_batch_export_id, backfill_id=self._wait_backfill_id
         )
-
-    def _poll_backfill(self, batch_export_id: str, backfill_id: str) -> Decision:
-        from airflow_provider_posthog.triggers.batch_export import backfill_runs_after
-
-        backfill = self.hook.get_backfill(batch_export_id, backfill_id)
-        decision = decide_backfill(backfill)
-        if not decision.done:
-            return decision
-        runs = self.hook.list_runs(batch_export_id, after=backfill_runs_after(backfill))
-        return decide_backfill(backfill, runs)
 
     def _cancel_backfill(self, batch_export_id: str, backfill_id: str) -> None:
         """Best effort: log, never raise (we are already failing or being killed)."""

@@ -25,7 +25,6 @@ from airflow_provider_posthog.utils.wait import (
     SUCCESS,
     TIMEOUT,
     coerce_datetime,
-    decide_backfill,
     decide_interval,
     decide_run,
     decision_event,
@@ -78,7 +77,9 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
     def _event_ids(self) -> dict[str, str | None]:
         return {}
 
-    def _trigger(self, batch_export_id: str, end_time: float) -> _PostHogPollingTrigger:
+    def _trigger(
+        self, batch_export_id: str, end_time: float, first_poll_at: float | None
+    ) -> _PostHogPollingTrigger:
         raise NotImplementedError
 
     # -- modes ----------------------------------------------------------------------------------------------
@@ -109,8 +110,10 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
             self.log.info("%s", decision.message)
             return None
         # Failures too go through the trigger: resume_execution then applies soft_fail/never_fail uniformly.
+        # Still running: the trigger's first poll waits an interval (we just polled). Failed: poll at once.
+        first_poll_at = None if decision.done else time.time() + float(self.poke_interval)
         self.defer(
-            trigger=self._trigger(batch_export_id, time.time() + self.timeout),
+            trigger=self._trigger(batch_export_id, time.time() + self.timeout, first_poll_at),
             method_name="execute_complete",
             # The trigger's own deadline (self.timeout) comes first and ends in AirflowSensorTimeout.
             timeout=None,
@@ -153,18 +156,11 @@ class PostHogBackfillSensor(_PostHogSensor):
         return {"backfill_id": require_id(self.backfill_id, "backfill_id")}
 
     def _decide(self, batch_export_id: str) -> Decision:
-        from airflow_provider_posthog.triggers.batch_export import backfill_runs_after
+        return self._poll_backfill(batch_export_id, require_id(self.backfill_id, "backfill_id"))
 
-        backfill_id = require_id(self.backfill_id, "backfill_id")
-        backfill = self.hook.get_backfill(batch_export_id, backfill_id)
-        decision = decide_backfill(backfill)
-        if not decision.done:
-            return decision
-        return decide_backfill(
-            backfill, self.hook.list_runs(batch_export_id, after=backfill_runs_after(backfill))
-        )
-
-    def _trigger(self, batch_export_id: str, end_time: float) -> _PostHogPollingTrigger:
+    def _trigger(
+        self, batch_export_id: str, end_time: float, first_poll_at: float | None
+    ) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
 
         return PostHogBackfillTrigger(
@@ -174,6 +170,7 @@ class PostHogBackfillSensor(_PostHogSensor):
             project_id=self._project_id(),
             poll_interval=float(self.poke_interval),
             end_time=end_time,
+            first_poll_at=first_poll_at,
         )
 
 
@@ -241,7 +238,9 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         )
         return decide_interval(runs, start, end)
 
-    def _trigger(self, batch_export_id: str, end_time: float) -> _PostHogPollingTrigger:
+    def _trigger(
+        self, batch_export_id: str, end_time: float, first_poll_at: float | None
+    ) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBatchExportRunTrigger
 
         run_id = self._single_run()
@@ -258,4 +257,5 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
             project_id=self._project_id(),
             poll_interval=float(self.poke_interval),
             end_time=end_time,
+            first_poll_at=first_poll_at,
         )

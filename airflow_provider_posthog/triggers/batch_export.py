@@ -9,7 +9,6 @@ is an epoch timestamp computed by the task before it deferred.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from airflow_provider_posthog.utils.wait import (
     ERROR,
     TIMEOUT,
     Decision,
+    backfill_runs_query,
     coerce_datetime,
     decide_backfill,
     decide_interval,
@@ -30,7 +30,6 @@ from airflow_provider_posthog.utils.wait import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow_provider_posthog.api.models import Backfill
     from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook
 
 #: Bound on the best-effort cancel in ``on_kill`` (the triggerer's own bound defaults to 30 s).
@@ -48,12 +47,6 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (PostHogServerError, PostHogTransportError, PostHogRateLimitError, TimeoutError))
 
 
-def backfill_runs_after(backfill: Backfill) -> str:
-    """Lower bound for listing a backfill's runs (PostHog hides runs created > 7 days ago by default)."""
-    created = backfill.created_at or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
-    return (created - dt.timedelta(hours=1)).isoformat()
-
-
 class _PostHogPollingTrigger(BaseTrigger):
     """Shared loop: poll, yield one terminal/timeout/error event, then return."""
 
@@ -67,12 +60,14 @@ class _PostHogPollingTrigger(BaseTrigger):
         end_time: float | None = None,
         cancel_on_kill: bool = False,
         max_poll_errors: int = 5,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(batch_export_id, str) or not batch_export_id:
             raise ValueError("batch_export_id must be a non-empty string")
-        if end_time is not None and not isinstance(end_time, (int, float)):
-            raise ValueError("end_time must be an epoch timestamp (float) or None")
+        for name, value in (("end_time", end_time), ("first_poll_at", first_poll_at)):
+            if value is not None and not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be an epoch timestamp (float) or None")
         self.batch_export_id = batch_export_id
         self.posthog_conn_id = str(posthog_conn_id)
         self.project_id = None if project_id is None else int(project_id)
@@ -80,6 +75,7 @@ class _PostHogPollingTrigger(BaseTrigger):
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
         self.max_poll_errors = int(max_poll_errors)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
     # -- subclass API ---------------------------------------------------------------------------------------
     def _ids(self) -> dict[str, str | None]:
@@ -104,6 +100,7 @@ class _PostHogPollingTrigger(BaseTrigger):
             "end_time": self.end_time,
             "cancel_on_kill": self.cancel_on_kill,
             "max_poll_errors": self.max_poll_errors,
+            "first_poll_at": self.first_poll_at,
         }
 
     def _hook(self) -> PostHogAsyncHook:
@@ -127,6 +124,10 @@ class _PostHogPollingTrigger(BaseTrigger):
         errors = 0
         try:
             hook = self._hook()
+            # The task polled just before deferring: the first poll here waits for the next interval.
+            if self.first_poll_at is not None:
+                wake = self.first_poll_at if self.end_time is None else min(self.first_poll_at, self.end_time)
+                await asyncio.sleep(max(0.0, wake - time.time()))
             while True:
                 try:
                     decision = await self._check(hook)
@@ -192,6 +193,8 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
     :param end_time: epoch seconds after which a ``timeout`` event is sent (``None``: wait forever).
     :param cancel_on_kill: cancel the backfill when a user kills the deferred task (Airflow 3.3+).
     :param max_poll_errors: consecutive transient poll failures (after the hook's retries) tolerated.
+    :param first_poll_at: epoch seconds of the first poll; the deferring task just polled, so it passes
+        ``now + poll_interval`` and deferral costs no extra request (``None``: poll at once).
     """
 
     def __init__(self, *, backfill_id: str, **kwargs: Any) -> None:
@@ -217,7 +220,7 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
         decision = decide_backfill(backfill)
         if not decision.done:
             return decision
-        runs = await hook.list_runs(self.batch_export_id, after=backfill_runs_after(backfill))
+        runs = await hook.list_runs(self.batch_export_id, **backfill_runs_query(backfill))
         return decide_backfill(backfill, runs)
 
     async def _cancel(self, hook: PostHogAsyncHook) -> None:

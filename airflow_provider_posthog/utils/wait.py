@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
 from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogTriggerError
@@ -183,6 +183,33 @@ def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.
         runs_completed=n_done,
         records_completed=records,
     )
+
+
+class RunsQuery(TypedDict, total=False):
+    """Keyword filters of ``PostHogHook.list_runs`` (and its async twin)."""
+
+    ordering: str
+    start: str
+    end: str
+    after: str
+
+
+def backfill_runs_query(backfill: Backfill) -> RunsQuery:
+    """``list_runs`` filters that fetch a finished backfill's runs in as few requests as possible.
+
+    By data interval, PostHog returns one page per 100 of the backfill's intervals whatever else the export
+    ran meanwhile; by creation time it would page through every run of the export since the backfill started
+    (5 pages for each of 500 backfills finishing on one export). Runs are then matched on their ``backfill``.
+    """
+    if backfill.start_at is not None and backfill.end_at is not None:
+        return {
+            "ordering": "data_interval_start",
+            "start": backfill.start_at.isoformat(),
+            "end": backfill.end_at.isoformat(),
+        }
+    # Open-ended backfill: its runs were created after it (PostHog hides runs older than 7 days by default).
+    created = backfill.created_at or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    return {"after": (created - dt.timedelta(hours=1)).isoformat()}
 
 
 # --------------------------------------------------------------------------------------------------- events

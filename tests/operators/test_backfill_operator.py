@@ -320,6 +320,7 @@ def test_defers_with_plain_kwargs_epoch_deadline_and_no_framework_timeout(factor
     _, kwargs = trigger.serialize()
     assert kwargs["end_time"] == 1_300.0  # execution_timeout (300 s) is earlier than timeout (600 s)
     assert kwargs["poll_interval"] == 5.0 and kwargs["cancel_on_kill"] is True
+    assert kwargs["first_poll_at"] == 1_005.0  # the task just polled: no second request at deferral
     assert kwargs["backfill_id"] == BACKFILL
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 from unittest import mock
 
@@ -111,6 +112,14 @@ def test_deferrable_sensor_defers_while_running_and_succeeds_at_once_when_done(f
     assert excinfo.value.timeout is None
     _, kwargs = excinfo.value.trigger.serialize()
     assert kwargs["poll_interval"] == 3.0 and kwargs["end_time"] is not None
+    # The sensor just poked: the trigger's first poll waits one interval instead of repeating it at once.
+    assert kwargs["first_poll_at"] == pytest.approx(time.time() + 3.0, abs=2.0)
+
+    failed = _hook(get_backfill=mock.Mock(return_value=factories.backfill("Failed")))
+    failed.list_runs.return_value = []
+    with pytest.raises(TaskDeferred) as excinfo:
+        _sensor(PostHogBackfillSensor, failed, backfill_id=BACKFILL, deferrable=True).execute(_context())
+    assert excinfo.value.trigger.serialize()[1]["first_poll_at"] is None  # a failure resumes at once
 
     done = _hook(get_backfill=mock.Mock(return_value=factories.backfill("Completed")))
     done.list_runs.return_value = []

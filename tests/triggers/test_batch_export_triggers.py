@@ -112,7 +112,12 @@ async def test_backfill_success_after_polling(factories: Any) -> None:
     assert hook.get_backfill.await_count == 2
     # The runs of the backfill are listed once, when it is terminal, with a created_at window.
     assert hook.list_runs.await_count == 1
-    assert "after" in hook.list_runs.await_args.kwargs
+    # The backfill's runs by data interval: one page per 100 intervals, whatever else the export ran.
+    assert hook.list_runs.await_args.kwargs == {
+        "ordering": "data_interval_start",
+        "start": "2024-01-01T00:00:00+00:00",
+        "end": "2024-01-01T02:00:00+00:00",
+    }
 
 
 async def test_completed_backfill_with_a_failed_run_is_a_failure(factories: Any) -> None:
@@ -230,3 +235,29 @@ async def test_interval_trigger_waits_for_full_coverage(factories: Any) -> None:
     assert kwargs["start"].startswith("2024-01-01T00:00:00") and kwargs["end"].startswith(
         "2024-01-01T02:00:00"
     )
+
+
+def test_open_ended_backfill_runs_are_listed_by_creation_time(factories: Any) -> None:
+    from airflow_provider_posthog.utils.wait import backfill_runs_query
+
+    query = backfill_runs_query(factories.backfill("Completed", end_at=None))
+    assert query == {"after": "2024-01-01T23:00:00+00:00"}  # an hour before the backfill was created
+
+
+async def test_first_poll_waits_until_first_poll_at_but_not_past_the_deadline() -> None:
+    calls: list[float] = []
+
+    async def get_backfill(*_: Any) -> Any:
+        calls.append(time.time())
+        raise PostHogNotFoundError("gone")  # ends the trigger after its first poll
+
+    start = time.time()
+    trigger = _backfill_trigger(_hook(get_backfill=get_backfill), first_poll_at=start + 0.3)
+    await _events(trigger)
+    assert len(calls) == 1 and calls[0] - start >= 0.29
+
+    calls.clear()
+    start = time.time()
+    late = _backfill_trigger(_hook(get_backfill=get_backfill), first_poll_at=start + 60, end_time=start + 0.2)
+    await asyncio.wait_for(_events(late), timeout=5)
+    assert len(calls) == 1 and 0.19 <= calls[0] - start < 5
