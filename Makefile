@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_posthog tests example_dags
-	$(BIN)/ruff format --check airflow_provider_posthog tests example_dags
+	$(BIN)/ruff check airflow_provider_posthog tests example_dags benchmarks
+	$(BIN)/ruff format --check airflow_provider_posthog tests example_dags benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -152,7 +152,7 @@ def install_poll_counter(harness: Harness) -> Callable[[float], Coroutine[Any, A
                 harness.sleeping.discard(name)
         return await original(delay, result)
 
-    asyncio.sleep = counting_sleep  # type: ignore[assignment]
+    asyncio.sleep = counting_sleep
     return original
 
 

@@ -144,6 +144,8 @@ def capacity_section(data: dict[str, Any]) -> list[str]:
         "- **Loop lag**: how late a 100 ms heartbeat fires; p50 and p99 over the whole run.",
         "- **Req/poll**: requests in the server's log / polls completed (polls counted at each poll-interval "
         "sleep).",
+        "- **Polls done / expected**: expected = N * cycles; a trigger started in the last moments of the "
+        "first interval can miss its last poll by a hair. Far fewer means the loop could not keep up.",
         "- **Errors**: events sent (no job ever finishes, so any event is an error) + exceptions + non-2xx "
         "responses.",
         "",
@@ -248,6 +250,68 @@ def economy_section(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def summary_section(results: dict[str, Any]) -> list[str]:
+    """Headline figures: ours against each contender, at the largest N."""
+    rows: list[tuple[str, dict[str, str]]] = []
+    if "imports" in results:
+        added = {
+            k: summary([x["added_s"] * 1000 for x in v["samples"]])[0] for k, v in results["imports"].items()
+        }
+        rows.append(("DAG-file import cost added, ms", {k: f"{v:.1f}" for k, v in added.items()}))
+    if "capacity" in results and results["capacity"]["runs"]:
+        top = max(r["n"] for r in results["capacity"]["runs"])
+        group = {
+            r["contender"]: r for r in results["capacity"]["runs"] if r["n"] == top and "failed" not in r
+        }
+        if group:
+            rows.append(
+                (
+                    f"CPU ms per poll, N = {top:,}",
+                    {k: f"{summary(_steady(r, 'cpu_ms_per_poll'))[0]:.2f}" for k, r in group.items()},
+                )
+            )
+            rows.append(
+                (f"RSS per waiting trigger, KB, N = {top:,}", {k: f"{_rss(r):.1f}" for k, r in group.items()})
+            )
+            rows.append(
+                (
+                    f"Event-loop lag p99, ms, N = {top:,}",
+                    {k: f"{r['lag_p99_ms']:.1f}" for k, r in group.items()},
+                )
+            )
+            rows.append(
+                (
+                    f"Polls done / expected, N = {top:,}",
+                    {k: f"{r['polls_total']:,} / {r['polls_expected']:,}" for k, r in group.items()},
+                )
+            )
+    if not rows:
+        return []
+    out = [
+        "## Summary",
+        "",
+        "| Figure | " + " | ".join(NAMES[k] for k in NAMES) + " |",
+        "|---|" + "---|" * len(NAMES),
+    ]
+    for label, values in rows:
+        out.append(f"| {label} | " + " | ".join(values.get(k, "n/a") for k in NAMES) + " |")
+    economy = results.get("economy", {})
+    notes = []
+    for row in economy.get("scenarios", []):
+        if row.get("minimum") and row["name"].startswith("Backfill"):
+            times = row["requests"] / row["minimum"]
+            notes.append(f"{row['name']}: {row['requests']} requests, {times:.2f}x the minimum")
+    rl = economy.get("rate_limit_data")
+    if rl:
+        notes.append(
+            f"{rl['waits']} concurrent waits on one key at 480 requests/minute: {rl['succeeded']} succeeded, "
+            f"{rl['failed']} failed, {rl['throttled']} responses 429 absorbed by retries"
+        )
+    if notes:
+        out += ["", *(f"- {n}." for n in notes)]
+    return [*out, ""]
+
+
 def write_report(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# Benchmarks: parse-time cost, triggerer capacity and API economy",
@@ -269,6 +333,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             "> **Quick smoke run** (`--quick`): few samples and small N; do not quote these figures.",
             "",
         ]
+    lines += summary_section(results)
     if "imports" in results:
         lines += imports_section(results["imports"])
     if "capacity" in results:

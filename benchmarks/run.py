@@ -8,8 +8,9 @@ Phases (each bounded in time; all traffic goes to 127.0.0.1):
 3. API economy and the rate-limit story (``benchmarks.economy``), ours only (against the emulator).
 
 Raw figures go to ``.bench/results.json``; the report is written by ``benchmarks.report``.
-``--quick`` is a smoke run (few samples, small N, short cycles) that writes to ``.bench/RESULTS-quick.md``
-unless ``--output`` says otherwise.
+``--quick`` is a smoke run (few samples, small N, short cycles) that writes ``.bench/RESULTS-quick.md``;
+``--only``/``--n``/``--contender``/``--profile`` select a part and write ``.bench/RESULTS-partial.md``; only a
+full run rewrites ``benchmarks/RESULTS.md`` (unless ``--output`` says otherwise).
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def capacity_plan(quick: bool) -> list[tuple[int, float, int]]:
 
 
 def run_capacity_one(
-    contender: str, n: int, poll_interval: float, cycles: int, tls: TLSFiles, workdir: Path
+    contender: str,
+    n: int,
+    poll_interval: float,
+    cycles: int,
+    tls: TLSFiles,
+    workdir: Path,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """One server process + one trigger process; returns the trigger figures plus the server's request log."""
     run_dir = workdir / f"capacity-{contender}-{n}"
@@ -88,6 +95,7 @@ def run_capacity_one(
                 str(cycles),
                 "--out",
                 str(out),
+                *(["--profile", str(profile)] if profile else []),
             ],
             run_dir,
             env,
@@ -109,15 +117,23 @@ def run_capacity_one(
     return result
 
 
-def run_capacity(quick: bool, workdir: Path) -> dict[str, Any]:
+def run_capacity(
+    quick: bool,
+    workdir: Path,
+    only_n: list[int] | None = None,
+    contenders: list[str] | None = None,
+    profile_dir: Path | None = None,
+) -> dict[str, Any]:
     tls = make_tls_files(workdir / "tls")
-    results: dict[str, Any] = {"plan": capacity_plan(quick), "runs": []}
-    for n, poll_interval, cycles in results["plan"]:
-        for contender in CONTENDERS:
+    plan = [row for row in capacity_plan(quick) if not only_n or row[0] in only_n]
+    results: dict[str, Any] = {"plan": plan, "runs": []}
+    for n, poll_interval, cycles in plan:
+        for contender in contenders or CONTENDERS:
+            profile = profile_dir / f"{contender}-{n}.txt" if profile_dir else None
             started = time.monotonic()
             log(f"capacity: {contender} N={n} poll={poll_interval:g}s x{cycles} ...")
             try:
-                result = run_capacity_one(contender, n, poll_interval, cycles, tls, workdir)
+                result = run_capacity_one(contender, n, poll_interval, cycles, tls, workdir, profile)
             except Exception as exc:  # one broken contender must not lose the others' figures
                 log(f"capacity: {contender} N={n} FAILED: {exc}")
                 result = {"contender": contender, "n": n, "failed": str(exc)}
@@ -152,13 +168,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: few samples, small N, short cycles")
     parser.add_argument("--output", type=Path, default=None, help="report path (default: see module docs)")
     parser.add_argument("--only", choices=["imports", "capacity", "economy"], action="append", default=None)
+    parser.add_argument("--n", type=int, action="append", default=None, help="capacity: only these N")
+    parser.add_argument(
+        "--contender", choices=CONTENDERS, action="append", default=None, help="capacity only"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="capacity: pyinstrument profiles into .bench/profiles/"
+    )
     args = parser.parse_args(argv)
     phases = args.only or ["imports", "capacity", "economy"]
     bench_dir = ROOT / ".bench"
     bench_dir.mkdir(exist_ok=True)
-    output = args.output or (
-        bench_dir / "RESULTS-quick.md" if args.quick else ROOT / "benchmarks" / "RESULTS.md"
-    )
+    partial = bool(args.only or args.n or args.contender or args.profile)
+    if args.output:
+        output = args.output
+    elif args.quick:
+        output = bench_dir / "RESULTS-quick.md"
+    elif partial:
+        output = bench_dir / "RESULTS-partial.md"  # never overwrite the committed report with a partial run
+    else:
+        output = ROOT / "benchmarks" / "RESULTS.md"
 
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -173,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"import cost: {samples} interleaved samples per contender ...")
             results["imports"] = import_cost.measure(samples, workdir / "imports", log=log)
         if "capacity" in phases:
-            results["capacity"] = run_capacity(args.quick, workdir)
+            profile_dir = bench_dir / "profiles" if args.profile else None
+            if profile_dir:
+                profile_dir.mkdir(exist_ok=True)
+            results["capacity"] = run_capacity(args.quick, workdir, args.n, args.contender, profile_dir)
         if "economy" in phases:
             log("API economy and rate limits ...")
             results["economy"] = run_economy(args.quick, workdir)
