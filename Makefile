@@ -11,7 +11,7 @@ LOCK   := requirements/constraints.txt
 
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: test lint typecheck unit demo bench lock clean venv
+.PHONY: test lint typecheck unit demo bench lock lock-compat test-compat clean venv
 
 venv: $(STAMP)
 
@@ -55,5 +55,37 @@ bench: $(BENCH_STAMP)
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o $(LOCK)
 
+# Older Airflow minors (pyproject says apache-airflow>=3.1): one venv each, built like .venv from its own lock,
+# pytest only (ruff/mypy run once, in .venv). `make test-compat` runs both; `make test-airflow-3.1` one of them.
+# COMPAT_PINS_<minor>: constraints `make lock-compat` resolves with (3.2.2's in-process Execution API, used by
+# dag.test(), loses its service registry with svcs 26: every task fails with KeyError 'svcs_registry').
+COMPAT_MINORS   := 3.1 3.2
+COMPAT_PINS_3.1 := apache-airflow==3.1.8
+COMPAT_PINS_3.2 := apache-airflow==3.2.2 svcs<26
+
+.venv-airflow-%/.installed: pyproject.toml requirements/constraints-airflow-%.txt
+	@test -x .venv-airflow-$*/bin/python || $(PYTHON) -m venv .venv-airflow-$*
+	@test -x .venv-airflow-$*/bin/uv || .venv-airflow-$*/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	.venv-airflow-$*/bin/uv pip install --python .venv-airflow-$*/bin/python --compile-bytecode --quiet -c requirements/constraints-airflow-$*.txt -e ".[test]"
+	@touch $@
+
+test-airflow-%: .venv-airflow-%/.installed
+	.venv-airflow-$*/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-compat: $(foreach v,$(COMPAT_MINORS),test-airflow-$(v))
+
+# Reached only through the pattern rules above, the stamps would count as intermediate files and be deleted.
+.SECONDARY: $(foreach v,$(COMPAT_MINORS),.venv-airflow-$(v)/.installed)
+
+# Regenerate the older-Airflow locks: `make lock` plus COMPAT_PINS. A new lock starts from .venv's
+# lock so the other packages keep the versions tested there (newest-everything put fastapi 0.165 under
+# Airflow 3.2.2, whose Execution API then fails to build its routes).
+lock-compat: $(STAMP)
+	@set -e; $(foreach v,$(COMPAT_MINORS),test -f requirements/constraints-airflow-$(v).txt \
+	  || cp $(LOCK) requirements/constraints-airflow-$(v).txt; \
+	  printf '%s\n' $(foreach p,$(COMPAT_PINS_$(v)),'$(p)') | $(BIN)/uv pip compile pyproject.toml --extra test \
+	  --python-version 3.11 -c - -o requirements/constraints-airflow-$(v).txt \
+	  --custom-compile-command "make lock-compat" --quiet;)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-airflow-* .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,6 +1,6 @@
 """The one place that knows which Airflow 3.x minor we run on (3.1, 3.2, 3.3).
 
-Kept tiny on purpose: every other module imports the flag or helper it needs from here instead of comparing
+Every other module imports the flag or helper it needs from here instead of comparing
 version strings itself, so dropping an old Airflow later means deleting lines in one file.
 """
 
@@ -24,9 +24,71 @@ def _airflow_version() -> tuple[int, int]:
 
 AIRFLOW_VERSION: tuple[int, int] = _airflow_version()
 
+# Task SDK exceptions: ``airflow.sdk.exceptions`` has them since 3.2 (3.3 warns on the ``airflow.exceptions``
+# path); 3.1's SDK module holds only ``AirflowException``, the rest live in ``airflow.exceptions`` (same
+# objects Airflow raises and catches there). One block, so a partial SDK module never mixes the two.
+try:
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined,unused-ignore]
+        AirflowException,
+        AirflowFailException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "DECLARATIVE_CONNECTION_FORM_SUPPORTED",
+    "TRIGGER_ON_KILL_SUPPORTED",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "TaskDeferred",
+    "aextra_dejson",
+    "aget_connection",
+    "airflow_conf",
+    "amask_secret",
+    "dagbag_class",
+    "legacy_connection_form_widgets",
+    "legacy_ui_field_behaviour",
+]
+
+#: Airflow 3.2+ builds the connection form from ``get_provider_info()``'s ``conn-fields`` and
+#: ``ui-field-behaviour``; 3.1 ignores them and shows the generic form (docs/connection.md).
+DECLARATIVE_CONNECTION_FORM_SUPPORTED: bool = AIRFLOW_VERSION >= (3, 2)
+
 #: Airflow 3.3 calls ``BaseTrigger.on_kill`` when a user marks a deferred task failed/success or clears it.
 #: Older triggerers never call it, so the remote job keeps running there (documented in docs/triggers.md).
 TRIGGER_ON_KILL_SUPPORTED: bool = AIRFLOW_VERSION >= (3, 3)
+
+
+async def aget_connection(conn_id: str) -> Any:
+    """Look a connection up from inside an event loop without running the sync masker on the loop.
+
+    Since 3.3.2 ``BaseHook.aget_connection`` masks asynchronously (detected by ``Connection.aextra_dejson``,
+    which came with it). On 3.1-3.3.1 it masks synchronously on the loop, which raises in the triggerer
+    (``DeadlockImminentError``, NOTES §3.2), so the sync lookup runs in a worker thread instead, as
+    common-compat's ``get_async_connection`` does.
+    """
+    from airflow.sdk import BaseHook, Connection
+
+    if hasattr(Connection, "aextra_dejson"):
+        return await BaseHook.aget_connection(conn_id)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
 async def aextra_dejson(conn: Any) -> dict[str, Any]:
@@ -53,3 +115,63 @@ async def amask_secret(secret: str) -> None:
         await sync_to_async(mask_secret)(secret)
         return
     await _amask_secret(secret)
+
+
+def airflow_conf() -> Any:
+    """Airflow's config parser, imported on first use: ``airflow.sdk.conf`` (3.2+), the core parser on 3.1."""
+    try:
+        from airflow.sdk import conf
+    except ImportError:  # Airflow 3.1: no SDK parser yet
+        from airflow.configuration import conf  # type: ignore[assignment,unused-ignore]
+    return conf
+
+
+def dagbag_class() -> Any:
+    """``DagBag`` for tests and tooling: ``airflow.dag_processing.dagbag`` (3.2+) or ``airflow.models``."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,unused-ignore]
+    return DagBag
+
+
+def legacy_ui_field_behaviour(conn_type: str) -> dict[str, Any]:
+    """``get_ui_field_behaviour()`` for Airflow 3.1, derived from ``get_provider_info()``'s declarative entry.
+
+    3.1 reads the hook methods only: hidden fields, labels and placeholders of the built-in fields here, the
+    extra fields in :func:`legacy_connection_form_widgets`.
+    """
+    from airflow_provider_posthog import get_provider_info
+
+    entry = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
+    declared = entry["ui-field-behaviour"]
+    builtin = {"description", "host", "port", "login", "password", "schema", "extra"}
+    return {
+        "hidden_fields": list(declared.get("hidden-fields", [])),
+        "relabeling": dict(declared.get("relabeling", {})),
+        "placeholders": {k: v for k, v in declared.get("placeholders", {}).items() if k in builtin},
+    }
+
+
+def legacy_connection_form_widgets(conn_type: str) -> dict[str, Any]:
+    """``get_connection_form_widgets()`` for Airflow 3.1: a text field per declared ``conn-fields`` entry.
+
+    Only Airflow's UI calls this (it stubs wtforms/FAB when they are not installed), so the imports are local.
+    """
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import StringField
+    from wtforms.validators import Optional
+
+    from airflow_provider_posthog import get_provider_info
+
+    entry = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
+    return {
+        name: StringField(
+            lazy_gettext(spec["label"]),
+            widget=BS3TextFieldWidget(),
+            validators=[Optional()],
+            description=spec.get("description", ""),
+        )
+        for name, spec in entry.get("conn-fields", {}).items()
+    }

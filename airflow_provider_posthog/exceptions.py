@@ -6,7 +6,7 @@ Messages name the method, the path and PostHog's ``detail``; never the API key a
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_provider_posthog.compat import AirflowException, AirflowFailException
 
 
 class PostHogError(AirflowException):

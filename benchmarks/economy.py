@@ -57,7 +57,7 @@ async def first_event(trigger: Any) -> dict[str, Any]:
 
 def run_task(op: Any) -> Any:
     """``execute``; on deferral, the trigger in an event loop, then the resume method with its event."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow_provider_posthog.compat import TaskDeferred
 
     ctx = context()
     try:

@@ -181,6 +181,18 @@ class PostHogHook(_PostHogHookBase):
     ``scheme`` (``http`` for a scheme-less local host) and ``verify`` (false or a CA bundle path).
     """
 
+    if not compat.DECLARATIVE_CONNECTION_FORM_SUPPORTED:
+        # Airflow 3.1 ignores get_provider_info()'s declarative form; 3.2+ warns when a hook defines this.
+        @classmethod
+        def get_ui_field_behaviour(cls) -> dict[str, Any]:
+            """Hidden fields, labels and placeholders of the connection form on Airflow 3.1."""
+            return compat.legacy_ui_field_behaviour(cls.conn_type)
+
+        @classmethod
+        def get_connection_form_widgets(cls) -> dict[str, Any]:
+            """The extra fields (project id, timeout) of the connection form on Airflow 3.1."""
+            return compat.legacy_connection_form_widgets(cls.conn_type)
+
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def _settings(self, project_id: int | str | None = None) -> ConnectionSettings:
@@ -548,13 +560,13 @@ def connection_test_message(exc: BaseException, s: ConnectionSettings) -> str:
 class PostHogAsyncHook(_PostHogHookBase):
     """Async twin of :class:`PostHogHook` for triggers: same operations, pooled ``httpx.AsyncClient``.
 
-    The connection is looked up with ``await BaseHook.aget_connection()`` and the key is masked with
-    ``amask_secret``: no sync lookup or sync masking ever runs inside the event loop.
+    The connection is looked up with ``compat.aget_connection()`` and the key is masked with
+    ``compat.amask_secret()``: no sync lookup or sync masking ever runs inside the event loop.
     """
 
     async def _asettings(self, project_id: int | str | None = None) -> ConnectionSettings:
         if self._settings_cache is None:
-            conn = await BaseHook.aget_connection(self.posthog_conn_id)
+            conn = await compat.aget_connection(self.posthog_conn_id)
             extra = await compat.aextra_dejson(conn)
             settings = self._build_settings(conn, extra)
             digest = _digest(settings.api_key)

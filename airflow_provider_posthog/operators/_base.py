@@ -10,7 +10,7 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 
 from airflow_provider_posthog import compat
 from airflow_provider_posthog.exceptions import (
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, read when a task is built (cheap, no I/O)."""
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return compat.airflow_conf().getboolean("operators", "default_deferrable", fallback=False)
 
 
 class PostHogTaskMixin:

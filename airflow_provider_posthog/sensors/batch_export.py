@@ -11,9 +11,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_posthog.api.statuses import Outcome
+from airflow_provider_posthog.compat import AirflowSensorTimeout
 from airflow_provider_posthog.exceptions import PostHogRemoteFailureError, PostHogTriggerError
 from airflow_provider_posthog.links.posthog import (
     ALL_LINKS,

@@ -24,9 +24,9 @@ def airflow_db() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def example_dags(airflow_db: None) -> dict[str, Any]:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_posthog.compat import dagbag_class
 
-    bag = DagBag(dag_folder=str(EXAMPLES))
+    bag = dagbag_class()(dag_folder=str(EXAMPLES))
     assert not bag.import_errors, bag.import_errors
     return bag.dags
 

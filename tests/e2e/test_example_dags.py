@@ -295,7 +295,12 @@ async def test_trigger_on_kill_cancels_the_backfill_in_posthog(posthog_conn: Any
 
 
 async def test_trigger_never_uses_the_sync_connection_lookup(posthog_conn: Any) -> None:
-    """dag.test() runs triggers in line and would hide a sync lookup that breaks the real triggerer."""
+    """dag.test() runs triggers in line and would hide a sync lookup that breaks the real triggerer.
+
+    Before Airflow 3.3.2 the lookup runs sync in a worker thread on purpose (compat.aget_connection); only a
+    sync lookup on the loop's own thread is the bug.
+    """
+    import threading
     from unittest import mock
 
     from airflow.sdk import BaseHook
@@ -307,8 +312,14 @@ async def test_trigger_never_uses_the_sync_connection_lookup(posthog_conn: Any) 
     start, end = _window(emu, hours=1)
     run = emu.control.seed_run(export_id, start, end, status="Completed", records_completed=3)
     trigger = PostHogBatchExportRunTrigger(batch_export_id=export_id, run_id=run["id"], poll_interval=0.1)
-    boom = RuntimeError("sync get_connection called inside the event loop")
-    with mock.patch.object(BaseHook, "get_connection", side_effect=boom):
+    loop_thread, real_lookup = threading.get_ident(), BaseHook.get_connection
+
+    def lookup(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == loop_thread:
+            raise RuntimeError("sync get_connection called inside the event loop")
+        return real_lookup(*args, **kwargs)
+
+    with mock.patch.object(BaseHook, "get_connection", side_effect=lookup):
         event = await trigger.run().__anext__()
     assert event.payload["status"] == "success", event.payload
     assert event.payload["records_completed"] == 3

@@ -10,8 +10,8 @@ from unittest import mock
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_posthog.compat import TaskDeferred
 from airflow_provider_posthog.exceptions import (
     PostHogConfigError,
     PostHogJobFailedError,
@@ -324,13 +324,21 @@ def test_defers_with_plain_kwargs_epoch_deadline_and_no_framework_timeout(factor
     assert kwargs["backfill_id"] == BACKFILL
 
 
-@pytest.mark.parametrize("supported", [True, False])
+@pytest.mark.parametrize("supported", [True, False, None], ids=["3.3+", "older", "installed"])
 def test_warns_when_this_airflow_cannot_cancel_a_killed_deferred_task(
-    factories: Any, supported: bool
+    factories: Any, supported: bool | None
 ) -> None:
+    """None = the installed Airflow, unpatched: warns exactly when its BaseTrigger has no on_kill (< 3.3)."""
+    from contextlib import nullcontext
+
+    from airflow.triggers.base import BaseTrigger
+
     op = _with_hook(_op(deferrable=True, poll_interval=5), _hook(factories, ["Running"]))
+    flag = mock.patch("airflow_provider_posthog.compat.TRIGGER_ON_KILL_SUPPORTED", supported)
+    if supported is None:
+        flag, supported = nullcontext(), "on_kill" in vars(BaseTrigger)
     with (
-        mock.patch("airflow_provider_posthog.compat.TRIGGER_ON_KILL_SUPPORTED", supported),
+        flag,
         mock.patch.object(type(op), "log", new_callable=mock.PropertyMock) as log,
         pytest.raises(TaskDeferred),
     ):

@@ -8,15 +8,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from airflow.sdk.exceptions import (
+
+from airflow_provider_posthog.api.statuses import BACKFILL_STATUSES, RUN_STATUSES, Outcome
+from airflow_provider_posthog.compat import (
     AirflowFailException,
     AirflowRescheduleException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferred,
 )
-
-from airflow_provider_posthog.api.statuses import BACKFILL_STATUSES, RUN_STATUSES, Outcome
 from airflow_provider_posthog.exceptions import (
     PostHogConfigError,
     PostHogRemoteFailureError,

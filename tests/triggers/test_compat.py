@@ -29,3 +29,66 @@ async def test_aextra_dejson_uses_the_async_method_or_falls_back() -> None:
 
     assert await compat.aextra_dejson(New()) == {"project_id": "7"}
     assert await compat.aextra_dejson(Old()) == {"project_id": "8"}
+
+
+def test_on_kill_flag_matches_what_this_airflow_triggerer_has() -> None:
+    """The flag drives the operator's warning (tests/operators); it must match the installed BaseTrigger."""
+    from airflow.triggers.base import BaseTrigger
+
+    assert compat.TRIGGER_ON_KILL_SUPPORTED is ("on_kill" in vars(BaseTrigger))
+
+
+def test_exceptions_are_the_ones_airflow_raises_and_catches() -> None:
+    """3.1 keeps them in airflow.exceptions, 3.2+ in airflow.sdk.exceptions; both paths give one class."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import airflow.exceptions as legacy
+
+    for name in ("AirflowException", "AirflowFailException", "AirflowSkipException", "TaskDeferred"):
+        assert getattr(compat, name) is getattr(legacy, name), name
+    assert compat.AirflowSensorTimeout is legacy.AirflowSensorTimeout
+    assert compat.AirflowRescheduleException is legacy.AirflowRescheduleException
+
+
+def test_airflow_conf_reads_config() -> None:
+    assert compat.airflow_conf().getboolean("core", "load_examples") is False
+
+
+def test_connection_form_in_the_ui_on_this_airflow() -> None:
+    """What Airflow's UI shows for a posthog connection: declarative on 3.2+, the hook's methods on 3.1.
+
+    3.2+ warns about a hook that defines the form methods, so they exist only where they are needed.
+    """
+    import sys
+    import warnings
+
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ProvidersManager
+
+    from airflow_provider_posthog.hooks.posthog import PostHogHook
+
+    defines = {"get_ui_field_behaviour", "get_connection_form_widgets"} & set(vars(PostHogHook))
+    assert bool(defines) is not compat.DECLARATIVE_CONNECTION_FORM_SUPPORTED
+    before = set(sys.modules)
+    # A fresh manager, as in the API server: an earlier test may have loaded the hooks without wtforms, and
+    # Airflow 3.1 then skips their form methods. The UI stubs wtforms/FAB into sys.modules: undone after.
+    ProvidersManager()._cleanup()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            HookMetaService.hook_meta_data.cache_clear()
+            meta = {m.connection_type: m for m in HookMetaService.hook_meta_data()}["posthog"]
+    finally:
+        ProvidersManager()._cleanup()
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] in {"wtforms", "flask_babel", "flask_appbuilder"}:
+                del sys.modules[name]
+    fields = meta.standard_fields
+    assert fields is not None and fields.host is not None and fields.password is not None
+    assert fields.host.title == "PostHog host" and fields.password.title == "Personal API key"
+    assert fields.login is not None and fields.login.hidden
+    extra = meta.extra_fields or {}
+    assert extra["project_id"]["schema"]["title"] == "Project ID"
+    assert extra["timeout"]["schema"]["title"] == "Request timeout (seconds)"
