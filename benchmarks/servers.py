@@ -190,6 +190,7 @@ def start_fake(kind: str, n: int, certfile: str, keyfile: str, log: RequestLog) 
 def start_posthog(n: int, certfile: str, keyfile: str, rate_limit_per_minute: int | None) -> dict[str, Any]:
     """Start the emulator over TLS with N long-running backfills to wait on (one per trigger)."""
     from airflow_provider_posthog.emulator import EmulatorSettings, PostHogEmulator
+
     from benchmarks.posthog_targets import seed_waits
 
     settings = EmulatorSettings(run_duration=10**9, rate_limit_per_minute=rate_limit_per_minute)
