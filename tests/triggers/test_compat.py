@@ -42,14 +42,14 @@ def test_exceptions_are_the_ones_airflow_raises_and_catches() -> None:
     """3.1 keeps them in airflow.exceptions, 3.2+ in airflow.sdk.exceptions; both paths give one class."""
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # the legacy path is read on purpose; Airflow 3.3 warns about it
         warnings.simplefilter("ignore")
         import airflow.exceptions as legacy
 
-    for name in ("AirflowException", "AirflowFailException", "AirflowSkipException", "TaskDeferred"):
-        assert getattr(compat, name) is getattr(legacy, name), name
-    assert compat.AirflowSensorTimeout is legacy.AirflowSensorTimeout
-    assert compat.AirflowRescheduleException is legacy.AirflowRescheduleException
+        for name in ("AirflowException", "AirflowFailException", "AirflowSkipException", "TaskDeferred"):
+            assert getattr(compat, name) is getattr(legacy, name), name
+        assert compat.AirflowSensorTimeout is legacy.AirflowSensorTimeout
+        assert compat.AirflowRescheduleException is legacy.AirflowRescheduleException
 
 
 def test_airflow_conf_reads_config() -> None:
