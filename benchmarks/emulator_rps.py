@@ -27,40 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-
-def _tls_files(directory: Path) -> tuple[Path, Path]:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return certfile, keyfile
+from airflow_provider_posthog.emulator.tls import make_tls_files
 
 
 def _admin(base_url: str, action: str, body: dict[str, Any], context: ssl.SSLContext | None) -> Any:
@@ -161,7 +128,8 @@ def main() -> int:
     certfile: str | None = None
     context: ssl.SSLContext | None = None
     if args.tls:
-        cert, keyfile = _tls_files(tmp)
+        files = make_tls_files(tmp)
+        cert, keyfile = files.certfile, files.keyfile
         certfile = str(cert)
         context = ssl.create_default_context(cafile=certfile)
         command += ["--ssl-certfile", certfile, "--ssl-keyfile", str(keyfile)]

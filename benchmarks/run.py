@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_posthog.emulator.tls import TLSFiles, make_tls_files
+
 from benchmarks import import_cost
 from benchmarks.procs import ROOT, ServerProcess, child_env, run_child
 from benchmarks.report import write_report
-from benchmarks.tlscert import TLSFiles, make_tls_files
 
 CONTENDERS = ("ours", "dbt", "airbyte")
 SERVER_KIND = {"ours": "posthog", "dbt": "dbt", "airbyte": "airbyte"}

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from airflow_provider_posthog.emulator import EmulatorSettings, PostHogEmulator
+from airflow_provider_posthog.emulator.tls import make_tls_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -103,44 +104,9 @@ def test_posthog_conn_fixture_sets_connection(posthog_conn: PostHogEmulator) -> 
     assert value["host"] == posthog_conn.base_url and value["conn_type"] == "posthog"
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return certfile, keyfile
-
-
 def test_context_manager_with_tls_and_own_settings(tmp_path: Path) -> None:
-    certfile, keyfile = _self_signed(tmp_path)
+    files = make_tls_files(tmp_path)
+    certfile, keyfile = files.certfile, files.keyfile
     settings = EmulatorSettings(api_key="phx_tls", project_id=42)
     with PostHogEmulator(settings, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)) as emu:
         assert emu.base_url.startswith("https://127.0.0.1:")

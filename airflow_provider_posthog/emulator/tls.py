@@ -1,10 +1,11 @@
-"""Self-signed TLS material for the benchmark servers on 127.0.0.1.
+"""Self-signed TLS material for serving the emulator (or any test server) over HTTPS on 127.0.0.1.
 
-PostHog, dbt Cloud and Airbyte Cloud are HTTPS, and a TLS handshake per poll is a real cost of a trigger, so
-every server the benchmarks poll speaks TLS with a certificate made for the run (``cryptography`` comes with
-Airflow). Clients trust it through ``SSL_CERT_FILE``, which httpx (``trust_env``) and aiohttp (OpenSSL default
-paths) both honour. The CA file is certifi's full bundle *plus* our certificate, so that building an SSL
-context costs what it costs in production (loading ~150 roots), not the cost of loading a single certificate.
+PostHog is HTTPS, and a TLS handshake is a real cost of a client, so tests and benchmarks can serve the
+emulator with ``PostHogEmulator(..., ssl_certfile=files.certfile, ssl_keyfile=files.keyfile)``. Clients trust
+it through ``ca_bundle``: set ``SSL_CERT_FILE`` (honoured by httpx and aiohttp) or the connection extra
+``verify``. The bundle is certifi's bundle *plus* the certificate, so building an SSL context costs what it
+costs in production (loading ~150 roots). ``cryptography`` and ``certifi`` come with Airflow; imported here
+only, so ``import airflow_provider_posthog.emulator`` stays cheap.
 """
 
 from __future__ import annotations
