@@ -217,19 +217,20 @@ def get_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[Bat
     return BatchExportRun.from_api((yield from _get(rq.get_run(project_id, batch_export_id, run_id))))
 
 
-def _already_cancelled(exc: PostHogValidationError) -> bool:
-    return "in 'Cancelled' status" in (exc.detail or "")
+def _cancel(spec: rq.RequestSpec, what: str) -> Operation[None]:
+    """Send a cancel; already cancelled (e.g. a resent request) counts as done, any other 400 is raised."""
+    try:
+        yield spec
+    except PostHogValidationError as exc:
+        if "in 'Cancelled' status" not in (exc.detail or ""):
+            raise
+        log.info("PostHog %s was already cancelled.", what)
+    return None
 
 
 def cancel_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[None]:
-    """Cancel a Starting/Running run. Already cancelled (e.g. a resent request) counts as done."""
-    try:
-        yield rq.cancel_run(project_id, batch_export_id, run_id)
-    except PostHogValidationError as exc:
-        if not _already_cancelled(exc):
-            raise
-        log.info("PostHog run %s was already cancelled.", run_id)
-    return None
+    """Cancel a Starting/Running run."""
+    return (yield from _cancel(rq.cancel_run(project_id, batch_export_id, run_id), f"run {run_id}"))
 
 
 def get_run_logs(
@@ -293,14 +294,12 @@ def get_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Ope
 
 
 def cancel_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[None]:
-    """Cancel a Starting/Running backfill. Already cancelled counts as done."""
-    try:
-        yield rq.cancel_backfill(project_id, batch_export_id, backfill_id)
-    except PostHogValidationError as exc:
-        if not _already_cancelled(exc):
-            raise
-        log.info("PostHog backfill %s was already cancelled.", backfill_id)
-    return None
+    """Cancel a Starting/Running backfill."""
+    return (
+        yield from _cancel(
+            rq.cancel_backfill(project_id, batch_export_id, backfill_id), f"backfill {backfill_id}"
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator
 from airflow_provider_posthog.utils.wait import coerce_bool, require_id, validate_range
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.sdk import Context
 
     from airflow_provider_posthog.api.models import Backfill
@@ -168,6 +170,30 @@ class _PostHogCancelOperator(PostHogBaseOperator):
         self.log.info("%s", message)
         return status
 
+    def _cancel_if_active(
+        self,
+        kind: str,
+        object_id: str,
+        batch_export_id: str,
+        read_status: Callable[[], str],
+        cancel: Callable[[], None],
+    ) -> str:
+        """Read, cancel only while Starting/Running, and treat a finish that races the cancel as finished."""
+        from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
+        from airflow_provider_posthog.exceptions import PostHogValidationError
+
+        what = f"{kind.capitalize()} {object_id}"
+        status = read_status()
+        if status not in CANCELLABLE_STATUSES:
+            return self._already_finished(what, status)
+        try:
+            cancel()
+        except PostHogValidationError:
+            # It finished between our read and the cancel (PostHog answers 400 "Cannot cancel a ...").
+            return self._already_finished(what, read_status())
+        self.log.info("Cancelled %s %s of batch export %s.", kind, object_id, batch_export_id)
+        return "Cancelled"
+
 
 class PostHogCancelRunOperator(_PostHogCancelOperator):
     """Cancel a run that is ``Starting`` or ``Running``. Returns the run's status after the call.
@@ -184,23 +210,17 @@ class PostHogCancelRunOperator(_PostHogCancelOperator):
         self.run_id = run_id
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
-        from airflow_provider_posthog.exceptions import PostHogValidationError
-
         batch_export_id = require_id(self.batch_export_id, "batch_export_id")
         run_id = require_id(self.run_id, "run_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
-        run = self.hook.get_run(batch_export_id, run_id)
-        if run.status not in CANCELLABLE_STATUSES:
-            return self._already_finished(f"Run {run_id}", run.status)
-        try:
-            self.hook.cancel_run(batch_export_id, run_id)
-        except PostHogValidationError:
-            # It finished between our read and the cancel (PostHog answers 400 "Cannot cancel a run ...").
-            return self._already_finished(f"Run {run_id}", self.hook.get_run(batch_export_id, run_id).status)
-        self.log.info("Cancelled run %s of batch export %s.", run_id, batch_export_id)
-        return "Cancelled"
+        return self._cancel_if_active(
+            "run",
+            run_id,
+            batch_export_id,
+            lambda: self.hook.get_run(batch_export_id, run_id).status,
+            lambda: self.hook.cancel_run(batch_export_id, run_id),
+        )
 
 
 class PostHogCancelBackfillOperator(_PostHogCancelOperator):
@@ -222,20 +242,14 @@ class PostHogCancelBackfillOperator(_PostHogCancelOperator):
         self.backfill_id = backfill_id
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
-        from airflow_provider_posthog.exceptions import PostHogValidationError
-
         batch_export_id = require_id(self.batch_export_id, "batch_export_id")
         backfill_id = require_id(self.backfill_id, "backfill_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="backfill_id", value=backfill_id)
-        backfill = self.hook.get_backfill(batch_export_id, backfill_id)
-        if backfill.status not in CANCELLABLE_STATUSES:
-            return self._already_finished(f"Backfill {backfill_id}", backfill.status)
-        try:
-            self.hook.cancel_backfill(batch_export_id, backfill_id)
-        except PostHogValidationError:
-            status = self.hook.get_backfill(batch_export_id, backfill_id).status
-            return self._already_finished(f"Backfill {backfill_id}", status)
-        self.log.info("Cancelled backfill %s of batch export %s.", backfill_id, batch_export_id)
-        return "Cancelled"
+        return self._cancel_if_active(
+            "backfill",
+            backfill_id,
+            batch_export_id,
+            lambda: self.hook.get_backfill(batch_export_id, backfill_id).status,
+            lambda: self.hook.cancel_backfill(batch_export_id, backfill_id),
+        )
