@@ -105,6 +105,27 @@ def test_backfill_failure_fails_the_task_with_the_runs_error(
     assert "    | " in out  # the tail of the run's logs is quoted
 
 
+def _test_wait_dag(
+    example_dags: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    deferrable: bool,
+    export_id: str,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> Any:
+    """Run the wait-for-scheduled-export example DAG over ``[start, end)`` with a fast sensor."""
+    dag = example_dags["posthog_wait_for_scheduled_export"]
+    sensor = dag.get_task("wait_for_posthog_export")
+    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
+        monkeypatch.setattr(sensor, name, value)
+    conf = {
+        "batch_export_id": export_id,
+        "data_interval_start": start.isoformat(),
+        "data_interval_end": end.isoformat(),
+    }
+    return dag.test(run_conf=conf)
+
+
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 def test_wait_for_scheduled_interval(
     example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool
@@ -117,16 +138,7 @@ def test_wait_for_scheduled_interval(
     )
     # The second hour is still exporting when the DAG starts: the deferred sensor must wait for it.
     emu.control.seed_run(export_id, start + dt.timedelta(hours=1), end, status="Running")
-    dag = example_dags["posthog_wait_for_scheduled_export"]
-    sensor = dag.get_task("wait_for_posthog_export")
-    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
-        monkeypatch.setattr(sensor, name, value)
-    conf = {
-        "batch_export_id": export_id,
-        "data_interval_start": start.isoformat(),
-        "data_interval_end": end.isoformat(),
-    }
-    dr = dag.test(run_conf=conf)
+    dr = _test_wait_dag(example_dags, monkeypatch, deferrable, export_id, start, end)
     assert dr.state == "success"
     assert {r["status"] for r in emu.control.runs_for(export_id)} == {"Completed"}
 
@@ -143,16 +155,7 @@ def test_wait_for_scheduled_interval_fails_on_a_failed_run(
     export_id = _export(emu)
     start, end = _window(emu, hours=1)
     emu.control.seed_run(export_id, start, end, status="Failed", latest_error="warehouse full (emulated)")
-    dag = example_dags["posthog_wait_for_scheduled_export"]
-    sensor = dag.get_task("wait_for_posthog_export")
-    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
-        monkeypatch.setattr(sensor, name, value)
-    conf = {
-        "batch_export_id": export_id,
-        "data_interval_start": start.isoformat(),
-        "data_interval_end": end.isoformat(),
-    }
-    dr = dag.test(run_conf=conf)
+    dr = _test_wait_dag(example_dags, monkeypatch, deferrable, export_id, start, end)
     assert dr.state == "failed"
     assert "warehouse full (emulated)" in capfd.readouterr().out
 
