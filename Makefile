@@ -11,7 +11,7 @@ LOCK   := requirements/constraints.txt
 
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: test lint typecheck unit demo bench lock lock-compat test-compat clean venv
+.PHONY: test lint typecheck unit demo bench lock lock-compat test-compat test-system clean venv
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ test: lint typecheck unit
 
 demo: $(STAMP)
 	$(BIN)/python -m airflow_provider_posthog.demo
+
+# System tests (docs/system-tests.md): a real Airflow (scheduler, dag-processor, triggerer, api-server as separate
+# processes, LocalExecutor, SQLite) against emulator processes, with faults; state and logs in .system-tests/.
+test-system: $(STAMP)
+	$(BIN)/python -m system_tests $(SYSTEM_TESTS)
 
 # Benchmarks (docs/benchmarks.md): a separate venv so the contenders (dbt Cloud, Airbyte providers) never
 # touch .venv; pinned by benchmarks/requirements.lock. `make bench BENCH_ARGS=--quick` for a smoke run.

@@ -25,7 +25,7 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        # -- owned by the hook (issue 3): connection form, declarative since Airflow 3.2 --
+        # -- the hook: connection form, declarative since Airflow 3.2 --
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_posthog.hooks.posthog.PostHogHook",
@@ -59,7 +59,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": "PostHog", "python-modules": ["airflow_provider_posthog.hooks.posthog"]}
         ],
-        # -- owned by the operators (issue 4) --
+        # -- operators --
         "operators": [
             {
                 "integration-name": "PostHog",

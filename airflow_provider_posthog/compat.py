@@ -79,7 +79,7 @@ async def aget_connection(conn_id: str) -> Any:
 
     Since 3.3.2 ``BaseHook.aget_connection`` masks asynchronously (detected by ``Connection.aextra_dejson``,
     which came with it). On 3.1-3.3.1 it masks synchronously on the loop, which raises in the triggerer
-    (``DeadlockImminentError``, NOTES §3.2), so the sync lookup runs in a worker thread instead, as
+    (``DeadlockImminentError``), so the sync lookup runs in a worker thread instead, as
     common-compat's ``get_async_connection`` does.
     """
     from airflow.sdk import BaseHook, Connection
@@ -95,7 +95,7 @@ async def aextra_dejson(conn: Any) -> dict[str, Any]:
     """A connection's extras from inside an event loop.
 
     ``Connection.aextra_dejson`` (3.3.2+) masks asynchronously. Before it, ``extra_dejson`` masks
-    synchronously, which can raise ``DeadlockImminentError`` in the triggerer (NOTES §3.2), so the JSON is
+    synchronously, which can raise ``DeadlockImminentError`` in the triggerer, so the JSON is
     parsed without the masker: our extras hold no secret (the key lives in ``password``, masked separately).
     """
     method = getattr(conn, "aextra_dejson", None)

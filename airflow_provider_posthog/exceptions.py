@@ -1,20 +1,29 @@
 """Exceptions users can catch. All subclass ``AirflowException`` so ``soft_fail`` and retries behave.
 
+A wrong argument, a wrong key or an object that does not exist cannot be fixed by trying again, so those
+errors (config, 400, 401/403, 404) also subclass ``AirflowFailException``: the task fails at once, whatever
+its ``retries``. Throttling, server and network errors stay retryable.
+
 Messages name the method, the path and PostHog's ``detail``; never the API key and never a request body
 (export configs carry destination credentials).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow_provider_posthog.compat import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_provider_posthog.api.models import Backfill
 
 
 class PostHogError(AirflowException):
     """Base class of every error this provider raises."""
 
 
-class PostHogConfigError(PostHogError):
-    """The Airflow connection or an argument is wrong; raised before any request is sent."""
+class PostHogConfigError(PostHogError, AirflowFailException):
+    """The Airflow connection or an argument is wrong; raised before the request it concerns. Not retried."""
 
 
 class PostHogAPIError(PostHogError):
@@ -48,16 +57,48 @@ class PostHogAPIError(PostHogError):
         self.attr = attr
 
 
-class PostHogAuthError(PostHogAPIError):
+class PostHogAuthError(PostHogAPIError, AirflowFailException):
     """401 or 403: bad key, missing scope (``batch_export:read``/``:write``) or no access to the project."""
 
 
-class PostHogNotFoundError(PostHogAPIError):
-    """404: unknown project, export, run or backfill (or a run outside PostHog's 7-day window)."""
+class PostHogNotFoundError(PostHogAPIError, AirflowFailException):
+    """404: unknown project, export, run or backfill. Never retried."""
 
 
-class PostHogValidationError(PostHogAPIError):
-    """400: PostHog rejected the request; ``attr`` and ``detail`` say why."""
+class PostHogValidationError(PostHogAPIError, AirflowFailException):
+    """400: PostHog rejected the request; ``attr`` and ``detail`` say why. Never retried."""
+
+
+class PostHogBackfillNotVisibleError(PostHogAPIError):
+    """PostHog accepted a backfill but its row did not appear in time. Retryable: a retry re-attaches."""
+
+
+class PostHogBackfillAlreadyRunningError(PostHogAPIError):
+    """A backfill of the same export over the same range is still running (PostHog refuses a second one).
+
+    :param backfill_id: id of the running backfill.
+    :param backfill: the running backfill's record, to re-attach to it.
+    """
+
+    def __init__(self, message: str, *, backfill_id: str, backfill: Backfill, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.backfill_id = backfill_id
+        self.backfill = backfill
+
+
+class PostHogCancelNotEffectiveError(PostHogError):
+    """PostHog answered a cancel with success but the run or backfill is still Starting/Running.
+
+    :param kind: ``"run"`` or ``"backfill"``.
+    :param object_id: id of the run or backfill.
+    :param status: the status read back after the cancel.
+    """
+
+    def __init__(self, message: str, *, kind: str, object_id: str, status: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.object_id = object_id
+        self.status = status
 
 
 class PostHogRateLimitError(PostHogAPIError):

@@ -1,4 +1,4 @@
-"""How many ``GET .../runs/{id}`` per second the emulator serves over keep-alive (issue 2: >= 500 rps).
+"""How many ``GET .../runs/{id}`` per second the emulator serves over keep-alive (target: >= 500 rps).
 
 ``python benchmarks/emulator_rps.py [--seconds 10] [--clients 2] [--threads 2] [--tls]``
 

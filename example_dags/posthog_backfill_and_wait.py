@@ -1,8 +1,10 @@
 """Use case 1: after an upstream load or fix, re-export this DAG's interval from PostHog, then run models.
 
-The backfill covers ``[data_interval_start, data_interval_end)`` unless the run's params override it, and the
-task only succeeds once every run of the backfill completed (a failed run fails it, quoting PostHog's error).
-Retries and reruns re-attach to the backfill already running for the same range instead of duplicating it.
+The backfill covers ``[data_interval_start, data_interval_end)`` unless the run's params override it. On
+Airflow 3's default ``@daily`` timetable both are the run's midnight; the operator then backfills the day
+before it (the last complete period of the schedule) and logs so. The task only succeeds once every run of the
+backfill completed (a failed run fails it, quoting PostHog's error). Each DAG run exports its range again; a
+retry re-attaches to the backfill its first try started instead of duplicating it.
 
 Configure: an Airflow connection ``posthog_default`` (host ``https://us.posthog.com`` or
 ``https://eu.posthog.com``, password = personal API key with ``batch_export:read``/``write``, extra
@@ -25,8 +27,8 @@ with DAG(
     tags=["posthog", "example"],
     params={
         "batch_export_id": "",  # empty: use the Variable posthog_batch_export_id
-        "start_at": "",  # empty: the DAG run's data_interval_start
-        "end_at": "",  # empty: the DAG run's data_interval_end
+        "start_at": "",  # empty: the DAG run's data interval (the previous day on Airflow 3's defaults)
+        "end_at": "",
         "poll_interval": 60,
     },
 ):

@@ -1,7 +1,8 @@
 """Use case 2: wait until PostHog's own scheduled export of this DAG's interval landed, then load it.
 
 PostHog exports on its own schedule (plus jitter). The sensor succeeds once the export's runs cover
-``[data_interval_start, data_interval_end)`` and all of them completed; a failed run fails it with PostHog's
+``[data_interval_start, data_interval_end)`` (on Airflow 3's default ``@daily`` timetable, where both are the
+run's midnight: the day before it) and all of them completed; a failed run fails it with PostHog's
 error (``soft_fail=True`` would skip instead). ``mode="reschedule"`` frees the worker slot between checks;
 ``deferrable=True`` waits in the triggerer instead.
 """

@@ -1,4 +1,4 @@
-"""Test-wide environment, set before anything imports Airflow (see ../shared/airflow/NOTES.md §7.2).
+"""Test-wide environment, set before anything imports Airflow (Airflow reads its configuration at import).
 
 Each test area keeps its own fixtures in its own ``conftest.py`` (tests/emulator, tests/hooks, ...).
 The emulator fixtures (``posthog_emulator`` ...) come from the package's own ``pytest11`` plugin.

@@ -1,6 +1,6 @@
 """The provider registers with Airflow: entry point, matching package name, importable class paths.
 
-``ProvidersManager`` drops a class path that fails to import with one easy-to-miss warning (NOTES §2.4), so
+``ProvidersManager`` drops a class path that fails to import with one easy-to-miss warning, so
 every path declared in ``get_provider_info()`` is imported here and looked up in the manager.
 """
 

@@ -22,7 +22,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 CONN_TYPE = "posthog"
 
-#: PostHog's public ingestion hosts: they do not serve the private REST API (API.md §1).
+#: PostHog's public ingestion hosts: they do not serve the private REST API.
 INGESTION_HOSTS = {"us.i.posthog.com": "us.posthog.com", "eu.i.posthog.com": "eu.posthog.com"}
 
 

@@ -1,4 +1,4 @@
-"""HTTP status + PostHog's error envelope (API.md §3) -> the exception hierarchy of ``exceptions.py``.
+"""HTTP status + PostHog's error envelope -> the exception hierarchy of ``exceptions.py``.
 
 Pure functions shared by the sync and async transports. Messages name the method, the path (never the
 query string, host or body) and PostHog's ``detail``; known secrets are scrubbed from anything PostHog echoes.
@@ -80,6 +80,15 @@ def _decode_envelope(content: bytes, content_type: str | None) -> Mapping[str, A
     return body if isinstance(body, Mapping) else None
 
 
+def refuses_personal_keys(exc: BaseException) -> bool:
+    """A 403 because this PostHog version closes the action to personal API keys (any wording's case).
+
+    Newer PostHog says "personal API key access", older versions "Personal API Key access".
+    """
+    detail = getattr(exc, "detail", None) or ""
+    return isinstance(exc, PostHogAuthError) and "personal api key access" in detail.lower()
+
+
 def _hint(status: int, code: str | None, detail: str | None) -> str:
     if status == 401:
         return (
@@ -89,11 +98,11 @@ def _hint(status: int, code: str | None, detail: str | None) -> str:
     if status == 403:
         if detail and "missing required scope" in detail:
             return " Give the personal API key that scope in PostHog (Settings > Personal API keys)."
-        if detail and "personal API key access" in detail:
+        if detail and "personal api key access" in detail.lower():
             return " This PostHog version does not allow this action with a personal API key."
         return " Check that the key's user and scopes have access to this project."
     if status == 404:
-        return " Check the project id and the object id (runs older than 7 days need an explicit 'after')."
+        return " Check the project id and the object id."
     if code == TOO_MANY_BACKFILLS_CODE:
         return " Wait for running backfills to finish or cancel some before creating more."
     return ""

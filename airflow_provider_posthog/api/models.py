@@ -1,4 +1,4 @@
-"""Typed records for PostHog batch-exports resources (API.md §5), parsed once from JSON.
+"""Typed records for PostHog batch-exports resources, parsed once from JSON.
 
 Every record keeps the full JSON body in ``raw`` (with secrets already stripped by PostHog) so callers can
 read fields a newer PostHog adds before this module knows them. Unknown keys are never an error.
@@ -22,7 +22,7 @@ def parse_datetime(value: Any) -> DateTime | None:
         return None
     parsed = pendulum.parse(str(value))
     if not isinstance(parsed, DateTime):
-        # A date-only value ([NEW] day/week backfill bounds): midnight UTC.
+        # A date-only value (day/week backfill bounds of newer PostHog): midnight UTC.
         parsed = pendulum.datetime(parsed.year, parsed.month, parsed.day, tz="UTC")  # type: ignore[union-attr]
     return parsed.in_timezone("UTC")
 

@@ -14,13 +14,15 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pendulum
 from pendulum import DateTime
 
 from airflow_provider_posthog.api import requests as rq
+from airflow_provider_posthog.api.errors import refuses_personal_keys
+from airflow_provider_posthog.api.intervals import ExportSchedule, check_backfill_range
 from airflow_provider_posthog.api.models import (
     Backfill,
     BatchExport,
@@ -28,10 +30,13 @@ from airflow_provider_posthog.api.models import (
     LogEntry,
     parse_datetime,
 )
-from airflow_provider_posthog.api.statuses import Outcome
+from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES, Outcome
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
+    PostHogBackfillAlreadyRunningError,
+    PostHogBackfillNotVisibleError,
+    PostHogCancelNotEffectiveError,
     PostHogConfigError,
     PostHogConnectError,
     PostHogNotFoundError,
@@ -59,9 +64,10 @@ Operation = Generator[Command, Any, T]
 
 @dataclasses.dataclass(frozen=True)
 class BackfillLookup:
-    """How long to look for a backfill PostHog accepted but has not written yet (API.md §4.15).
+    """How long to look for a backfill PostHog accepted but has not written yet.
 
-    PostHog's own tests wait up to 30 s ([DOCS]) / 120 s ([NEW]) for the row.
+    PostHog writes the row from its backfill workflow, moments after answering; its own tests wait up to
+    120 s for it.
     """
 
     timeout: float = 120.0
@@ -154,7 +160,11 @@ def get_batch_export_logs(
     instance_id: str | None = None,
     limit: int = rq.LOGS_MAX_LIMIT,
 ) -> Operation[list[LogEntry]]:
-    """Newest first, at most ``limit`` (PostHog returns one page of ``limit`` entries, API.md §11)."""
+    """Newest first, at most ``limit`` (PostHog returns one page of ``limit`` entries).
+
+    PostHog versions whose logs endpoint refuses personal API keys give ``[]`` and one warning, not an error:
+    logs are context for a failure, never a reason for one.
+    """
     spec = rq.batch_export_logs(
         project_id,
         batch_export_id,
@@ -165,7 +175,13 @@ def get_batch_export_logs(
         instance_id=instance_id,
         limit=limit,
     )
-    response: ApiResponse = yield spec
+    try:
+        response: ApiResponse = yield spec
+    except PostHogAuthError as exc:
+        if not refuses_personal_keys(exc):
+            raise
+        log.warning("This PostHog version does not serve batch export logs to personal API keys: %s", exc)
+        return []
     return [LogEntry.from_api(r) for r in rq.page_results(response.body)]
 
 
@@ -214,23 +230,53 @@ def list_runs(
 
 
 def get_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[BatchExportRun]:
+    """One run, whatever its age (the request carries an explicit ``after``)."""
     return BatchExportRun.from_api((yield from _get(rq.get_run(project_id, batch_export_id, run_id))))
 
 
-def _cancel(spec: rq.RequestSpec, what: str) -> Operation[None]:
-    """Send a cancel; already cancelled (e.g. a resent request) counts as done, any other 400 is raised."""
+def _cancel(
+    spec: rq.RequestSpec, read_back: Operation[str], *, kind: str, object_id: str, batch_export_id: str
+) -> Operation[str]:
+    """Send a cancel, then read the status back: PostHog can answer success without cancelling.
+
+    Already cancelled (e.g. a resent request) counts as done; any other 400 is raised. Returns the status
+    read back; raises :class:`PostHogCancelNotEffectiveError` if it is still Starting/Running.
+    """
     try:
         yield spec
     except PostHogValidationError as exc:
         if "in 'Cancelled' status" not in (exc.detail or ""):
             raise
-        log.info("PostHog %s was already cancelled.", what)
-    return None
+        log.info("PostHog %s %s was already cancelled.", kind, object_id)
+        read_back.close()
+        return "Cancelled"
+    status = yield from read_back
+    if status in CANCELLABLE_STATUSES:
+        raise PostHogCancelNotEffectiveError(
+            f"PostHog answered the cancel of {kind} {object_id} of batch export {batch_export_id} with "
+            f"success, but the {kind} is still {status}.",
+            kind=kind,
+            object_id=object_id,
+            status=status,
+        )
+    return status
 
 
-def cancel_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[None]:
-    """Cancel a Starting/Running run."""
-    return (yield from _cancel(rq.cancel_run(project_id, batch_export_id, run_id), f"run {run_id}"))
+def _run_status(project_id: int, batch_export_id: str, run_id: str) -> Operation[str]:
+    return (yield from get_run(project_id, batch_export_id, run_id)).status
+
+
+def cancel_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[str]:
+    """Cancel a Starting/Running run and return its status read back (``"Cancelled"``)."""
+    return (
+        yield from _cancel(
+            rq.cancel_run(project_id, batch_export_id, run_id),
+            _run_status(project_id, batch_export_id, run_id),
+            kind="run",
+            object_id=run_id,
+            batch_export_id=batch_export_id,
+        )
+    )
 
 
 def get_run_logs(
@@ -241,28 +287,22 @@ def get_run_logs(
     level: str | Sequence[str] | None = None,
     limit: int = rq.LOGS_MAX_LIMIT,
 ) -> Operation[list[LogEntry]]:
-    """A run's log lines, newest first: export-level logs inside the run's lifetime (API.md §11).
+    """A run's log lines, newest first: export-level logs inside the run's lifetime.
 
-    PostHog's run-level logs endpoint is broken in practice, so this reads the export's logs between the
-    run's ``created_at`` and ``finished_at`` (or now), one second of slack either side. Concurrent runs of
-    the same export (a backfill) can contribute lines to the same window. On PostHog versions whose logs
-    endpoint refuses personal API keys this returns ``[]`` with a warning instead of failing the caller.
+    PostHog's run-level logs endpoint does not return a run's lines in practice, so this reads the export's
+    logs between the run's ``created_at`` and ``finished_at`` (or now), one second of slack either side.
+    Concurrent runs of the same export (a backfill) can contribute lines to the same window. Where logs are
+    closed to personal API keys this returns ``[]`` with a warning.
     """
     run = yield from get_run(project_id, batch_export_id, run_id)
     after = run.created_at.subtract(seconds=1) if run.created_at else None
     finished = run.finished_at or pendulum.now("UTC")
     before = finished.add(seconds=1)
-    try:
-        return (
-            yield from get_batch_export_logs(
-                project_id, batch_export_id, after=after, before=before, level=level, limit=limit
-            )
+    return (
+        yield from get_batch_export_logs(
+            project_id, batch_export_id, after=after, before=before, level=level, limit=limit
         )
-    except PostHogAuthError as exc:
-        if "personal API key access" not in (exc.detail or ""):
-            raise
-        log.warning("This PostHog version does not serve batch export logs to personal API keys: %s", exc)
-        return []
+    )
 
 
 def retry_run(
@@ -273,7 +313,7 @@ def retry_run(
     if run.data_interval_end is None:
         raise PostHogAPIError(f"PostHog run {run_id} has no data_interval_end; cannot track its retry.")
     spec = rq.retry_run(project_id, batch_export_id, run_id)
-    target = _Target(start=run.data_interval_start, end=run.data_interval_end, loose_start=True)
+    target = _Target(start=run.data_interval_start, end=run.data_interval_end)
     return (yield from _submit_backfill(project_id, batch_export_id, spec, target, base_url, lookup))
 
 
@@ -293,22 +333,69 @@ def get_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Ope
     return Backfill.from_api((yield from _get(rq.get_backfill(project_id, batch_export_id, backfill_id))))
 
 
-def cancel_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[None]:
-    """Cancel a Starting/Running backfill."""
+def _backfill_status(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[str]:
+    return (yield from get_backfill(project_id, batch_export_id, backfill_id)).status
+
+
+def cancel_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[str]:
+    """Cancel a Starting/Running backfill and return its status read back (``"Cancelled"``)."""
     return (
         yield from _cancel(
-            rq.cancel_backfill(project_id, batch_export_id, backfill_id), f"backfill {backfill_id}"
+            rq.cancel_backfill(project_id, batch_export_id, backfill_id),
+            _backfill_status(project_id, batch_export_id, backfill_id),
+            kind="backfill",
+            object_id=backfill_id,
+            batch_export_id=batch_export_id,
         )
     )
 
 
+def list_backfill_runs(
+    project_id: int,
+    batch_export_id: str,
+    backfill: Backfill,
+    *,
+    base_url: str,
+    schedule: ExportSchedule | None = None,
+) -> Operation[list[BatchExportRun]]:
+    """Every run of ``backfill`` (matched on the run's ``backfill``), the first one included.
+
+    PostHog aligns a backfill's first run down to the export's interval, so it can start before
+    ``start_at``; runs are listed by data interval from one interval before the aligned-down start
+    (``adjusted_start_at`` where PostHog reports it) to ``end_at``, one page per 100 intervals whatever
+    else the export ran meanwhile. Without ``schedule`` the export is read once to learn its interval.
+    An open-ended backfill's runs are listed by creation time instead.
+    """
+    starts = [t for t in (backfill.start_at, backfill.adjusted_start_at) if t is not None]
+    if starts and backfill.end_at is not None and schedule is None:
+        try:
+            schedule = ExportSchedule.of((yield from get_batch_export(project_id, batch_export_id)))
+        except PostHogConfigError as exc:  # an interval this provider does not know: list by creation
+            log.warning("Listing the runs of backfill %s by creation time: %s", backfill.id, exc)
+    if starts and backfill.end_at is not None and schedule is not None:
+        runs = yield from list_runs(
+            project_id,
+            batch_export_id,
+            base_url=base_url,
+            ordering="data_interval_start",
+            start=schedule.floor(min(starts)) - schedule.length,
+            end=schedule.ceil(backfill.end_at),
+        )
+    else:
+        created = backfill.created_at or pendulum.now("UTC").subtract(days=30)
+        runs = yield from list_runs(
+            project_id, batch_export_id, base_url=base_url, after=created.subtract(hours=1)
+        )
+    return [r for r in runs if r.backfill_id == backfill.id]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Target:
-    """The range a new backfill should have, to recognise its row."""
+    """The range a backfill should have, to recognise its row."""
 
     start: DateTime | None
     end: DateTime
-    #: [DOCS] PostHog may move ``start_at`` forward to the first data (API.md §8.2).
+    #: Older PostHog versions move a stored ``start_at`` forward to the first data.
     loose_start: bool = True
 
     def matches(self, backfill: Backfill) -> bool:
@@ -319,6 +406,13 @@ class _Target:
         if not self.loose_start or backfill.start_at is None:
             return False
         return self.start < backfill.start_at < self.end
+
+    def exact(self, backfill: Backfill) -> bool:
+        return backfill.end_at == self.end and backfill.start_at == self.start
+
+
+def _newest(backfills: Iterable[Backfill]) -> Backfill | None:
+    return max(backfills, key=lambda b: b.created_at or pendulum.DateTime.min, default=None)
 
 
 def find_backfill(
@@ -332,8 +426,10 @@ def find_backfill(
 ) -> Operation[Backfill | None]:
     """The newest backfill of this export over exactly ``[start_at, end_at)`` (to re-attach after a retry).
 
-    ``active_only`` keeps only backfills still Starting/Running. Matching is exact on both bounds: a row
-    whose start PostHog moved to the first available data is not matched (a duplicate beats missing data).
+    ``active_only`` keeps only backfills still Starting/Running. Matching is exact on both stored bounds
+    (for day/week exports PostHog stores the requested dates at the export's ``offset_hour`` in its time
+    zone, which is the same instant as an aligned datetime bound). A row whose start PostHog moved to the
+    first available data is not matched (a duplicate beats missing data).
     """
     target = _Target(_as_utc(start_at, "start_at"), _as_utc(end_at, "end_at"), loose_start=False)
     spec: rq.RequestSpec | None = rq.list_backfills(project_id, batch_export_id, ordering="-created_at")
@@ -342,41 +438,23 @@ def find_backfill(
     while spec is not None and pages < rq.MAX_PAGES:
         response: ApiResponse = yield spec
         pages += 1
-        for row in rq.page_results(response.body):
-            backfill = Backfill.from_api(row)
-            if not target.matches(backfill):
-                continue
-            if active_only and backfill.outcome is not Outcome.RUNNING:
-                continue
-            if best is None or (backfill.created_at or pendulum.DateTime.min) > (
-                best.created_at or pendulum.DateTime.min
-            ):
-                best = backfill
+        best = _newest(
+            b
+            for b in (Backfill.from_api(r) for r in rq.page_results(response.body))
+            if target.matches(b) and (not active_only or b.outcome is Outcome.RUNNING)
+        )
         if best is not None:
             break  # pages are newest first
         spec = rq.next_cursor_request(spec, response.body, base_url)
     return best
 
 
-def _asks_for_dates(exc: PostHogValidationError) -> bool:
-    return "expect only the date component" in (exc.detail or "")
+def _asks_for_dates(detail: str) -> bool:
+    return "expect only the date component" in detail
 
 
-def _date_bounds(export: BatchExport, start: DateTime, end: DateTime) -> tuple[str, str, _Target]:
-    """[NEW] day/week exports take dates, read in the export's timezone with its ``offset_hour``."""
-    tz_name = str(export.raw.get("timezone") or "UTC")
-    try:
-        tz = pendulum.timezone(tz_name)
-    except Exception:
-        tz = pendulum.timezone("UTC")
-    offset_hour = int(export.raw.get("offset_hour") or 0)
-    start_date, end_date = start.in_timezone(tz).date(), end.in_timezone(tz).date()
-
-    def _at(d: dt.date) -> DateTime:
-        return pendulum.datetime(d.year, d.month, d.day, offset_hour, tz=tz).in_timezone("UTC")
-
-    target = _Target(_at(start_date), _at(end_date), loose_start=False)
-    return start_date.isoformat(), end_date.isoformat(), target
+def _asks_for_datetimes(detail: str) -> bool:
+    return "is naive" in detail or "not a valid ISO formatted datetime" in detail
 
 
 def _is_uuid(value: str) -> bool:
@@ -394,10 +472,21 @@ def _sleep_schedule(lookup: BackfillLookup) -> Generator[float, None, None]:
         wait = min(lookup.poll_max, wait * 1.5)
 
 
+def _not_visible(
+    batch_export_id: str, backfill_id: str, lookup: BackfillLookup
+) -> PostHogBackfillNotVisibleError:
+    return PostHogBackfillNotVisibleError(
+        f"PostHog accepted backfill {backfill_id or '(no id)'} of batch export {batch_export_id} but its row "
+        f"did not appear within {lookup.timeout:.0f}s; it may still start. A task retry re-attaches to it "
+        "(find_backfill()).",
+        detail="backfill not visible yet",
+    )
+
+
 def _await_by_id(
     project_id: int, batch_export_id: str, backfill_id: str, lookup: BackfillLookup
 ) -> Operation[Backfill]:
-    """[NEW] GET the backfill by its UUID, tolerating 404 while PostHog's workflow creates the row."""
+    """GET the backfill by its UUID, tolerating 404 while PostHog's workflow creates the row."""
     deadline = time.monotonic() + lookup.timeout
     waits = _sleep_schedule(lookup)
     while True:
@@ -406,13 +495,7 @@ def _await_by_id(
         except PostHogNotFoundError:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PostHogNotFoundError(
-                    f"PostHog accepted backfill {backfill_id} of batch export {batch_export_id} but it "
-                    f"did not appear within {lookup.timeout:.0f}s; it may still start. "
-                    "Track it with get_backfill().",
-                    http_status=404,
-                    detail="backfill not visible yet",
-                ) from None
+                raise _not_visible(batch_export_id, backfill_id, lookup) from None
             yield Sleep(min(next(waits), remaining))
 
 
@@ -424,31 +507,49 @@ def _await_by_range(
     lookup: BackfillLookup,
     *,
     exclude: frozenset[str] = frozenset(),
-    timeout: float | None = None,
 ) -> Operation[Backfill | None]:
-    """Find a new backfill's row by range and ``created_at`` ([DOCS] answers a workflow id, not its id).
+    """Find a new backfill's row by range and ``created_at`` (older PostHog answers a workflow id).
 
     ``exclude``: ids that existed before the POST, so an older backfill over the same range is never
     mistaken for the new one.
     """
-    deadline = time.monotonic() + (lookup.timeout if timeout is None else timeout)
+    deadline = time.monotonic() + lookup.timeout
     waits = _sleep_schedule(lookup)
     spec = rq.list_backfills(project_id, batch_export_id, ordering="-created_at")
     while True:
         response: ApiResponse = yield spec  # the newest page is enough: the new row is the newest
-        candidates = [
+        found = _newest(
             b
             for b in (Backfill.from_api(r) for r in rq.page_results(response.body))
             if b.id not in exclude
             and target.matches(b)
             and (b.created_at is None or b.created_at >= created_after)
-        ]
-        if candidates:
-            return max(candidates, key=lambda b: b.created_at or pendulum.DateTime.min)
+        )
+        if found is not None:
+            return found
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
         yield Sleep(min(next(waits), remaining))
+
+
+def _already_running(batch_export_id: str, backfill: Backfill) -> PostHogBackfillAlreadyRunningError:
+    start = backfill.start_at.isoformat() if backfill.start_at else "the beginning"
+    end = backfill.end_at.isoformat() if backfill.end_at else "now"
+    return PostHogBackfillAlreadyRunningError(
+        f"Backfill {backfill.id} of batch export {batch_export_id} over the same range [{start}, {end}) is "
+        f"still {backfill.status}; PostHog does not start a second one. Wait for it, re-attach to it or "
+        "cancel it.",
+        backfill_id=backfill.id,
+        backfill=backfill,
+    )
+
+
+def _running_same_range(body: Any, target: _Target, *, exact: bool) -> Backfill | None:
+    rows = (Backfill.from_api(r) for r in rq.page_results(body))
+    return _newest(
+        b for b in rows if b.outcome is Outcome.RUNNING and (target.exact(b) if exact else target.matches(b))
+    )
 
 
 def _submit_backfill(
@@ -459,45 +560,50 @@ def _submit_backfill(
     base_url: str,
     lookup: BackfillLookup,
     *,
-    start: DateTime | None = None,
-    end: DateTime | None = None,
+    alternate: tuple[rq.RequestSpec, Callable[[str], bool]] | None = None,
 ) -> Operation[Backfill]:
-    """POST a backfill-creating request (resent only if provably nothing was created) and resolve it."""
+    """POST a backfill-creating request (resent only if provably nothing was created) and resolve it.
+
+    ``alternate``: the same request with the other bound format, sent once if a 400 says so.
+    Raises :class:`PostHogBackfillAlreadyRunningError` when a backfill over the same range is still running,
+    before the POST if it is listed already, or at once when PostHog answers the POST with HTTP 500 (what it
+    does when the same backfill workflow is still running).
+    """
     created_after = pendulum.now("UTC").subtract(seconds=lookup.clock_skew)
     # One GET before the POST: which backfills exist already (the newest page is enough, see below).
     snapshot: ApiResponse = yield rq.list_backfills(project_id, batch_export_id, ordering="-created_at")
+    running = _running_same_range(snapshot.body, target, exact=True)
+    if running is not None:
+        raise _already_running(batch_export_id, running)
     existing = frozenset(str(r.get("id")) for r in rq.page_results(snapshot.body))
     posts = 0
-    dates_tried = start is None or end is None
     while True:
         posts += 1
         try:
             response: ApiResponse = yield spec
             break
         except PostHogValidationError as exc:
-            if dates_tried or not _asks_for_dates(exc) or start is None or end is None:
+            if alternate is None or not alternate[1](exc.detail or ""):
                 raise
-            # Nothing was created (400). Resend once with the date-only bounds PostHog asked for.
-            dates_tried = True
-            export = yield from get_batch_export(project_id, batch_export_id)
-            start_s, end_s, target = _date_bounds(export, start, end)
-            log.info(
-                "PostHog wants date-only bounds for %s export %s: sending %s..%s.",
-                export.interval,
-                batch_export_id,
-                start_s,
-                end_s,
-            )
-            spec = rq.create_backfill(project_id, batch_export_id, start_s, end_s)
+            # Nothing was created (400). Resend once with the bound format PostHog asked for.
+            log.info("PostHog wants the other bound format for batch export %s; resending.", batch_export_id)
+            spec, alternate = alternate[0], None
             posts -= 1
             continue
         except PostHogConnectError:
             raise  # never reached PostHog; the transport already retried it within the policy
         except (PostHogServerError, PostHogTransportError) as exc:
-            # Ambiguous: PostHog may have accepted it. Look before sending it again.
             log.warning(
                 "Backfill request for %s failed ambiguously (%s); checking PostHog.", batch_export_id, exc
             )
+            if exc.http_status == 500:
+                listing: ApiResponse = yield rq.list_backfills(
+                    project_id, batch_export_id, ordering="-created_at"
+                )
+                running = _running_same_range(listing.body, target, exact=False)
+                if running is not None:
+                    raise _already_running(batch_export_id, running) from None
+            # PostHog may have accepted it. Look before sending it again.
             found = yield from _await_by_range(
                 project_id, batch_export_id, target, created_after, lookup, exclude=existing
             )
@@ -513,13 +619,7 @@ def _submit_backfill(
         project_id, batch_export_id, target, created_after, lookup, exclude=existing
     )
     if found is None:
-        raise PostHogNotFoundError(
-            f"PostHog accepted backfill {backfill_id or '(no id)'} of batch export {batch_export_id} but "
-            f"its row did not appear within {lookup.timeout:.0f}s; it may still start. "
-            "Look for it with find_backfill().",
-            http_status=404,
-            detail="backfill not visible yet",
-        )
+        raise _not_visible(batch_export_id, backfill_id, lookup)
     return found
 
 
@@ -532,17 +632,38 @@ def create_backfill(
     base_url: str,
     lookup: BackfillLookup,
 ) -> Operation[Backfill]:
-    """Create a backfill of ``[start_at, end_at)`` and return its row, in both API generations."""
+    """Create a backfill of ``[start_at, end_at)`` and return its row, in every PostHog version.
+
+    Reads the export first (one GET) and refuses a range off its schedule's boundaries with
+    :class:`PostHogConfigError` before any POST. Day/week exports of PostHog versions with time-zoned
+    schedules take date-only bounds (the dates of the aligned bounds in the export's time zone); older
+    versions take datetimes. Each format is resent once in the other if PostHog's 400 asks for it.
+    """
     start = _as_utc(start_at, "start_at")
     end = _as_utc(end_at, "end_at")
     if start >= end:
         raise PostHogConfigError(
             f"Backfill start_at {start.isoformat()} must be before end_at {end.isoformat()}."
         )
+    export = yield from get_batch_export(project_id, batch_export_id)
+    schedule = ExportSchedule.of(export)
+    check_backfill_range(start, end, schedule)
     spec = rq.create_backfill(project_id, batch_export_id, start, end)
-    target = _Target(start, end, loose_start=True)
+    alternate: tuple[rq.RequestSpec, Callable[[str], bool]] | None = None
+    if schedule.wall_clock:
+        dates = rq.create_backfill(
+            project_id,
+            batch_export_id,
+            schedule.local_date(start).isoformat(),
+            schedule.local_date(end).isoformat(),
+        )
+        if "timezone" in export.raw:  # versions with time-zoned schedules want dates for day/week
+            spec, alternate = dates, (spec, _asks_for_datetimes)
+        else:
+            alternate = (dates, _asks_for_dates)
+    target = _Target(start, end)
     return (
         yield from _submit_backfill(
-            project_id, batch_export_id, spec, target, base_url, lookup, start=start, end=end
+            project_id, batch_export_id, spec, target, base_url, lookup, alternate=alternate
         )
     )

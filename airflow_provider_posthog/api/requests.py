@@ -1,4 +1,4 @@
-"""PostHog batch-exports endpoints as data (API.md §4, §9, §13): the one URL builder, no I/O.
+"""PostHog batch-exports endpoints as data: the one URL builder, no I/O.
 
 Each function returns a :class:`RequestSpec` (method, path, query, JSON body, idempotency). The sync and
 async transports in ``hooks/posthog.py`` only send specs; pagination is computed here from the page bodies.
@@ -13,13 +13,16 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from airflow_provider_posthog import __version__
-from airflow_provider_posthog.exceptions import PostHogConfigError
+from airflow_provider_posthog.exceptions import PostHogAPIError, PostHogConfigError
 
 #: Sent on every request; computed once at import.
 USER_AGENT = f"airflow-provider-posthog/{__version__}"
 
 EXPORTS_PAGE_SIZE = 100
 LOGS_MAX_LIMIT = 500
+#: Sent as ``after`` on every single-run action: PostHog filters run lookups (retrieve, cancel, retry) by
+#: ``created_at`` within the last 7 days unless ``after`` is given, which makes older runs 404.
+RUNS_SINCE = "2000-01-01T00:00:00Z"
 #: Safety bound on pages followed for one list call (100 runs or 50 backfills a page).
 MAX_PAGES = 1000
 
@@ -109,7 +112,7 @@ def _params(pairs: Iterable[tuple[str, Any]]) -> Params:
     return tuple(out)
 
 
-# -- batch exports (§4.1-4.8) -----------------------------------------------------------------------------
+# -- batch exports -----------------------------------------------------------------------------
 
 
 def list_batch_exports(project_id: int, *, limit: int = EXPORTS_PAGE_SIZE, offset: int = 0) -> RequestSpec:
@@ -157,7 +160,7 @@ def batch_export_logs(
     instance_id: str | None = None,
     limit: int = LOGS_MAX_LIMIT,
 ) -> RequestSpec:
-    """Export-level logs (§11); ``level`` is sent comma-separated (``ERROR,WARNING``)."""
+    """Export-level logs; ``level`` is sent comma-separated (``ERROR,WARNING``)."""
     if not 1 <= int(limit) <= LOGS_MAX_LIMIT:
         raise PostHogConfigError(f"Log limit must be between 1 and {LOGS_MAX_LIMIT}, got {limit}.")
     levels = [level] if isinstance(level, str) else list(level or [])
@@ -178,7 +181,7 @@ def batch_export_logs(
     )
 
 
-# -- runs (§4.11-4.14) ----------------------------------------------------------------------------------
+# -- runs ----------------------------------------------------------------------------------
 
 
 def list_runs(
@@ -192,7 +195,7 @@ def list_runs(
     ordering: str | None = None,
     status: str | Sequence[str] | None = None,
 ) -> RequestSpec:
-    """First page of runs. Remember PostHog's default 7-day ``created_at`` window (§4.11)."""
+    """First page of runs. Remember PostHog's default 7-day ``created_at`` window."""
     statuses = [status] if isinstance(status, str) else list(status or [])
     return RequestSpec(
         "GET",
@@ -210,22 +213,25 @@ def list_runs(
     )
 
 
+_ANY_AGE: Params = (("after", RUNS_SINCE),)
+
+
 def get_run(project_id: int, batch_export_id: str, run_id: str) -> RequestSpec:
-    return RequestSpec("GET", project_path(project_id, batch_export_id, "runs", run_id))
+    return RequestSpec("GET", project_path(project_id, batch_export_id, "runs", run_id), _ANY_AGE)
 
 
 def cancel_run(project_id: int, batch_export_id: str, run_id: str) -> RequestSpec:
-    return RequestSpec("POST", project_path(project_id, batch_export_id, "runs", run_id, "cancel"), json={})
+    path = project_path(project_id, batch_export_id, "runs", run_id, "cancel")
+    return RequestSpec("POST", path, _ANY_AGE, json={})
 
 
 def retry_run(project_id: int, batch_export_id: str, run_id: str) -> RequestSpec:
     # Starts a backfill: not idempotent.
-    return RequestSpec(
-        "POST", project_path(project_id, batch_export_id, "runs", run_id, "retry"), json={}, idempotent=False
-    )
+    path = project_path(project_id, batch_export_id, "runs", run_id, "retry")
+    return RequestSpec("POST", path, _ANY_AGE, json={}, idempotent=False)
 
 
-# -- backfills (§4.15-4.18) -----------------------------------------------------------------------------
+# -- backfills -----------------------------------------------------------------------------
 
 
 def list_backfills(project_id: int, batch_export_id: str, *, ordering: str | None = None) -> RequestSpec:
@@ -256,7 +262,7 @@ def cancel_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> 
     )
 
 
-# -- pagination (§9) ------------------------------------------------------------------------------------
+# -- pagination ------------------------------------------------------------------------------------
 
 
 def page_results(body: Any) -> list[Mapping[str, Any]]:
@@ -294,7 +300,7 @@ def rebase_url(base_url: str, url: str) -> str:
     path = parts.path
     idx = path.find("/api/")
     if idx < 0:
-        raise PostHogConfigError("PostHog returned a pagination link outside /api/.")
+        raise PostHogAPIError("PostHog returned a pagination link outside /api/.")
     query = f"?{parts.query}" if parts.query else ""
     return f"{base_url}{path[idx:]}{query}"
 
@@ -309,7 +315,7 @@ def next_cursor_request(spec: RequestSpec, body: Any, base_url: str) -> RequestS
     return dataclasses.replace(spec, url=rebase_url(base_url, nxt), params=())
 
 
-# -- UI links (§13) -------------------------------------------------------------------------------------
+# -- UI links -------------------------------------------------------------------------------------
 
 UI_TABS = ("configuration", "metrics", "logs", "runs", "backfills")
 

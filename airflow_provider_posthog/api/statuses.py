@@ -1,4 +1,4 @@
-"""The one status table: every PostHog run/backfill status maps to exactly one outcome (API.md §6.1, §6.2).
+"""The one status table: every PostHog run/backfill status maps to exactly one outcome.
 
 Operators, sensors and triggers decide success, failure or "keep waiting" only through this module, so a
 status PostHog adds later can never be mistaken for success: anything not listed here is a failure.
@@ -20,7 +20,7 @@ class Outcome(str, enum.Enum):
 RUN_STATUSES: dict[str, Outcome] = {
     "Starting": Outcome.RUNNING,
     "Running": Outcome.RUNNING,
-    # In the enum (mirrors Temporal) but never set by PostHog; not terminal (API.md §6.1).
+    # In the enum (mirrors Temporal) but never set by PostHog; not terminal.
     "ContinuedAsNew": Outcome.RUNNING,
     "Completed": Outcome.SUCCEEDED,
     "Failed": Outcome.FAILED,
@@ -44,7 +44,7 @@ BACKFILL_STATUSES: dict[str, Outcome] = {
     "TimedOut": Outcome.FAILED,
 }
 
-#: Statuses PostHog lets a client cancel (API.md §4.13, §4.18).
+#: Statuses PostHog lets a client cancel.
 CANCELLABLE_STATUSES: frozenset[str] = frozenset({"Starting", "Running"})
 
 

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from .control import Control
 
 logger = logging.getLogger(__name__)
-NO_PAK = "This action does not support personal API key access"
 # transports of live connections, keyed by (client addr, server addr); filled by server.py's protocol classes
 TRANSPORTS: dict[tuple[Any, Any], Any] = {}
 
@@ -167,22 +166,39 @@ class ApiRouter:
             ),
             (
                 _E + r"/runs/(?P<run>[^/]+)/?$",
-                {"GET": (r, lambda c: s.get_run(c.team, c.params["export"], c.params["run"]))},
+                {
+                    "GET": (
+                        r,
+                        lambda c: s.get_run(c.team, c.params["export"], c.params["run"], c.query, c.now),
+                    )
+                },
             ),
             (
                 _E + r"/runs/(?P<run>[^/]+)/cancel/?$",
-                {"POST": (w, lambda c: s.cancel_run(c.team, c.params["export"], c.params["run"], c.now))},
+                {
+                    "POST": (
+                        w,
+                        lambda c: s.cancel_run(c.team, c.params["export"], c.params["run"], c.query, c.now),
+                    )
+                },
             ),
             (
                 _E + r"/runs/(?P<run>[^/]+)/retry/?$",
-                {"POST": (w, lambda c: s.retry_run(c.team, c.params["export"], c.params["run"], c.now))},
+                {
+                    "POST": (
+                        w,
+                        lambda c: s.retry_run(c.team, c.params["export"], c.params["run"], c.query, c.now),
+                    )
+                },
             ),
             (
                 _E + r"/runs/(?P<run>[^/]+)/logs/?$",
                 {
                     "GET": (
                         "logs:" + r,
-                        lambda c: s.run_logs(c.team, c.params["export"], c.params["run"], c.query, c.page),
+                        lambda c: s.run_logs(
+                            c.team, c.params["export"], c.params["run"], c.query, c.page, c.now
+                        ),
                     )
                 },
             ),
@@ -230,7 +246,7 @@ class ApiRouter:
         if tag.startswith("test:"):
             return tag[5:] if settings.api_generation == "new" else None
         if tag.startswith("logs:"):
-            return tag[5:] if (settings.api_generation == "new" or settings.logs_pak_access) else None
+            return tag[5:] if settings.logs_for_personal_keys else None
         if tag.startswith("docs:"):
             return tag[5:]
         return tag
@@ -336,7 +352,7 @@ class EmulatorApp:
                 raise not_found("Endpoint not found.")
             scope = self.router.required_scope(tag)
             if scope is None:
-                raise permission_denied(NO_PAK)
+                raise permission_denied(control.settings.no_pak_message)
             if not (
                 scope in api_key.scopes
                 or "*" in api_key.scopes
@@ -431,6 +447,9 @@ class EmulatorApp:
             return c.seed_run(**data)
         if name == "backfills" and method == "POST":
             return c.seed_backfill(**data)
+        if name == "ignore_next_cancels" and method == "POST":
+            c.ignore_next_cancels(int(data.get("count", 1)), str(data.get("kind", "any")))
+            return {"ok": True}
         if name == "fail_next_run" and method == "POST":
             c.fail_next_run(**data)
             return {"ok": True}

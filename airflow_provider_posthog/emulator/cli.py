@@ -27,8 +27,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-generation",
         choices=("docs", "new"),
-        default="docs",
-        help="API generation to emulate: 'docs' (public docs page, default) or 'new' (newest PostHog code)",
+        default="new",
+        help="API generation: 'new' (PostHog's current code, default) or 'docs' (public docs page)",
+    )
+    parser.add_argument(
+        "--schedule-runs",
+        action="store_true",
+        help="unpaused exports start a run for each interval as it ends, like PostHog's schedules",
+    )
+    parser.add_argument(
+        "--schedule-history",
+        type=float,
+        default=0.0,
+        metavar="HOURS",
+        help="with --schedule-runs: intervals that ended this many hours before an export was created "
+        "already have completed scheduled runs (default 0)",
+    )
+    parser.add_argument(
+        "--logs-pak-access",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the logs endpoints accept personal API keys (default: as the API generation does)",
+    )
+    parser.add_argument(
+        "--legacy-pak-wording",
+        action="store_true",
+        help="403 says 'Personal API Key access' like older PostHog servers (default: 'personal API key')",
     )
     parser.add_argument(
         "--run-duration", type=float, default=1.0, help="seconds a run takes from Starting to Completed"
@@ -82,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_concurrent_backfills=args.max_concurrent_backfills,
         api_key=args.api_key,
         project_id=args.project_id,
+        schedule_runs=args.schedule_runs,
+        schedule_history=args.schedule_history,
+        logs_pak_access=args.logs_pak_access,
+        legacy_pak_wording=args.legacy_pak_wording,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

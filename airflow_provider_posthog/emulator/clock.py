@@ -5,6 +5,10 @@ absolute emulated timestamp when its cause happens (a backfill is created, a run
 lazily,
 in timestamp order, whenever a request or control call comes in (``catch_up``). Objects therefore carry the
 timestamps they would have had if a worker had moved them in real time, and ``advance(n)`` is deterministic.
+
+With ``schedule_runs`` on, unpaused exports also fire like PostHog's schedules: catching up first starts one
+run (``backfill=None``) for every interval that ended since the export was last looked at, created at the
+interval's end, and those runs then move through the same timeline as backfill runs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .timeutil import INTERVALS, whole_intervals
+from .timeutil import INTERVALS, Cadence, intervals_ending_in, whole_intervals
 
 if TYPE_CHECKING:
     from .settings import EmulatorSettings
@@ -69,6 +73,8 @@ class StateMachine:
         obj["_version"] += 1
 
     def catch_up(self, now: datetime) -> None:
+        if self.settings.schedule_runs:
+            self._fire_schedules(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _seq, kind, obj_id, version = heapq.heappop(heap)
@@ -93,6 +99,46 @@ class StateMachine:
 
     def _seconds(self, value: float) -> timedelta:
         return timedelta(seconds=value)
+
+    def cadence(self, export: dict[str, Any]) -> Cadence:
+        return Cadence.of_export(export, generation=self.settings.api_generation)
+
+    # -- schedules --------------------------------------------------------------------------------------
+    def register_export(self, export: dict[str, Any], now: datetime) -> None:
+        """Start scheduling a new export at ``now`` (with ``schedule_history`` hours of past intervals)."""
+        if self.settings.schedule_runs:
+            export["_sched_cursor"] = now - timedelta(hours=self.settings.schedule_history)
+
+    def _fire_schedules(self, now: datetime) -> None:
+        """Start the scheduled runs of intervals that ended in ``(cursor, now]`` for every unpaused export.
+
+        A paused export's cursor follows the clock, so intervals that end while it is paused never run
+        (Temporal skips them too) and unpausing resumes with the next interval end.
+        """
+        history = timedelta(hours=self.settings.schedule_history)
+        for export in list(self.store.exports.values()):
+            if export["deleted"] or not export["_schedule"] or export["interval"] not in INTERVALS:
+                continue
+            cursor = export.get("_sched_cursor")
+            if export["paused"]:
+                export["_sched_cursor"] = now
+                continue
+            if cursor is None:
+                cursor = now - history
+            export["_sched_cursor"] = max(cursor, now)
+            if cursor >= now:
+                continue
+            for start, end in intervals_ending_in(cursor, now, self.cadence(export)):
+                if export["start_at"] is not None and start < export["start_at"]:
+                    continue
+                if export["end_at"] is not None and end > export["end_at"]:
+                    continue
+                self.start_run(export, (start, end), end, None)
+
+    def forget_schedules(self) -> None:
+        """Scheduling (re)starts from the next catch-up (used when ``schedule_runs`` is switched)."""
+        for export in self.store.exports.values():
+            export["_sched_cursor"] = None
 
     # -- runs -------------------------------------------------------------------------------------------
     def schedule_run(self, run: dict[str, Any], started: datetime) -> None:
@@ -194,16 +240,15 @@ class StateMachine:
                     "ERROR",
                     f"Batch export failed: {run['latest_error'] or status}",
                 )
+        # PostHog's backfill workflow catches a failed, cancelled, terminated or timed-out run and carries
+        # on with the next interval; the backfill still ends Completed.
         backfill_id = run["backfill"]
         if was_active and backfill_id is not None:
             backfill = self.store.backfills.get(backfill_id)
             if backfill is not None and backfill.get("_simulated") and backfill["status"] in ACTIVE:
-                if status == "Completed":
-                    self._at(
-                        when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill
-                    )
-                else:
-                    self.finish_backfill(backfill, "Failed", when)
+                self._at(
+                    when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill
+                )
 
     # -- backfills --------------------------------------------------------------------------------------
     def start_backfill(self, backfill: dict[str, Any], requested: datetime) -> None:
@@ -227,7 +272,7 @@ class StateMachine:
         backfill["status"] = "Running"
         backfill["last_updated_at"] = when
         intervals = backfill["_intervals"]
-        backfill["adjusted_start_at"] = intervals[0][0] if intervals else backfill["start_at"]
+        backfill["adjusted_start_at"] = backfill.get("_adjusted_start", backfill["start_at"])
         backfill["total_records_count"] = len(intervals) * self.settings.records_per_run
         self._at(when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill)
 
@@ -244,7 +289,7 @@ class StateMachine:
         self.start_run(export, intervals[index], when, backfill["id"])
 
     def finish_backfill(self, backfill: dict[str, Any], status: str, when: datetime) -> None:
-        """Set a backfill's status; Cancelled also cancels its active runs."""
+        """Set a backfill's status; Cancelled also cancels its active runs (new generation)."""
         self._bump(backfill)
         backfill["status"] = status
         backfill["last_updated_at"] = when
@@ -259,19 +304,25 @@ class StateMachine:
         if status == "Completed" and self.settings.api_generation == "new":
             done = [r for r in self.store.runs_of_backfill(backfill["id"]) if r["status"] == "Completed"]
             backfill["total_records_count"] = sum(r["records_completed"] or 0 for r in done)
-        if status == "Cancelled":
+        if status == "Cancelled" and self.settings.api_generation == "new":
+            # newer PostHog cancels the backfill's active runs too; older code left them to finish
             for run in self.store.runs_of_backfill(backfill["id"]):
                 if run["status"] in ACTIVE:
                     self.finish_run(run, "Cancelled", when)
 
     def plan_intervals(
-        self, start: datetime | None, end: datetime, interval: str
+        self, start: datetime | None, end: datetime, export: dict[str, Any]
     ) -> list[tuple[datetime | None, datetime]]:
+        """A backfill's runs: whole intervals from ``start`` aligned down in the export's cadence.
+
+        The first run may begin before ``start``; a trailing partial interval is not exported; a missing
+        start is one run from the beginning of time.
+        """
         if start is None:
             return [(None, end)]
-        if interval not in INTERVALS:
+        if export["interval"] not in INTERVALS:
             return []
-        return list(whole_intervals(start, end, interval))
+        return list(whole_intervals(start, end, self.cadence(export)))
 
 
 def _iso(value: datetime | None) -> str:

@@ -58,7 +58,7 @@ def _dt(value: datetime | str | None, default: datetime) -> datetime:
 
 
 class Control:
-    """See Contract 1 in CONTRACTS.md and ``docs/emulator.md``."""
+    """The emulator's state and the calls tests use to drive it (see ``docs/emulator.md``)."""
 
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
         self.settings = settings or EmulatorSettings()
@@ -104,6 +104,7 @@ class Control:
     def configure(self, **changes: Any) -> EmulatorSettings:
         """Change settings at runtime (e.g. ``api_generation``, ``max_concurrent_backfills``, rate limits)."""
         with self.lock:
+            was_scheduling = self.settings.schedule_runs
             for key, value in changes.items():
                 if not hasattr(self.settings, key):
                     raise AttributeError(f"unknown setting {key!r}")
@@ -111,6 +112,8 @@ class Control:
                     value = frozenset(value)
                 setattr(self.settings, key, value)
             self.settings.__post_init__()
+            if self.settings.schedule_runs != was_scheduling:
+                self.machine.forget_schedules()
             self.rate_limiter = RateLimiter(
                 self.settings.rate_limit_per_minute, self.settings.rate_limit_per_hour
             )
@@ -186,6 +189,7 @@ class Control:
                 fields["last_paused_at"] = created
             fields.update(extra)
             export = self.store.new_export(project_id or self.settings.project_id, fields, created)
+            self.machine.register_export(export, now)
             return self.store.render_export(export)
 
     def seed_run(
@@ -243,13 +247,14 @@ class Control:
             created = _dt(created_at, now)
             start = None if start_at is None else _dt(start_at, now)
             end = None if end_at is None else _dt(end_at, now)
-            intervals = self.machine.plan_intervals(start, end or now, export["interval"])
+            intervals = self.machine.plan_intervals(start, end or now, export)
             backfill = self.store.new_backfill(export, start, end, status, created, intervals)
-            backfill["_workflow_id"] = f"{batch_export_id}-Backfill-{start}-{end}"
+            backfill["_workflow_id"] = self.service.workflow_id(batch_export_id, start, end)
+            backfill["_adjusted_start"] = intervals[0][0] if intervals else start
             if status not in ACTIVE:
                 backfill["finished_at"] = created
             elif self.settings.api_generation == "new" and status == "Running":
-                backfill["adjusted_start_at"] = start
+                backfill["adjusted_start_at"] = backfill["_adjusted_start"]
                 backfill["total_records_count"] = len(intervals) * self.settings.records_per_run
             if simulate and status in ACTIVE:
                 backfill["_simulated"] = True
@@ -267,6 +272,19 @@ class Control:
             raise ValueError(f"not a final run status: {status!r}")
         with self.lock:
             self.store.fail_queue.setdefault(batch_export_id, []).append((status, error))
+
+    def ignore_next_cancels(self, count: int = 1, kind: str = "any") -> None:
+        """The next ``count`` cancels answer 200 ``{"cancelled": true}`` but change nothing.
+
+        ``kind`` is ``"run"``, ``"backfill"`` or ``"any"``; PostHog does this when its Temporal cancel call
+        fails. The usual 400 for a run/backfill that is not Starting/Running still comes first.
+        """
+        if kind not in ("run", "backfill", "any"):
+            raise ValueError(f"kind must be 'run', 'backfill' or 'any', not {kind!r}")
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        with self.lock:
+            self.store.ignored_cancels[kind] = self.store.ignored_cancels.get(kind, 0) + int(count)
 
     def set_run_status(self, run_id: str, status: str, latest_error: str | None = None) -> dict[str, Any]:
         if status not in RUN_STATUSES:

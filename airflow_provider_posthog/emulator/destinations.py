@@ -1,6 +1,7 @@
-"""Destination config schemas (API.md §7): keys, types, required keys and secret keys per destination type.
+"""Destination config schemas: keys, types, required keys and secret keys per destination type.
 
-Written from API.md only (not shared with the client side) so a misreading on one side is caught by the other.
+Written from PostHog's public source and docs alone (not shared with the client side), so a misreading on
+one side is caught by the other.
 """
 
 from __future__ import annotations

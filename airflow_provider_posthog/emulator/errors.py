@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class ApiError(Exception):
-    """An HTTP error answered with ``{"type", "code", "detail", "attr"}`` (API.md §3)."""
+    """An HTTP error answered with ``{"type", "code", "detail", "attr"}``."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Scripted faults per route and PostHog's per-key rate limits (API.md §10, §4.15)."""
+"""Scripted faults per route and PostHog's per-key rate limits."""
 
 from __future__ import annotations
 

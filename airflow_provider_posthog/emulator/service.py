@@ -1,4 +1,4 @@
-"""The API operations behind each route (API.md §4): validation, state changes, pagination, shapes.
+"""The API operations behind each route: validation, state changes, pagination, shapes.
 
 Routes in ``app.py`` call these with already-parsed inputs and turn ``ApiError`` into PostHog's envelope.
 Callers hold the control lock and have already caught the state machine up to ``now``.
@@ -108,9 +108,10 @@ class Service:
             raise not_found(detail)
         return export
 
-    def run(self, team_id: int, export_id: str, run_id: str) -> dict[str, Any]:
+    def run(self, team_id: int, export_id: str, run_id: str, query: Query, now: datetime) -> dict[str, Any]:
+        """A run as PostHog's ``get_object`` finds it: through the list's date window (7 days by default)."""
         run = self.store.runs.get(run_id) if _is_uuid(run_id) else None
-        if run is None or run["batch_export"] != export_id:
+        if run is None or run["batch_export"] != export_id or not _run_window(query, now)[1](run):
             raise not_found()
         export = self.store.exports.get(export_id)
         if export is None or export["team_id"] != team_id:
@@ -152,6 +153,7 @@ class Service:
         fields = self.validator.clean(body, team_id=team_id, partial=False, existing=None)
         fields.setdefault("model", "events")
         export = self.store.new_export(team_id, fields, now)
+        self.machine.register_export(export, now)
         return self.store.render_export(export)
 
     def update_export(
@@ -167,13 +169,14 @@ class Service:
         export = self.export(team_id, export_id)
         export["deleted"] = True
         export["_schedule"] = False
+        # PostHog cancels only Running backfills (and, newer code, Running runs); Starting ones carry on.
         for backfill in self.store.backfills_of_export(export_id, visible_only=False):
-            if backfill["status"] in ACTIVE:
+            if backfill["status"] == "Running":
                 self.machine.finish_backfill(backfill, "Cancelled", now)
         if self.new:
             export["paused"] = True
             for run in self.store.runs_of_export(export_id):
-                if run["status"] in ACTIVE:
+                if run["status"] == "Running":
                     self.machine.finish_run(run, "Cancelled", now)
         return 204, None
 
@@ -242,8 +245,10 @@ class Service:
             "results": [self.store.render_log(e) for e in fetched[offset : offset + limit]],
         }
 
-    def run_logs(self, team_id: int, export_id: str, run_id: str, query: Query, page: Page) -> dict[str, Any]:
-        run = self.run(team_id, export_id, run_id)
+    def run_logs(
+        self, team_id: int, export_id: str, run_id: str, query: Query, page: Page, now: datetime
+    ) -> dict[str, Any]:
+        run = self.run(team_id, export_id, run_id, query, now)  # after/before: the run window and the logs
         return self.export_logs(team_id, export_id, query, page, instance_id=run["_instance_id"])
 
     # -- destination tests ([NEW]; [DOCS] needs the INTERNAL scope) --------------------------------------
@@ -294,42 +299,33 @@ class Service:
             runs: list[dict[str, Any]] = []
         else:
             runs = self.store.runs_of_export(export_id)
-        if ordering.lstrip("-") == "created_at":
-            low = _window(query, "after", "-7d", now)
-            high = _window(query, "before", None, now)
-            runs = [r for r in runs if low <= r["created_at"] <= high]
-            field = "created_at"
-        else:
-            low = _window(query, "start", "-7d", now)
-            high = _window(query, "end", None, now)
-            runs = [
-                r
-                for r in runs
-                if r["data_interval_start"] is not None
-                and r["data_interval_start"] >= low
-                and r["data_interval_end"] <= high
-            ]
-            field = "data_interval_start"
+        field, inside = _run_window(query, now)
+        runs = [r for r in runs if inside(r)]
         if statuses:
             runs = [r for r in runs if r["status"] in statuses]
         return _cursor_page(
             runs, field, ordering.startswith("-"), RUNS_PAGE, query, page, self.store.render_run
         )
 
-    def get_run(self, team_id: int, export_id: str, run_id: str) -> dict[str, Any]:
-        return self.store.render_run(self.run(team_id, export_id, run_id))
+    def get_run(
+        self, team_id: int, export_id: str, run_id: str, query: Query, now: datetime
+    ) -> dict[str, Any]:
+        return self.store.render_run(self.run(team_id, export_id, run_id, query, now))
 
-    def cancel_run(self, team_id: int, export_id: str, run_id: str, now: datetime) -> dict[str, Any]:
-        run = self.run(team_id, export_id, run_id)
+    def cancel_run(
+        self, team_id: int, export_id: str, run_id: str, query: Query, now: datetime
+    ) -> dict[str, Any]:
+        run = self.run(team_id, export_id, run_id, query, now)
         if run["status"] not in ACTIVE:
             raise validation(f"Cannot cancel a run that is in '{run['status']}' status")
-        self.machine.finish_run(run, "Cancelled", now)
+        if not self.store.take_ignored_cancel("run"):
+            self.machine.finish_run(run, "Cancelled", now)
         return {"cancelled": True}
 
     def retry_run(
-        self, team_id: int, export_id: str, run_id: str, now: datetime
+        self, team_id: int, export_id: str, run_id: str, query: Query, now: datetime
     ) -> tuple[int, dict[str, Any]]:
-        run = self.run(team_id, export_id, run_id)
+        run = self.run(team_id, export_id, run_id, query, now)
         export = self.export(team_id, export_id)
         backfill = self._start_backfill(export, run["data_interval_start"], run["data_interval_end"], now)
         return (201 if self.new else 200), {"backfill_id": backfill["_workflow_id"]}
@@ -361,16 +357,22 @@ class Service:
         backfill = self.backfill(team_id, export_id, backfill_id)
         if backfill["status"] not in ACTIVE:
             raise validation(f"Cannot cancel a backfill that is in '{backfill['status']}' status")
-        self.machine.finish_backfill(backfill, "Cancelled", now)
+        if not self.store.take_ignored_cancel("backfill"):
+            self.machine.finish_backfill(backfill, "Cancelled", now)
         return {"cancelled": True}
 
     def create_backfill(
         self, team_id: int, export_id: str, body: Any, now: datetime
     ) -> tuple[int, dict[str, Any]]:
+        """PostHog's ``create_backfill``; the newest code checks flag, then concurrency, then dates."""
         export = self.export(team_id, export_id, "BatchExport not found.")
         if not isinstance(body, dict):
             body = {}
         raw_start, raw_end = body.get("start_at"), body.get("end_at")
+        if self.new:
+            if raw_start is None and "batch-export-earliest-backfill" not in self.settings.feature_flags:
+                raise validation("Backfilling from the beginning of time is not enabled for this team.")
+            self._concurrency_check(team_id)
         if self.new and export["interval"] in ("day", "week"):
             start = parse_backfill_date(raw_start, export)
             end = parse_backfill_date(raw_end, export)
@@ -388,34 +390,33 @@ class Service:
                 raise validation(f"The provided 'end_at' ({end.isoformat()}) is in the future")
         if not self.new and (start is not None or end is not None):
             start = self._earliest_data_check(export, start, end)
-        if start is None and self.new and "batch-export-earliest-backfill" not in self.settings.feature_flags:
-            raise validation("Backfilling from the beginning of time is not enabled for this team.")
         open_end = end is None
-        if end is None:
-            if export["destination"]["type"] not in ("HTTP", "NoOp"):
-                raise server_error()
-            end = now
-        limit = self.settings.max_concurrent_backfills
-        if limit is not None:
-            active = sum(
-                1 for b in self.store.backfills.values() if b["team"] == team_id and b["status"] in ACTIVE
-            )
-            if active >= limit:
-                raise ApiError(
-                    429,
-                    "server_error",
-                    "too_many_concurrent_backfills",
-                    f"This team already has {active} batch export backfills running. "
-                    "Wait for some to finish or cancel them before creating more.",
-                )
-        backfill = self._start_backfill(export, start, end, now)
-        if open_end:
-            backfill["end_at"] = None
-            start_text = backfill["start_at"].isoformat() if backfill["start_at"] else "START"
-            backfill["_workflow_id"] = f"{export['id']}-Backfill-{start_text}-{'END' if self.new else 'None'}"
+        if end is None and export["destination"]["type"] not in ("HTTP", "NoOp"):
+            raise server_error()
+        if not self.new:
+            self._concurrency_check(team_id)
+        backfill = self._start_backfill(
+            export, start, end if end is not None else now, now, open_end=open_end
+        )
         if self.new:
             return 201, {"backfill_id": backfill["id"]}
         return 200, {"backfill_id": backfill["_workflow_id"]}
+
+    def _concurrency_check(self, team_id: int) -> None:
+        limit = self.settings.max_concurrent_backfills
+        if limit is None:
+            return
+        active = sum(
+            1 for b in self.store.backfills.values() if b["team"] == team_id and b["status"] in ACTIVE
+        )
+        if active >= limit:
+            raise ApiError(
+                429,
+                "server_error",
+                "too_many_concurrent_backfills",
+                f"This team already has {limit} batch export backfills running. "
+                "Wait for some to finish or cancel them before creating more.",
+            )
 
     def _earliest_data_check(
         self, export: dict[str, Any], start: datetime | None, end: datetime | None
@@ -438,16 +439,46 @@ class Service:
             return aligned
         return start
 
+    def workflow_id(self, export_id: str, start: datetime | None, end: datetime | None) -> str:
+        """The deterministic Temporal workflow id of a backfill over ``[start, end)``."""
+        start_text = start.astimezone(UTC).isoformat() if start is not None else "START"
+        end_text = end.astimezone(UTC).isoformat() if end is not None else ("END" if self.new else "None")
+        return f"{export_id}-Backfill-{start_text}-{end_text}"
+
     def _start_backfill(
-        self, export: dict[str, Any], start: datetime | None, end: datetime, now: datetime
+        self,
+        export: dict[str, Any],
+        start: datetime | None,
+        end: datetime,
+        now: datetime,
+        *,
+        open_end: bool = False,
     ) -> dict[str, Any]:
+        """Start the backfill workflow; an identical range still Starting/Running collides (HTTP 500)."""
         start_utc = start.astimezone(UTC) if start is not None else None
         end_utc = end.astimezone(UTC)
-        intervals = self.machine.plan_intervals(start_utc, end_utc, export["interval"])
-        backfill = self.store.new_backfill(export, start_utc, end_utc, "Starting", now, intervals)
-        backfill["_workflow_id"] = (
-            f"{export['id']}-Backfill-{start_utc.isoformat() if start_utc else 'START'}-{end_utc.isoformat()}"
+        workflow_id = self.workflow_id(export["id"], start_utc, None if open_end else end_utc)
+        for other in self.store.backfills_of_export(export["id"], visible_only=False):
+            if other.get("_workflow_id") == workflow_id and other["status"] in ACTIVE:
+                raise server_error()  # Temporal: workflow already started
+        first = start_utc
+        adjusted: datetime | None = None
+        if self.new and start_utc is not None:
+            # newest code: narrow the start to the earliest data at or after it, then align it down
+            earliest = parse_drf_datetime(self.settings.earliest_data_at or "")
+            if earliest is not None and earliest > start_utc:
+                first = earliest
+            if not self.settings.no_data and first is not None and first < end_utc:
+                adjusted = align(first, self.machine.cadence(export))
+        if self.new and self.settings.no_data:
+            intervals: list[tuple[datetime | None, datetime]] = []
+        else:
+            intervals = self.machine.plan_intervals(first, end_utc, export)
+        backfill = self.store.new_backfill(
+            export, start_utc, None if open_end else end_utc, "Starting", now, intervals
         )
+        backfill["_workflow_id"] = workflow_id
+        backfill["_adjusted_start"] = adjusted
         self.machine.start_backfill(backfill, now)
         return backfill
 
@@ -499,6 +530,29 @@ def _log_datetime(query: Query, key: str) -> datetime | None:
     if parsed is None:
         raise validation(DATETIME_FORMAT_ERROR, key)
     return parsed
+
+
+def _run_window(query: Query, now: datetime) -> tuple[str, Callable[[dict[str, Any]], bool]]:
+    """The runs viewset's date window and the field it orders by.
+
+    ``created_at`` in [after or -7d, before or now]; with a ``data_interval_start`` ordering, the data
+    interval inside [start or -7d, end or now] instead.
+    """
+    ordering = _first(query, "ordering")
+    if ordering not in RUN_ORDERINGS or ordering.lstrip("-") == "created_at":
+        low = _window(query, "after", "-7d", now)
+        high = _window(query, "before", None, now)
+        return "created_at", lambda r: low <= r["created_at"] <= high
+    low = _window(query, "start", "-7d", now)
+    high = _window(query, "end", None, now)
+    return (
+        "data_interval_start",
+        lambda r: (
+            r["data_interval_start"] is not None
+            and r["data_interval_start"] >= low
+            and r["data_interval_end"] <= high
+        ),
+    )
 
 
 def _window(query: Query, key: str, default: str | None, now: datetime) -> datetime:

@@ -16,11 +16,14 @@ WRITE_SCOPE = "batch_export:write"
 class EmulatorSettings:
     """Knobs of the emulated PostHog (times are emulated seconds; see ``docs/emulator.md``).
 
-    ``api_generation`` picks between the behaviour the public docs page describes (``"docs"``, the default)
-    and the newest PostHog code (``"new"``), see API.md's [DOCS]/[NEW] markers.
+    ``api_generation`` picks between PostHog's current server code (``"new"``, the default) and the older
+    behaviour its public API docs page describes (``"docs"``). ``logs_pak_access=None`` means "as the
+    generation does" (``new``: logs readable with a personal API key; ``docs``: 403). ``schedule_runs`` makes
+    unpaused exports start a run per interval as it ends; ``schedule_history`` (hours) back-fills completed
+    scheduled runs for intervals that ended before an export was first scheduled.
     """
 
-    api_generation: ApiGeneration = "docs"
+    api_generation: ApiGeneration = "new"
     run_duration: float = 1.0
     backfill_row_delay: float = 0.5
     backfill_run_delay: float = 0.1
@@ -34,7 +37,10 @@ class EmulatorSettings:
     api_key: str = DEFAULT_API_KEY
     project_id: int = 1
     organization_id: int = 1
-    logs_pak_access: bool = True
+    logs_pak_access: bool | None = None
+    legacy_pak_wording: bool = False
+    schedule_runs: bool = False
+    schedule_history: float = 0.0
     feature_flags: frozenset[str] = field(default_factory=frozenset)
     earliest_data_at: str | None = None
     no_data: bool = False
@@ -44,4 +50,20 @@ class EmulatorSettings:
             raise ValueError(f"api_generation must be 'docs' or 'new', not {self.api_generation!r}")
         if self.run_duration < 0 or self.backfill_row_delay < 0 or self.backfill_run_delay < 0:
             raise ValueError("durations must be >= 0")
+        if self.schedule_history < 0:
+            raise ValueError("schedule_history must be >= 0")
         self.feature_flags = frozenset(self.feature_flags)
+
+    @property
+    def logs_for_personal_keys(self) -> bool:
+        """Whether the logs endpoints accept a personal API key (the override, else the generation's way)."""
+        if self.logs_pak_access is not None:
+            return self.logs_pak_access
+        return self.api_generation == "new"
+
+    @property
+    def no_pak_message(self) -> str:
+        """PostHog's 403 text for actions closed to personal API keys (older servers capitalise it)."""
+        if self.legacy_pak_wording:
+            return "This action does not support Personal API Key access"
+        return "This action does not support personal API key access"

@@ -47,6 +47,8 @@ class Store:
     projects: dict[int, Project] = field(default_factory=dict)
     integrations: dict[int, dict[str, Any]] = field(default_factory=dict)
     fail_queue: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # acknowledged-but-not-carried-out cancels still to hand out, keyed "run" / "backfill" / "any"
+    ignored_cancels: dict[str, int] = field(default_factory=dict)
     _runs_by_export: dict[str, list[str]] = field(default_factory=dict)
     _runs_by_backfill: dict[str, list[str]] = field(default_factory=dict)
     _backfills_by_export: dict[str, list[str]] = field(default_factory=dict)
@@ -61,6 +63,7 @@ class Store:
         self.backfills.clear()
         self.logs.clear()
         self.fail_queue.clear()
+        self.ignored_cancels.clear()
         self._runs_by_export.clear()
         self._runs_by_backfill.clear()
         self._backfills_by_export.clear()
@@ -95,6 +98,7 @@ class Store:
             "incremental_mode": "APPEND",
             "deleted": False,
             "_schedule": True,
+            "_sched_cursor": None,
             "_version": 0,
         }
         export.update(fields)
@@ -189,7 +193,7 @@ class Store:
         found = (self.backfills[i] for i in self._backfills_by_export.get(export_id, ()))
         return [b for b in found if b["_visible"] or not visible_only]
 
-    # -- representations (API.md §5) --------------------------------------------------------------------
+    # -- representations (PostHog's serializers) ---------------------------------------------------------
     def render_export(self, export: dict[str, Any]) -> dict[str, Any]:
         destination = export["destination"]
         runs = sorted(
@@ -276,6 +280,14 @@ class Store:
             out["adjusted_start_at"] = fmt(backfill["adjusted_start_at"])
         return out
 
+    def take_ignored_cancel(self, kind: str) -> bool:
+        """Consume one scripted "acknowledged but not carried out" cancel for a run or backfill."""
+        for key in (kind, "any"):
+            if self.ignored_cancels.get(key, 0) > 0:
+                self.ignored_cancels[key] -= 1
+                return True
+        return False
+
     def expected_runs(self, backfill: dict[str, Any], now: datetime) -> int:
         if self.settings.api_generation == "new" and backfill["total_records_count"] == 0:
             return 0
@@ -290,7 +302,7 @@ class Store:
         return max(0, math.ceil((end - start) / step))
 
     def progress(self, backfill: dict[str, Any], now: datetime) -> dict[str, Any] | None:
-        """The §5.4 table."""
+        """PostHog's ``progress`` field: expected runs from the range, finished = Completed or Failed runs."""
         status = backfill["status"]
         if status == "Completed":
             total = self.expected_runs(backfill, now)

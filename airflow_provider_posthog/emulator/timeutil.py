@@ -1,9 +1,16 @@
-"""Datetime helpers: PostHog's (DRF's) wire format and the parsers its query parameters use."""
+"""Datetime helpers: PostHog's (DRF's) wire format, its query-parameter parsers and interval arithmetic.
+
+Day and week intervals follow the wall clock of the export's time zone, so across a DST change a day is 23
+or 25 hours long, as in PostHog's schedules and backfills.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
 
 INTERVALS: dict[str, timedelta] = {
     "hour": timedelta(hours=1),
@@ -89,25 +96,114 @@ def parse_relative(value: str, now: datetime) -> datetime | None:
     return parse_drf_datetime(text)
 
 
-def align(value: datetime, interval: str) -> datetime:
-    """Floor ``value`` to its interval start (UTC; weeks start on Sunday like PostHog's offset_day 0)."""
-    step = INTERVALS[interval]
-    value = value.astimezone(UTC)
-    if interval == "week":
-        day_start = value.replace(hour=0, minute=0, second=0, microsecond=0)
-        days_since_sunday = (day_start.weekday() + 1) % 7
-        return day_start - timedelta(days=days_since_sunday)
-    seconds = int(step.total_seconds())
+@dataclass(frozen=True)
+class Cadence:
+    """When an export's intervals start: its interval plus, for day/week, wall-clock time zone and offsets.
+
+    ``offset_day`` counts from Sunday (0) like PostHog's weekly exports; minute and hour intervals are
+    aligned in UTC.
+    """
+
+    interval: str
+    timezone: str = "UTC"
+    offset_hour: int = 0
+    offset_day: int = 0
+
+    @classmethod
+    def of_export(cls, export: dict[str, Any], *, generation: str = "new") -> Cadence:
+        """The cadence of an emulator export; the ``docs`` generation has no time zone or offsets."""
+        if generation != "new" or export["interval"] not in ("day", "week"):
+            return cls(export["interval"])
+        return cls(
+            export["interval"],
+            export.get("timezone") or "UTC",
+            export.get("offset_hour") or 0,
+            export.get("offset_day") or 0 if export["interval"] == "week" else 0,
+        )
+
+    @property
+    def wall_clock(self) -> bool:
+        return self.interval in ("day", "week")
+
+    @property
+    def zone(self) -> tzinfo:
+        return UTC if self.timezone in ("UTC", "") else ZoneInfo(self.timezone)
+
+
+def _weekday_from_sunday(day: date) -> int:
+    return (day.weekday() + 1) % 7
+
+
+def wall_time(day: date, cadence: Cadence) -> datetime:
+    """The UTC instant of ``offset_hour`` o'clock on ``day`` in the cadence's time zone."""
+    return to_utc(datetime(day.year, day.month, day.day, cadence.offset_hour, tzinfo=cadence.zone))
+
+
+def _days(cadence: Cadence) -> int:
+    return 7 if cadence.interval == "week" else 1
+
+
+def _floor_day(value: datetime, cadence: Cadence) -> date:
+    day = value.astimezone(cadence.zone).date()
+    if cadence.interval == "week":
+        day -= timedelta(days=(_weekday_from_sunday(day) - cadence.offset_day) % 7)
+    while wall_time(day, cadence) > value:
+        day -= timedelta(days=_days(cadence))
+    return day
+
+
+def align(value: datetime, interval: str | Cadence) -> datetime:
+    """Floor ``value`` to the start of the interval containing it (rounds down, never up)."""
+    cadence = interval if isinstance(interval, Cadence) else Cadence(interval)
+    value = to_utc(value)
+    if cadence.wall_clock:
+        return wall_time(_floor_day(value, cadence), cadence)
+    seconds = int(INTERVALS[cadence.interval].total_seconds())
     elapsed = int((value - _EPOCH).total_seconds())
     return _EPOCH + timedelta(seconds=elapsed - elapsed % seconds)
 
 
-def whole_intervals(start: datetime, end: datetime, interval: str) -> list[tuple[datetime, datetime]]:
-    """Consecutive whole intervals from aligned ``start``; a trailing partial interval is dropped."""
-    step = INTERVALS[interval]
+def next_boundary(boundary: datetime, cadence: Cadence) -> datetime:
+    """The interval start following the aligned ``boundary`` (23 or 25 hours later across DST for days)."""
+    if cadence.wall_clock:
+        day = _floor_day(to_utc(boundary), cadence) + timedelta(days=_days(cadence))
+        return wall_time(day, cadence)
+    return to_utc(boundary) + INTERVALS[cadence.interval]
+
+
+def whole_intervals(
+    start: datetime, end: datetime, interval: str | Cadence, *, aligned: bool = True
+) -> list[tuple[datetime, datetime]]:
+    """Consecutive whole intervals from ``start`` (floored when ``aligned``); a trailing partial is dropped.
+
+    Unaligned stepping adds the fixed interval length in UTC (no time zone, no DST).
+    """
+    cadence = interval if isinstance(interval, Cadence) else Cadence(interval)
     out: list[tuple[datetime, datetime]] = []
-    cursor = align(start, interval)
-    while cursor + step <= end:
-        out.append((cursor, cursor + step))
-        cursor += step
+    end = to_utc(end)
+    if not aligned:
+        step = INTERVALS[cadence.interval]
+        cursor = to_utc(start)
+        while cursor + step <= end:
+            out.append((cursor, cursor + step))
+            cursor += step
+        return out
+    cursor = align(start, cadence)
+    following = next_boundary(cursor, cadence)
+    while following <= end:
+        out.append((cursor, following))
+        cursor, following = following, next_boundary(following, cadence)
+    return out
+
+
+def intervals_ending_in(after: datetime, upto: datetime, cadence: Cadence) -> list[tuple[datetime, datetime]]:
+    """The intervals whose end lies in ``(after, upto]``: what a schedule fires between two instants."""
+    after, upto = to_utc(after), to_utc(upto)
+    out: list[tuple[datetime, datetime]] = []
+    cursor = align(after, cadence)
+    following = next_boundary(cursor, cadence)
+    while following <= upto:
+        if following > after:
+            out.append((cursor, following))
+        cursor, following = following, next_boundary(following, cadence)
     return out

@@ -1,15 +1,15 @@
-"""Request validation for exports and backfills with PostHog's exact messages (API.md §7-§8)."""
+"""Request validation for exports and backfills with PostHog's exact messages."""
 
 from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .destinations import DOCS_TYPES, NEW_TYPES, check_destination_rules, validate_config
 from .errors import ApiError, permission_denied, validation
-from .timeutil import parse_drf_datetime
+from .timeutil import Cadence, parse_drf_datetime, wall_time
 
 if TYPE_CHECKING:
     from .settings import EmulatorSettings
@@ -413,11 +413,7 @@ def parse_backfill_date(value: Any, export: dict[str, Any]) -> datetime | None:
                 f"{text} is a {_WEEKDAYS[actual]} but this batch export is configured to run weekly "
                 f"on {_WEEKDAYS[wanted]}."
             )
-    tz = zoneinfo.ZoneInfo(export.get("timezone") or "UTC")
-    local = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(
-        hours=export.get("offset_hour") or 0
-    )
-    return local.astimezone(UTC)
+    return wall_time(day, Cadence.of_export(export))
 
 
 def parse_iso_safe(text: str) -> datetime | None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
+    from airflow_provider_posthog.api.intervals import ExportSchedule
     from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
 
 T = TypeVar("T")
@@ -174,7 +175,7 @@ class _PostHogHookBase(BaseHook):
 
 
 class PostHogHook(_PostHogHookBase):
-    """Sync client for every PostHog batch-exports endpoint (API.md §4), for workers and the CLI.
+    """Sync client for every PostHog batch-exports endpoint, for workers and the CLI.
 
     Connection: host = PostHog app URL (default ``https://us.posthog.com``), password = personal API key
     (``phx_...``), extra ``project_id`` (numeric), optional extra ``timeout`` / ``connect_timeout`` seconds,
@@ -355,7 +356,10 @@ class PostHogHook(_PostHogHookBase):
         limit: int = 500,
         project_id: int | None = None,
     ) -> list[LogEntry]:
-        """Export-level log lines, newest first (at most ``limit`` ≤ 500)."""
+        """Export-level log lines, newest first (at most ``limit`` ≤ 500).
+
+        ``[]`` with one warning where this PostHog version refuses logs to personal API keys.
+        """
         s = self._settings(project_id)
         op = ops.get_batch_export_logs(
             s.project_id,
@@ -403,16 +407,24 @@ class PostHogHook(_PostHogHookBase):
         return self._run(op, s)
 
     def get_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> BatchExportRun:
+        """One run, whatever its age (PostHog hides runs older than 7 days unless asked with ``after``)."""
         s = self._settings(project_id)
         return self._run(ops.get_run(s.project_id, batch_export_id, run_id), s)
 
-    def cancel_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> None:
-        """Cancel a Starting/Running run; already cancelled is fine, other states raise a 400 error."""
+    def cancel_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> str:
+        """Cancel a Starting/Running run and return its status read back afterwards (``"Cancelled"``).
+
+        Already cancelled is fine; other finished states raise ``PostHogValidationError`` (400). Raises
+        ``PostHogCancelNotEffectiveError`` when PostHog said yes but the run is still Starting/Running.
+        """
         s = self._settings(project_id)
-        self._run(ops.cancel_run(s.project_id, batch_export_id, run_id), s)
+        return self._run(ops.cancel_run(s.project_id, batch_export_id, run_id), s)
 
     def retry_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> Backfill:
-        """Re-export a run's interval; returns the one-interval backfill PostHog starts for it."""
+        """Re-export a run's interval; returns the one-interval backfill PostHog starts for it.
+
+        Raises ``PostHogBackfillAlreadyRunningError`` when that interval's backfill is still running.
+        """
         s = self._settings(project_id)
         op = ops.retry_run(
             s.project_id, batch_export_id, run_id, base_url=s.base_url, lookup=self.backfill_lookup
@@ -428,7 +440,7 @@ class PostHogHook(_PostHogHookBase):
         limit: int = 500,
         project_id: int | None = None,
     ) -> list[LogEntry]:
-        """A run's log lines, newest first, from the export logs inside the run's lifetime (API.md §11)."""
+        """A run's log lines, newest first, from the export logs inside the run's lifetime."""
         s = self._settings(project_id)
         return self._run(ops.get_run_logs(s.project_id, batch_export_id, run_id, level=level, limit=limit), s)
 
@@ -453,9 +465,12 @@ class PostHogHook(_PostHogHookBase):
     ) -> Backfill:
         """Backfill ``[start_at, end_at)`` (aware datetimes or ISO strings) and return the backfill row.
 
-        Works with both PostHog generations (201 + UUID, or 200 + workflow id and a row that appears a
-        moment later) and sends date-only bounds when a day/week export asks for them. Raises
-        ``PostHogTooManyBackfillsError`` at once when the team's concurrent-backfill limit is reached.
+        Reads the export first and refuses (``PostHogConfigError``, before any POST) a range that is not
+        on the export's schedule boundaries, naming the aligned ranges to use. Works with every PostHog
+        version (201 + UUID, or 200 + workflow id and a row that appears a moment later) and sends
+        date-only bounds to day/week exports that take them. Raises ``PostHogTooManyBackfillsError`` at once
+        when the team's concurrent-backfill limit is reached, and ``PostHogBackfillAlreadyRunningError``
+        (carrying the running backfill) when a backfill over the same range is still running.
         """
         s = self._settings(project_id)
         op = ops.create_backfill(
@@ -481,9 +496,31 @@ class PostHogHook(_PostHogHookBase):
 
     def cancel_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | None = None
-    ) -> None:
+    ) -> str:
+        """Cancel a Starting/Running backfill and return its status read back (``"Cancelled"``).
+
+        Same rules as :meth:`cancel_run`.
+        """
         s = self._settings(project_id)
-        self._run(ops.cancel_backfill(s.project_id, batch_export_id, backfill_id), s)
+        return self._run(ops.cancel_backfill(s.project_id, batch_export_id, backfill_id), s)
+
+    def list_backfill_runs(
+        self,
+        batch_export_id: str,
+        backfill: Backfill,
+        schedule: ExportSchedule | None = None,
+        *,
+        project_id: int | None = None,
+    ) -> list[BatchExportRun]:
+        """Every run of ``backfill``, including a first run aligned down to before its ``start_at``.
+
+        ``schedule``: the export's schedule if the caller has it; otherwise the export is read once.
+        """
+        s = self._settings(project_id)
+        op = ops.list_backfill_runs(
+            s.project_id, batch_export_id, backfill, base_url=s.base_url, schedule=schedule
+        )
+        return self._run(op, s)
 
     # -- misc -----------------------------------------------------------------------------------------------
 
@@ -751,9 +788,9 @@ class PostHogAsyncHook(_PostHogHookBase):
         s = await self._asettings(project_id)
         return await self._run(ops.get_run(s.project_id, batch_export_id, run_id), s)
 
-    async def cancel_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> None:
+    async def cancel_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> str:
         s = await self._asettings(project_id)
-        await self._run(ops.cancel_run(s.project_id, batch_export_id, run_id), s)
+        return await self._run(ops.cancel_run(s.project_id, batch_export_id, run_id), s)
 
     async def retry_run(
         self, batch_export_id: str, run_id: str, *, project_id: int | None = None
@@ -818,9 +855,23 @@ class PostHogAsyncHook(_PostHogHookBase):
 
     async def cancel_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | None = None
-    ) -> None:
+    ) -> str:
         s = await self._asettings(project_id)
-        await self._run(ops.cancel_backfill(s.project_id, batch_export_id, backfill_id), s)
+        return await self._run(ops.cancel_backfill(s.project_id, batch_export_id, backfill_id), s)
+
+    async def list_backfill_runs(
+        self,
+        batch_export_id: str,
+        backfill: Backfill,
+        schedule: ExportSchedule | None = None,
+        *,
+        project_id: int | None = None,
+    ) -> list[BatchExportRun]:
+        s = await self._asettings(project_id)
+        op = ops.list_backfill_runs(
+            s.project_id, batch_export_id, backfill, base_url=s.base_url, schedule=schedule
+        )
+        return await self._run(op, s)
 
     async def ui_url(
         self, batch_export_id: str | None = None, tab: str | None = None, *, project_id: int | None = None

@@ -1,4 +1,4 @@
-"""Extra links to PostHog's UI (API.md §13), read from XCom: ``get_link`` never calls PostHog.
+"""Extra links to PostHog's UI, read from XCom: ``get_link`` never calls PostHog.
 
 The operators push ``batch_export_url``, ``backfills_url`` and ``runs_url`` as soon as the export id is known,
 before any wait or deferral, so the links work while the task is still waiting and after it failed.

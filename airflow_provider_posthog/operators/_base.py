@@ -29,7 +29,6 @@ from airflow_provider_posthog.utils.wait import (
     LOG_TAIL_LINES,
     SUCCESS,
     TIMEOUT,
-    backfill_runs_query,
     coerce_bool,
     coerce_seconds,
     deadline,
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from airflow.sdk.types import Logger
 
     from airflow_provider_posthog.api.models import Backfill
+    from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
     from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.utils.wait import Decision
 
@@ -106,9 +106,7 @@ class PostHogTaskMixin:
         decision = decide_backfill(backfill)
         if not decision.done:
             return decision
-        return decide_backfill(
-            backfill, self.hook.list_runs(batch_export_id, **backfill_runs_query(backfill))
-        )
+        return decide_backfill(backfill, self.hook.list_backfill_runs(batch_export_id, backfill))
 
     def _log_tails(self, batch_export_id: str, event: dict[str, Any]) -> dict[str, list[str]]:
         """The last log lines of each failed run (best effort; never hides the real failure)."""
@@ -190,6 +188,70 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         poll = coerce_seconds(self.poll_interval, "poll_interval") or 0.0
         return poll, coerce_seconds(self.timeout, "timeout", allow_none=True)
 
+    # -- re-attach (the rule lives in utils.reattach) ------------------------------------------------------
+    def reattachable(
+        self, context: Context, mode: str, batch_export_id: str, found: Backfill | None
+    ) -> Backfill | None:
+        """``found`` if ``mode`` lets this try re-attach to it and it is running or completed without a failed
+        run; ``None`` (create a new backfill) otherwise."""
+        from airflow_provider_posthog.api.statuses import Outcome
+        from airflow_provider_posthog.utils.reattach import may_reattach
+
+        if found is None:
+            return None
+        if not may_reattach(mode, found, context):
+            self.log.info(
+                "Backfill %s over the same range (status %s, created %s) is not from an earlier try of this "
+                "task; exporting again (reattach=%r).",
+                found.id,
+                found.status,
+                found.created_at.isoformat() if found.created_at else "?",
+                mode,
+            )
+            return None
+        if found.outcome is Outcome.FAILED:
+            self.log.info(
+                "Backfill %s over the same range ended %s; creating a new one.", found.id, found.status
+            )
+            return None
+        if found.outcome is Outcome.SUCCEEDED:
+            # Completed, but a retry after "some of its runs failed" must export again, not fail again.
+            verdict = self._poll_backfill(batch_export_id, found.id)
+            if verdict.outcome is Outcome.FAILED:
+                self.log.info("%s Creating a new backfill.", verdict.message)
+                return None
+        self.log.info(
+            "Re-attaching to backfill %s over the same range (status %s) instead of creating a duplicate.",
+            found.id,
+            found.status,
+        )
+        return found
+
+    def already_running(
+        self, context: Context, mode: str, batch_export_id: str, exc: PostHogBackfillAlreadyRunningError
+    ) -> Backfill:
+        """PostHog refuses a second backfill of a range still running: re-attach if ``mode`` allows, else fail
+        at once naming the running backfill (a retry would meet the same refusal)."""
+        from airflow_provider_posthog.api.models import Backfill
+        from airflow_provider_posthog.utils.reattach import ALWAYS, may_reattach
+
+        running = exc.backfill
+        if not isinstance(running, Backfill):
+            running = self.hook.get_backfill(batch_export_id, exc.backfill_id)
+        if may_reattach(mode, running, context):
+            self.log.info(
+                "Backfill %s over the same range is still %s; re-attaching to it (reattach=%r).",
+                running.id,
+                running.status,
+                mode,
+            )
+            return running
+        raise compat.AirflowFailException(
+            f"{exc} It was not started by an earlier try of this task (reattach={mode!r}), so this task does "
+            f"not adopt it. To wait for backfill {running.id} instead, use reattach={ALWAYS!r} or a "
+            "PostHogBackfillSensor on it; or cancel it and run this task again."
+        ) from exc
+
     # -- entry used by subclasses after they obtained a backfill ---------------------------------------------
     def wait_for_backfill(
         self, context: Context, batch_export_id: str, backfill: Backfill, started: float
@@ -229,7 +291,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
                 ),
                 method_name="execute_complete",
                 # None on purpose: the trigger sends a timeout event at ``end_time`` so execute_complete can
-                # cancel the backfill; a framework timeout would fail the task and leak it (NOTES §4.3).
+                # cancel the backfill; a framework timeout would fail the task without on_kill and leak it.
                 timeout=None,
             )
         self._waiting = True
@@ -298,13 +360,23 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     def _cancel_backfill(self, batch_export_id: str, backfill_id: str) -> None:
         """Best effort: log, never raise (we are already failing or being killed)."""
         from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
+        from airflow_provider_posthog.exceptions import PostHogCancelNotEffectiveError
 
         try:
             backfill = self.hook.get_backfill(batch_export_id, backfill_id)
             if backfill.status not in CANCELLABLE_STATUSES:
                 self.log.info("Backfill %s is %s; nothing to cancel.", backfill_id, backfill.status)
                 return
-            self.hook.cancel_backfill(batch_export_id, backfill_id)
-            self.log.warning("Cancelled backfill %s of batch export %s.", backfill_id, batch_export_id)
+            status = self.hook.cancel_backfill(batch_export_id, backfill_id)
+            self.log.warning(
+                "Cancelled backfill %s of batch export %s (now %s).", backfill_id, batch_export_id, status
+            )
+        except PostHogCancelNotEffectiveError as exc:
+            self.log.warning(
+                "Backfill %s of batch export %s is still running after the cancel: %s Cancel it in PostHog.",
+                backfill_id,
+                batch_export_id,
+                exc,
+            )
         except Exception as exc:
             self.log.warning("Could not cancel backfill %s: %s", backfill_id, exc)

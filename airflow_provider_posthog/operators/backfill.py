@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
+from airflow_provider_posthog.utils.data_interval import resolve_range
+from airflow_provider_posthog.utils.reattach import should_look, validate_reattach
 from airflow_provider_posthog.utils.wait import coerce_bool, require_id, validate_range
 
 if TYPE_CHECKING:
@@ -14,21 +18,23 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_posthog.api.models import Backfill
-
 
 class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
     """Backfill a batch export over ``[start_at, end_at)`` and (by default) wait until every run completed.
 
-    Safe to retry and rerun: before creating a backfill it looks for one of the same export and range. A
-    running one is re-attached (no duplicate export, no second ``too_many_concurrent_backfills`` slot), a
-    completed one is returned at once; only a failed or cancelled one leads to a new backfill.
+    A zero-width range (``start_at == end_at`` after rendering, what Airflow 3 gives the runs of cron
+    schedules) means the last complete period of the DAG's own schedule ending at that time.
+
+    Each new DAG run and each cleared task exports again; a retry of the same try round re-attaches to the
+    backfill an earlier try created (``reattach="retry"``; the rule: ``utils.reattach``).
 
     :param batch_export_id: the export to backfill (templated).
     :param start_at: inclusive start: aware datetime, pendulum, ISO-8601 string or template such as
         ``{{ data_interval_start }}`` (templated).
     :param end_at: exclusive end, in the past (templated).
-    :param reuse_existing: re-attach to a backfill of the same range instead of creating one (default True).
+    :param reattach: ``"retry"`` (default): only a retry re-attaches to what this round created; ``"always"``:
+        re-attach to any running or completed backfill of the range; ``"never"``: always create one.
+    :param reuse_existing: deprecated alias of ``reattach`` (``True``: ``"always"``, ``False``: ``"never"``).
 
     Waiting parameters (``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
     ``cancel_on_kill``): see :class:`~airflow_provider_posthog.operators._base.PostHogBackfillWaitOperator`.
@@ -50,68 +56,62 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
         batch_export_id: str,
         start_at: Any,
         end_at: Any,
-        reuse_existing: bool = True,
+        reattach: str = "retry",
+        reuse_existing: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
         self.start_at = start_at
         self.end_at = end_at
+        self.reattach = reattach
         self.reuse_existing = reuse_existing
+        if reuse_existing is not None:
+            warnings.warn(
+                "reuse_existing is deprecated; use reattach='always' (True) or reattach='never' (False).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
 
     def execute(self, context: Context) -> str:
         started = time.time()
+        mode = validate_reattach(self.reattach, self.reuse_existing)
         batch_export_id = require_id(self.batch_export_id, "batch_export_id")
-        start_at, end_at = validate_range(self.start_at, self.end_at)
+        start_at, end_at = resolve_range(
+            self.start_at, self.end_at, context, start_name="start_at", end_name="end_at", log=self.log
+        )
+        start_at, end_at = validate_range(start_at, end_at)
         self.validate_wait_args()
         self.push_export_xcom(context, batch_export_id)
-        backfill = self._existing_backfill(batch_export_id, start_at, end_at)
+        backfill = None
+        if should_look(mode, context):
+            found = self.hook.find_backfill(batch_export_id, start_at, end_at)
+            backfill = self.reattachable(context, mode, batch_export_id, found)
         if backfill is None:
-            backfill = self.hook.create_backfill(batch_export_id, start_at, end_at)
-            self.log.info(
-                "Created backfill %s of batch export %s over [%s, %s).",
-                backfill.id,
-                batch_export_id,
-                start_at.isoformat(),
-                end_at.isoformat(),
-            )
+            try:
+                backfill = self.hook.create_backfill(batch_export_id, start_at, end_at)
+            except PostHogBackfillAlreadyRunningError as exc:
+                backfill = self.already_running(context, mode, batch_export_id, exc)
+            else:
+                self.log.info(
+                    "Created backfill %s of batch export %s over [%s, %s).",
+                    backfill.id,
+                    batch_export_id,
+                    start_at.isoformat(),
+                    end_at.isoformat(),
+                )
         return self.wait_for_backfill(context, batch_export_id, backfill, started)
-
-    def _existing_backfill(self, batch_export_id: str, start_at: Any, end_at: Any) -> Backfill | None:
-        """Re-attach on retry/rerun (NOTES lesson 7): a running or completed backfill of the same range."""
-        from airflow_provider_posthog.api.statuses import Outcome
-
-        if not coerce_bool(self.reuse_existing, "reuse_existing"):
-            return None
-        found = self.hook.find_backfill(batch_export_id, start_at, end_at)
-        if found is None:
-            return None
-        if found.outcome is Outcome.SUCCEEDED:
-            # Completed, but a retry after "some of its runs failed" must export again, not fail again.
-            verdict = self._poll_backfill(batch_export_id, found.id)
-            if verdict.outcome is Outcome.FAILED:
-                self.log.info("%s Creating a new backfill.", verdict.message)
-                return None
-        if found.outcome is Outcome.FAILED:
-            self.log.info(
-                "Backfill %s over the same range ended %s; creating a new one.", found.id, found.status
-            )
-            return None
-        self.log.info(
-            "Re-attaching to backfill %s over the same range (status %s) instead of creating a duplicate.",
-            found.id,
-            found.status,
-        )
-        return found
 
 
 class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
     """Retry a run (PostHog starts a one-interval backfill) and wait for it like the backfill operator.
 
     :param batch_export_id: the export (templated).
-    :param run_id: the run to retry (templated).
+    :param run_id: the run to retry (templated); any age.
+    :param reattach: as :class:`PostHogCreateBackfillOperator`: ``"retry"`` (default), ``"always"``,
+        ``"never"``.
 
-    Re-attaches on retry/rerun like :class:`PostHogCreateBackfillOperator`. Returns the backfill id.
+    Returns the backfill id.
     """
 
     template_fields: tuple[str, ...] = (
@@ -122,15 +122,15 @@ class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
     operator_extra_links = ALL_LINKS
     ui_color = "#f9bd2b"
 
-    def __init__(self, *, batch_export_id: str, run_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, batch_export_id: str, run_id: str, reattach: str = "retry", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
         self.run_id = run_id
+        self.reattach = reattach
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_posthog.api.statuses import Outcome
-
         started = time.time()
+        mode = validate_reattach(self.reattach)
         batch_export_id = require_id(self.batch_export_id, "batch_export_id")
         run_id = require_id(self.run_id, "run_id")
         self.validate_wait_args()
@@ -138,16 +138,19 @@ class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
         context["ti"].xcom_push(key="run_id", value=run_id)
         run = self.hook.get_run(batch_export_id, run_id)
         backfill = None
-        if run.data_interval_start is not None and run.data_interval_end is not None:
+        if should_look(mode, context) and run.data_interval_start and run.data_interval_end:
             found = self.hook.find_backfill(batch_export_id, run.data_interval_start, run.data_interval_end)
-            if found is not None and found.outcome is not Outcome.FAILED and found.id != run.backfill_id:
-                self.log.info("Re-attaching to retry backfill %s (status %s).", found.id, found.status)
-                backfill = found
+            if found is not None and found.id != run.backfill_id:
+                backfill = self.reattachable(context, mode, batch_export_id, found)
         if backfill is None:
-            backfill = self.hook.retry_run(batch_export_id, run_id)
-            self.log.info(
-                "Retrying run %s of batch export %s: backfill %s.", run_id, batch_export_id, backfill.id
-            )
+            try:
+                backfill = self.hook.retry_run(batch_export_id, run_id)
+            except PostHogBackfillAlreadyRunningError as exc:
+                backfill = self.already_running(context, mode, batch_export_id, exc)
+            else:
+                self.log.info(
+                    "Retrying run %s of batch export %s: backfill %s.", run_id, batch_export_id, backfill.id
+                )
         return self.wait_for_backfill(context, batch_export_id, backfill, started)
 
 
@@ -176,9 +179,13 @@ class _PostHogCancelOperator(PostHogBaseOperator):
         object_id: str,
         batch_export_id: str,
         read_status: Callable[[], str],
-        cancel: Callable[[], None],
+        cancel: Callable[[], str],
     ) -> str:
-        """Read, cancel only while Starting/Running, and treat a finish that races the cancel as finished."""
+        """Read, cancel only while Starting/Running, and treat a finish that races the cancel as finished.
+
+        The hook reads the status back after the cancel: PostHog can acknowledge a cancel it did not carry
+        out, and then ``PostHogCancelNotEffectiveError`` (naming the run or backfill) fails the task.
+        """
         from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
         from airflow_provider_posthog.exceptions import PostHogValidationError
 
@@ -187,12 +194,12 @@ class _PostHogCancelOperator(PostHogBaseOperator):
         if status not in CANCELLABLE_STATUSES:
             return self._already_finished(what, status)
         try:
-            cancel()
+            status = cancel()
         except PostHogValidationError:
             # It finished between our read and the cancel (PostHog answers 400 "Cannot cancel a ...").
             return self._already_finished(what, read_status())
-        self.log.info("Cancelled %s %s of batch export %s.", kind, object_id, batch_export_id)
-        return "Cancelled"
+        self.log.info("Cancelled %s %s of export %s (now %s).", kind, object_id, batch_export_id, status)
+        return status
 
 
 class PostHogCancelRunOperator(_PostHogCancelOperator):

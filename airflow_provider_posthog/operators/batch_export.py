@@ -17,12 +17,12 @@ from airflow_provider_posthog.utils.wait import coerce_bool, coerce_datetime, re
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: API.md §6.3 (``every 15 minutes`` exists in newer PostHog versions).
+#: Export intervals PostHog accepts (``every 15 minutes`` exists in newer PostHog versions).
 VALID_INTERVALS: frozenset[str] = frozenset({"hour", "day", "week", "every 5 minutes", "every 15 minutes"})
-#: API.md §6.5.
+#: Export models PostHog accepts.
 VALID_MODELS: frozenset[str] = frozenset({"events", "persons", "sessions", "hogql"})
 IF_EXISTS_CHOICES: frozenset[str] = frozenset({"update", "skip", "error"})
-#: Keys PostHog strips from responses because they are secret (API.md §7, ``secret_fields``), at any depth.
+#: Keys PostHog strips from responses because they are secret (its ``secret_fields``), at any depth.
 SECRET_CONFIG_KEYS: frozenset[str] = frozenset(
     {
         "aws_access_key_id",
@@ -83,7 +83,7 @@ def _validate_choice(value: Any, name: str, choices: frozenset[str]) -> str:
 
 
 class _ExportFieldsMixin:
-    """Builds a create/update payload from the operator's fields (API.md §4.2), validating each one."""
+    """Builds a create/update payload from the operator's fields, validating each one."""
 
     name: Any
     destination: Any
@@ -135,7 +135,7 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     """Create a batch export, idempotently by ``name``. Returns the export id (XCom ``batch_export_id`` too).
 
     :param name: export name, the idempotency key (templated).
-    :param destination: ``{"type": ..., "config": {...}}`` (API.md §5.2, §7). Not templated: it holds secrets.
+    :param destination: ``{"type": ..., "config": {...}}`` (PostHog's destination). Not templated: secrets.
     :param interval: ``hour``, ``day``, ``week``, ``every 5 minutes`` or ``every 15 minutes`` (templated).
     :param model: ``events``, ``persons``, ``sessions`` or ``hogql`` (templated); ``None`` (default) sends
         nothing: PostHog creates ``events`` and an update leaves the model alone.
@@ -145,7 +145,7 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     :param end_at: optional schedule end (templated).
     :param hogql_query: optional custom query (events model).
     :param filters: optional filters (newer PostHog).
-    :param extra_fields: any other API.md §4.2 field, e.g. ``{"timezone": "Europe/Berlin"}``.
+    :param extra_fields: any other batch export field, e.g. ``{"timezone": "Europe/Berlin"}``.
     :param if_exists: when an export with this name exists: ``update`` it (PATCH, the default), ``skip``
         (leave it, return its id) or ``error``.
     """
@@ -191,21 +191,25 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.if_exists = if_exists
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_posthog.exceptions import PostHogError
+        # A name conflict is not fixed by trying again: fail at once (PostHogConfigError is never retried).
+        from airflow_provider_posthog.exceptions import PostHogConfigError
 
         mask_destination_secrets(self.destination)
         if_exists = _validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
         payload = self._payload(partial=False)
         existing = [e for e in self.hook.list_batch_exports() if e.name == payload["name"]]
         if len(existing) > 1:
-            raise PostHogError(
+            raise PostHogConfigError(
                 f"{len(existing)} batch exports are named {payload['name']!r} "
                 f"({', '.join(e.id for e in existing)}); rename or delete the duplicates."
             )
         if existing:
             export_id = existing[0].id
             if if_exists == "error":
-                raise PostHogError(f"A batch export named {payload['name']!r} already exists ({export_id}).")
+                raise PostHogConfigError(
+                    f"A batch export named {payload['name']!r} already exists ({export_id}); "
+                    "if_exists='error'."
+                )
             if if_exists == "skip":
                 self.log.info(
                     "Batch export %r exists (%s); leaving it unchanged.", payload["name"], export_id

@@ -24,7 +24,6 @@ from airflow_provider_posthog.utils.wait import (
     FAILED,
     SUCCESS,
     TIMEOUT,
-    coerce_datetime,
     decide_interval,
     decide_run,
     decision_event,
@@ -34,6 +33,8 @@ from airflow_provider_posthog.utils.wait import (
 )
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from airflow.sdk import Context
 
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
@@ -71,6 +72,9 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
         self._links_pushed = False
 
     # -- subclass API ---------------------------------------------------------------------------------------
+    def _validate(self, context: Context) -> None:
+        """Check the rendered arguments before the first call (config errors are never retried)."""
+
     def _decide(self, batch_export_id: str) -> Decision:
         raise NotImplementedError
 
@@ -91,6 +95,7 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        self._validate(context)
         self._push_links(context, batch_export_id)
         decision = self._decide(batch_export_id)
         if not decision.done:
@@ -101,9 +106,11 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
         return True
 
     def execute(self, context: Context) -> Any:
+        # Argument errors fail here, before the poke loop (where soft_fail would turn them into a skip).
+        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        self._validate(context)
         if not self.deferrable:
             return super().execute(context)
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
         self._push_links(context, batch_export_id)
         decision = self._decide(batch_export_id)
         if decision.done and decision.outcome is Outcome.SUCCEEDED:
@@ -152,6 +159,9 @@ class PostHogBackfillSensor(_PostHogSensor):
         super().__init__(**kwargs)
         self.backfill_id = backfill_id
 
+    def _validate(self, context: Context) -> None:
+        require_id(self.backfill_id, "backfill_id")
+
     def _event_ids(self) -> dict[str, str | None]:
         return {"backfill_id": require_id(self.backfill_id, "backfill_id")}
 
@@ -186,6 +196,9 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
     :param run_id: a single run to wait for (templated); or leave ``None`` and give the interval.
     :param data_interval_start: interval start (templated, default ``{{ data_interval_start }}``).
     :param data_interval_end: interval end (templated, default ``{{ data_interval_end }}``).
+
+    A zero-width interval (start == end, what Airflow 3 gives the runs of cron schedules) means the last
+    complete period of the DAG's own schedule ending at that time (``utils.data_interval``).
     """
 
     template_fields: tuple[str, ...] = (
@@ -207,17 +220,39 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         self.run_id = run_id
         self.data_interval_start = data_interval_start
         self.data_interval_end = data_interval_end
+        self._resolved: tuple[dt.datetime, dt.datetime] | None = None
+
+    def _validate(self, context: Context) -> None:
+        self._resolve_interval(context)
 
     def _single_run(self) -> str | None:
         if self.run_id is None or (isinstance(self.run_id, str) and not self.run_id.strip()):
             return None
         return require_id(self.run_id, "run_id")
 
-    def _interval(self) -> tuple[Any, Any]:
+    def _resolve_interval(self, context: Context | None) -> None:
+        """Check the rendered interval; a zero-width one becomes the schedule's last complete period."""
+        from airflow_provider_posthog.utils.data_interval import resolve_range
+
+        if self._single_run() is not None:
+            return
+        self._resolved = resolve_range(
+            self.data_interval_start,
+            self.data_interval_end,
+            context,
+            start_name="data_interval_start",
+            end_name="data_interval_end",
+            log=self.log,
+        )
+        self._interval()
+
+    def _interval(self) -> tuple[dt.datetime, dt.datetime]:
         from airflow_provider_posthog.exceptions import PostHogConfigError
 
-        start = coerce_datetime(self.data_interval_start, "data_interval_start")
-        end = coerce_datetime(self.data_interval_end, "data_interval_end")
+        if self._resolved is None:
+            self._resolve_interval(None)
+        assert self._resolved is not None
+        start, end = self._resolved
         if start >= end:
             raise PostHogConfigError(
                 f"data_interval_start ({start.isoformat()}) must be before "

@@ -18,7 +18,6 @@ from airflow_provider_posthog.utils.wait import (
     ERROR,
     TIMEOUT,
     Decision,
-    backfill_runs_query,
     coerce_datetime,
     decide_backfill,
     decide_interval,
@@ -175,9 +174,17 @@ class _PostHogPollingTrigger(BaseTrigger):
         """Airflow 3.3+: a user marked the deferred task failed/success or cleared it; cancel best effort."""
         if not self.cancel_on_kill:
             return
+        from airflow_provider_posthog.exceptions import PostHogCancelNotEffectiveError
+
         try:
             await asyncio.wait_for(self._cancel(self._hook()), timeout=ON_KILL_TIMEOUT)
             self.log.info("Cancelled %s because the task was killed.", self._what())
+        except PostHogCancelNotEffectiveError as exc:
+            self.log.warning(
+                "%s is still running after the cancel sent on kill (%s); cancel it in PostHog.",
+                self._what().capitalize(),
+                exc,
+            )
         except Exception as exc:
             self.log.warning("Could not cancel %s on kill: %s", self._what(), exc)
 
@@ -220,7 +227,7 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
         decision = decide_backfill(backfill)
         if not decision.done:
             return decision
-        runs = await hook.list_runs(self.batch_export_id, **backfill_runs_query(backfill))
+        runs = await hook.list_backfill_runs(self.batch_export_id, backfill)
         return decide_backfill(backfill, runs)
 
     async def _cancel(self, hook: PostHogAsyncHook) -> None:

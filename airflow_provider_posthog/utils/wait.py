@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
 from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogTriggerError
@@ -83,7 +83,9 @@ def decide_backfill(backfill: Backfill, runs: Sequence[BatchExportRun] | None = 
     """Outcome of a backfill, given its runs once it is terminal.
 
     A backfill succeeds only when its status is an explicit success **and** none of its runs failed:
-    PostHog may finish a backfill whose individual runs failed, and the user asked for every run to complete.
+    PostHog marks a backfill ``Completed`` even when some of its runs failed, and the user asked for every
+    run to complete. Pass every run of the backfill (``list_backfill_runs``), including a first run that
+    PostHog aligned down to before ``start_at``.
     """
     outcome = backfill_outcome(backfill.status)
     own_runs = [r for r in runs or () if r.backfill_id == backfill.id]
@@ -183,33 +185,6 @@ def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.
         runs_completed=n_done,
         records_completed=records,
     )
-
-
-class RunsQuery(TypedDict, total=False):
-    """Keyword filters of ``PostHogHook.list_runs`` (and its async twin)."""
-
-    ordering: str
-    start: str
-    end: str
-    after: str
-
-
-def backfill_runs_query(backfill: Backfill) -> RunsQuery:
-    """``list_runs`` filters that fetch a finished backfill's runs in as few requests as possible.
-
-    By data interval, PostHog returns one page per 100 of the backfill's intervals whatever else the export
-    ran meanwhile; by creation time it would page through every run of the export since the backfill started
-    (5 pages for each of 500 backfills finishing on one export). Runs are then matched on their ``backfill``.
-    """
-    if backfill.start_at is not None and backfill.end_at is not None:
-        return {
-            "ordering": "data_interval_start",
-            "start": backfill.start_at.isoformat(),
-            "end": backfill.end_at.isoformat(),
-        }
-    # Open-ended backfill: its runs were created after it (PostHog hides runs older than 7 days by default).
-    created = backfill.created_at or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
-    return {"after": (created - dt.timedelta(hours=1)).isoformat()}
 
 
 # --------------------------------------------------------------------------------------------------- events

@@ -235,10 +235,15 @@ async def test_trigger_polls_through_transient_503s(posthog_conn: Any) -> None:
 # ---------------------------------------------------------------- operator/trigger against the emulator
 
 
-def _context() -> dict[str, Any]:
+def _context(try_number: int = 1) -> dict[str, Any]:
+    """Try ``try_number`` of a task with one retry, in a DAG run that started a minute ago."""
+    from types import SimpleNamespace
     from unittest import mock
 
-    return {"ti": mock.MagicMock()}
+    ti = mock.MagicMock()
+    ti.try_number, ti.max_tries = try_number, 1
+    started = dt.datetime.now(UTC) - dt.timedelta(minutes=1)
+    return {"ti": ti, "task": SimpleNamespace(retries=1), "dag_run": SimpleNamespace(start_date=started)}
 
 
 def test_timeout_cancels_the_backfill_in_posthog(posthog_conn: Any) -> None:
@@ -275,7 +280,7 @@ def test_retry_reattaches_exactly_one_backfill_across_two_attempts(posthog_conn:
     with pytest.raises(PostHogWaitTimeoutError):
         first.execute(_context())  # type: ignore[arg-type]  # attempt 1 dies mid-wait
     second = PostHogCreateBackfillOperator(task_id="t", **kwargs)
-    backfill_id = second.execute(_context())  # type: ignore[arg-type]  # attempt 2 re-attaches
+    backfill_id = second.execute(_context(try_number=2))  # type: ignore[arg-type]  # attempt 2 re-attaches
     backfills = emu.control.backfills_for(export_id)
     assert [b["id"] for b in backfills] == [backfill_id]
     assert backfills[0]["status"] == "Completed"

@@ -67,3 +67,9 @@ class Api:
 @pytest.fixture
 def api(posthog_emulator: PostHogEmulator) -> Api:
     return Api(posthog_emulator)
+
+
+@pytest.fixture
+def docs_generation(posthog_emulator: PostHogEmulator) -> None:
+    """Pin a test to the older API generation the public docs page describes (the default is ``new``)."""
+    posthog_emulator.control.configure(api_generation="docs")

@@ -116,3 +116,41 @@ def test_context_manager_with_tls_and_own_settings(tmp_path: Path) -> None:
         assert emu.control.request_log[0].path == "/api/projects/42/batch_exports/"
     with pytest.raises(requests.ConnectionError):
         requests.get(emu.api_url(), timeout=2, verify=False)
+
+
+def test_cli_defaults_to_new_generation_and_schedules_runs() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_posthog.emulator", "--port", "0", "--schedule-runs",
+         "--schedule-history", "3", "--legacy-pak-wording", "--no-logs-pak-access"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        info: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not info:
+            line = proc.stdout.readline()
+            if line.startswith("{"):
+                info = json.loads(line)
+        assert info["api_generation"] == "new"
+        settings = requests.get(f"{info['base_url']}/_emulator/settings", timeout=5).json()
+        assert settings["schedule_runs"] is True and settings["schedule_history"] == 3.0
+        assert settings["legacy_pak_wording"] is True and settings["logs_pak_access"] is False
+        base = f"{info['base_url']}/api/projects/1/batch_exports/"
+        headers = {"Authorization": "Bearer phx_emulator_key"}
+        export = requests.post(
+            base,
+            headers=headers,
+            json={"name": "cli", "interval": "hour", "destination": {"type": "NoOp", "config": {}}},
+            timeout=5,
+        ).json()
+        runs = requests.get(f"{base}{export['id']}/runs/", headers=headers, timeout=5).json()["results"]
+        assert len(runs) == 3 and all(r["backfill"] is None for r in runs)
+        logs = requests.get(f"{base}{export['id']}/logs/", headers=headers, timeout=5)
+        assert logs.status_code == 403
+        assert logs.json()["detail"] == "This action does not support Personal API Key access"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

@@ -1,4 +1,4 @@
-"""Endpoints, auth and shapes (API.md §1-§5, §15 items 1, 2, 13, 15, 16, 18, 20-23, 40)."""
+"""Endpoints, auth and shapes."""
 
 from __future__ import annotations
 
@@ -334,7 +334,7 @@ def test_latest_runs_has_ten_newest(api: Api, posthog_emulator) -> None:  # type
     assert [r["id"] for r in latest] == list(reversed(ids))[:10]
 
 
-def test_run_retrieve_and_retry(api: Api, posthog_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_docs_run_retrieve_and_retry(api: Api, posthog_emulator, docs_generation: None) -> None:  # type: ignore[no-untyped-def]
     export = api.create_export()
     run = posthog_emulator.control.seed_run(
         export["id"], "2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z", status="Failed", latest_error="boom"
@@ -384,7 +384,7 @@ def test_backfill_access_other_org_403_other_team_404(api: Api, posthog_emulator
     assert api.get(export["id"]).json()["paused"] is False
 
 
-def test_docs_backfill_key_set_and_datetime_format(api: Api, posthog_emulator) -> None:  # type: ignore[no-untyped-def]
+def test_docs_backfill_key_set_and_datetime_format(api: Api, posthog_emulator, docs_generation: None) -> None:  # type: ignore[no-untyped-def]
     export = api.create_export()
     backfill = posthog_emulator.control.seed_backfill(
         export["id"], "2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z"

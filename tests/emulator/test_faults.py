@@ -1,4 +1,4 @@
-"""Scripted faults, rate limits and the request log (API.md §10; issue 2 "Limits and faults")."""
+"""Scripted faults, rate limits and the request log."""
 
 from __future__ import annotations
 

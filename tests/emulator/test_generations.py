@@ -184,7 +184,6 @@ def test_destination_test_endpoints(api: Api) -> None:
 
 
 def test_logs_with_read_scope(api: Api, posthog_emulator: PostHogEmulator) -> None:
-    posthog_emulator.control.configure(logs_pak_access=False)  # ignored in this generation
     posthog_emulator.control.add_api_key("phx_read", scopes=["batch_export:read"])
     export = api.create_export()
     assert api.get(f"{export['id']}/logs", key="phx_read").status_code == 200

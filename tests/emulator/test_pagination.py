@@ -1,4 +1,4 @@
-"""Cursor pagination, ordering, windows, filters for runs/backfills; logs endpoints (§4.11, §4.16, §11)."""
+"""Cursor pagination, ordering, windows, filters for runs/backfills; logs endpoints."""
 
 from __future__ import annotations
 
@@ -177,9 +177,21 @@ def test_run_logs_endpoint(api: Api, posthog_emulator: PostHogEmulator) -> None:
     assert api.get(f"{export['id']}/runs/{runs[0]['id']}/logs", key="phx_ff").status_code == 403
 
 
-def test_logs_without_pak_access_like_docs_generation(api: Api, posthog_emulator: PostHogEmulator) -> None:
-    posthog_emulator.control.configure(logs_pak_access=False)
+def test_logs_without_pak_access_by_default_in_docs_generation(
+    api: Api, posthog_emulator: PostHogEmulator, docs_generation: None
+) -> None:
     export = api.create_export()
-    response = api.get(f"{export['id']}/logs")
-    assert response.status_code == 403
-    assert response.json()["detail"] == "This action does not support personal API key access"
+    run = posthog_emulator.control.seed_run(export["id"], "2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z")
+    for path in (f"{export['id']}/logs", f"{export['id']}/runs/{run['id']}/logs"):
+        response = api.get(path)
+        assert response.status_code == 403
+        assert response.json()["detail"] == "This action does not support personal API key access"
+    posthog_emulator.control.configure(logs_pak_access=True)  # the override still opens them
+    assert api.get(f"{export['id']}/logs").status_code == 200
+
+
+def test_logs_pak_access_override_in_new_generation(api: Api, posthog_emulator: PostHogEmulator) -> None:
+    export = api.create_export()
+    assert api.get(f"{export['id']}/logs").status_code == 200
+    posthog_emulator.control.configure(logs_pak_access=False)
+    assert api.get(f"{export['id']}/logs").status_code == 403

@@ -31,7 +31,7 @@ class HookClient:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         attr = getattr(self.hook, name)
         if self._loop is None:
-            return attr  # type: ignore[no-any-return]
+            return attr
         loop = self._loop
 
         def call(*args: Any, **kwargs: Any) -> Any:

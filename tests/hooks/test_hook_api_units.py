@@ -127,8 +127,9 @@ def test_cursor_next_is_rebased_onto_our_host() -> None:
         == "https://ph.example.com/prefix/api/projects/1/batch_exports/e/runs/?cursor=abc&after=x"
     )
     assert rq.next_cursor_request(spec, {"next": None}, BASE) is None
-    with pytest.raises(PostHogConfigError):
+    with pytest.raises(PostHogAPIError, match="outside /api/") as exc:  # PostHog's fault, not the user's
         rq.rebase_url(BASE, "https://evil.example.com/steal")
+    assert not isinstance(exc.value, PostHogConfigError)
 
 
 def test_ui_url() -> None:

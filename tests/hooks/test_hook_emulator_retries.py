@@ -176,7 +176,7 @@ def test_create_backfill_resent_after_5xx_only_when_nothing_appeared(
     start, end = _bounds()
     backfill = client.create_backfill(export["id"], start, end)
     assert backfill.end_at == end
-    assert _posts(posthog_conn) == [503, 200]
+    assert _posts(posthog_conn) == [503, 201]
     assert len(posthog_conn.control.backfills_for(export["id"])) == 1
 
 
@@ -192,7 +192,7 @@ def test_create_backfill_dropped_connection_is_checked_then_resent(
     posthog_conn.control.add_fault("/backfills/$", method="POST", drop_connection=True, count=1)
     backfill = client.create_backfill(export["id"], start, end)
     assert backfill.id != older["id"] and backfill.end_at == end
-    assert _posts(posthog_conn) == [0, 200]
+    assert _posts(posthog_conn) == [0, 201]
     assert len(posthog_conn.control.backfills_for(export["id"])) == 2
 
 
@@ -200,7 +200,7 @@ def test_create_backfill_throttled_is_resent(client: HookClient, posthog_conn: A
     posthog_conn.control.add_fault("/backfills/$", method="POST", status=429, retry_after=0, count=1)
     start, end = _bounds()
     assert client.create_backfill(export["id"], start, end).end_at == end
-    assert _posts(posthog_conn) == [429, 200]
+    assert _posts(posthog_conn) == [429, 201]
 
 
 def test_create_export_not_resent_after_5xx(client: HookClient, posthog_conn: Any) -> None:

@@ -50,6 +50,13 @@ def backfill_row(bid: str = BACKFILL_UUID, **kw: Any) -> dict[str, Any]:
     return row
 
 
+def an_export(requests_mock: Any, **fields: Any) -> Any:
+    """The export create_backfill reads first (its schedule); hourly in the older format by default."""
+    body = {"id": EXPORT, "name": "e", "interval": "hour", "destination": {"type": "NoOp", "config": {}}}
+    body.update(fields)
+    return requests_mock.get(P + f"{EXPORT}/", json=body)
+
+
 def no_backfills(requests_mock: Any) -> Any:
     """The list create_backfill reads before its POST (to tell new rows from old ones)."""
     return requests_mock.get(P + f"{EXPORT}/backfills/", json={"next": None, "results": []})
@@ -106,6 +113,7 @@ def test_cursor_paging_follows_absolute_next_on_our_host(mock_conn: str, request
 
 
 def test_create_backfill_new_generation_tolerates_404(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     no_backfills(requests_mock)
     requests_mock.post(P + f"{EXPORT}/backfills/", status_code=201, json={"backfill_id": BACKFILL_UUID})
     requests_mock.get(
@@ -116,14 +124,15 @@ def test_create_backfill_new_generation_tolerates_404(mock_conn: str, requests_m
     b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
     assert b.id == BACKFILL_UUID and b.status == "Starting"
     methods = [h.method for h in requests_mock.request_history]
-    assert methods == ["GET", "POST", "GET", "GET", "GET"]
-    assert requests_mock.request_history[1].json() == {
+    assert methods == ["GET", "GET", "POST", "GET", "GET", "GET"]
+    assert requests_mock.request_history[2].json() == {
         "start_at": "2024-01-01T00:00:00+00:00",
         "end_at": "2024-01-01T02:00:00+00:00",
     }
 
 
 def test_create_backfill_docs_generation_finds_row_by_range(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     wf = f"{EXPORT}-Backfill-2024-01-01T00:00:00+00:00-2024-01-01T02:00:00+00:00"
     requests_mock.post(P + f"{EXPORT}/backfills/", status_code=200, json={"backfill_id": wf})
     old = backfill_row("old", created_at="2000-01-01T00:00:00Z", status="Completed")
@@ -137,11 +146,12 @@ def test_create_backfill_docs_generation_finds_row_by_range(mock_conn: str, requ
     )
     b = make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
     assert b.id == "new"  # "old" existed before the POST; "other" has another range
-    assert requests_mock.request_history[0].qs == {"ordering": ["-created_at"]}
-    assert [h.method for h in requests_mock.request_history] == ["GET", "POST", "GET"]
+    assert requests_mock.request_history[1].qs == {"ordering": ["-created_at"]}
+    assert [h.method for h in requests_mock.request_history] == ["GET", "GET", "POST", "GET"]
 
 
 def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_mock: Any) -> None:
+    """An export without a time zone field (older PostHog) gets datetimes, dates only if a 400 asks."""
     no_backfills(requests_mock)
     detail = (
         "Input '2024-01-01T00:00:00+00:00' is not a valid ISO formatted date. Daily or weekly batch export "
@@ -157,9 +167,7 @@ def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_
             {"status_code": 201, "json": {"backfill_id": BACKFILL_UUID}},
         ],
     )
-    requests_mock.get(
-        P + f"{EXPORT}/", json={"id": EXPORT, "interval": "day", "timezone": "UTC", "offset_hour": 0}
-    )
+    an_export(requests_mock, interval="day")
     requests_mock.get(
         P + f"{EXPORT}/backfills/{BACKFILL_UUID}/",
         json=backfill_row(start_at="2024-01-01T00:00:00Z", end_at="2024-01-03T00:00:00Z"),
@@ -172,7 +180,44 @@ def test_create_backfill_sends_dates_when_posthog_asks(mock_conn: str, requests_
     ]
 
 
+def test_daily_export_in_a_time_zone_gets_its_local_dates_up_front(
+    mock_conn: str, requests_mock: Any
+) -> None:
+    """A time-zoned daily export: one POST with the export's local dates; no 400 round trip."""
+    no_backfills(requests_mock)
+    an_export(requests_mock, interval="day", timezone="America/New_York", offset_hour=0, offset_day=None)
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/", status_code=201, json={"backfill_id": BACKFILL_UUID}
+    )
+    requests_mock.get(
+        P + f"{EXPORT}/backfills/{BACKFILL_UUID}/",
+        json=backfill_row(start_at="2024-03-09T05:00:00Z", end_at="2024-03-11T04:00:00Z"),
+    )
+    # New York midnights; 2024-03-10 is a 23-hour day (DST starts).
+    make_hook().create_backfill(EXPORT, "2024-03-09T05:00:00Z", "2024-03-11T04:00:00Z")
+    assert [h.json() for h in post.request_history] == [{"start_at": "2024-03-09", "end_at": "2024-03-11"}]
+
+
+def test_dates_refused_as_naive_are_resent_as_datetimes(mock_conn: str, requests_mock: Any) -> None:
+    no_backfills(requests_mock)
+    an_export(requests_mock, interval="day", timezone="UTC", offset_hour=0)
+    post = requests_mock.post(
+        P + f"{EXPORT}/backfills/",
+        [
+            {"status_code": 400, "json": {"code": "invalid_input", "detail": "Input 2024-01-01 is naive."}},
+            {"status_code": 201, "json": {"backfill_id": BACKFILL_UUID}},
+        ],
+    )
+    requests_mock.get(P + f"{EXPORT}/backfills/{BACKFILL_UUID}/", json=backfill_row())
+    make_hook().create_backfill(EXPORT, "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")
+    assert [h.json() for h in post.request_history] == [
+        {"start_at": "2024-01-01", "end_at": "2024-01-02"},
+        {"start_at": "2024-01-01T00:00:00+00:00", "end_at": "2024-01-02T00:00:00+00:00"},
+    ]
+
+
 def test_create_backfill_other_400_is_not_retried(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     no_backfills(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",
@@ -185,6 +230,7 @@ def test_create_backfill_other_400_is_not_retried(mock_conn: str, requests_mock:
 
 
 def test_too_many_concurrent_backfills_fails_at_once(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     no_backfills(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",
@@ -202,6 +248,7 @@ def test_too_many_concurrent_backfills_fails_at_once(mock_conn: str, requests_mo
 
 
 def test_ambiguous_create_failure_looks_before_resending(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     post = requests_mock.post(P + f"{EXPORT}/backfills/", status_code=502, text="<html>bad gateway</html>")
     listing = requests_mock.get(
         P + f"{EXPORT}/backfills/",
@@ -215,10 +262,11 @@ def test_ambiguous_create_failure_looks_before_resending(mock_conn: str, request
 
 
 def test_backfill_created_but_answer_lost_is_not_duplicated(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/", exc=requests.exceptions.ConnectionError("Connection aborted.")
     )
-    older = backfill_row("older-same-range", created_at="2099-01-01T00:00:00Z")
+    older = backfill_row("older-same-range", created_at="2099-01-01T00:00:00Z", status="Completed")
     requests_mock.get(
         P + f"{EXPORT}/backfills/",
         [
@@ -234,6 +282,7 @@ def test_backfill_created_but_answer_lost_is_not_duplicated(mock_conn: str, requ
 def test_ambiguous_create_failure_resends_once_when_nothing_appeared(
     mock_conn: str, requests_mock: Any
 ) -> None:
+    an_export(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/", status_code=500, json={"code": "error", "detail": "boom"}
     )
@@ -245,6 +294,7 @@ def test_ambiguous_create_failure_resends_once_when_nothing_appeared(
 
 
 def test_connect_error_on_create_is_retried(mock_conn: str, requests_mock: Any) -> None:
+    an_export(requests_mock)
     no_backfills(requests_mock)
     post = requests_mock.post(
         P + f"{EXPORT}/backfills/",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -26,6 +27,7 @@ EXPORT = "0190-export"
 BACKFILL = "0190-backfill"
 START = "2024-01-01T00:00:00+00:00"
 END = "2024-01-01T02:00:00+00:00"
+ROUND_START = "2024-01-01T23:59:00+00:00"  # the factories' backfills are created 2024-01-02T00:00:00Z
 
 
 def _op(**kwargs: Any) -> PostHogCreateBackfillOperator:
@@ -55,13 +57,25 @@ def _hook(factories: Any, statuses: list[str] | None = None, **overrides: Any) -
     hook.ui_url.side_effect = lambda export_id, tab=None: (
         f"https://ph.test/project/1/pipeline/batch-exports/{export_id}" + (f"?tab={tab}" if tab else "")
     )
+    hook.list_backfill_runs = hook.list_runs  # one mock, whichever way the runs are listed
     for name, value in overrides.items():
         setattr(hook, name, value)
     return hook
 
 
-def _context() -> dict[str, Any]:
-    return {"ti": mock.MagicMock()}
+def _context(try_number: int = 1, max_tries: int = 1, retries: int = 1) -> dict[str, Any]:
+    """A task instance on its ``try_number``; its DAG run started just before the factories' backfills."""
+    ti = mock.MagicMock()
+    ti.try_number, ti.max_tries = try_number, max_tries
+    return {
+        "ti": ti,
+        "task": SimpleNamespace(retries=retries),
+        "dag_run": SimpleNamespace(start_date=pendulum.parse(ROUND_START)),
+    }
+
+
+def _retry() -> dict[str, Any]:
+    return _context(try_number=2)
 
 
 def _pushed(context: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +91,9 @@ def _pushed(context: dict[str, Any]) -> dict[str, Any]:
         ({"start_at": "2024-01-01T00:00:00"}, "start_at.*naive"),
         ({"end_at": dt.datetime(2024, 1, 2)}, "end_at.*naive"),
         ({"start_at": END, "end_at": START}, "start_at .* must be before end_at"),
-        ({"start_at": START, "end_at": START}, "must be before end_at"),
+        ({"start_at": START, "end_at": START}, "zero-width range.*No DAG schedule"),
+        ({"reattach": "sometimes"}, r"reattach='sometimes' is not one of \['retry', 'always', 'never'\]"),
+        ({"reuse_existing": "maybe"}, "reuse_existing='maybe' is not a boolean"),
         ({"end_at": pendulum.now("UTC").add(days=1)}, "end_at .* is in the future"),
         ({"start_at": "yesterday"}, "start_at='yesterday' is not an ISO-8601"),
         ({"batch_export_id": ""}, "batch_export_id is required"),
@@ -242,7 +258,7 @@ def test_worker_on_kill_cancels_a_sync_wait(factories: Any) -> None:
 def test_reattaches_to_a_running_backfill_of_the_same_range(factories: Any) -> None:
     hook = _hook(factories, ["Completed"])
     hook.find_backfill.return_value = factories.backfill("Running")
-    assert _with_hook(_op(), hook).execute(_context()) == BACKFILL
+    assert _with_hook(_op(), hook).execute(_retry()) == BACKFILL
     hook.create_backfill.assert_not_called()
     assert hook.find_backfill.call_args.args[0] == EXPORT
 
@@ -252,7 +268,7 @@ def test_completed_backfill_returns_at_once_without_deferring(factories: Any) ->
     hook.find_backfill.return_value = factories.backfill("Completed")
     op = _with_hook(_op(deferrable=True), hook)
     with mock.patch.object(op, "defer") as defer:
-        assert op.execute(_context()) == BACKFILL
+        assert op.execute(_retry()) == BACKFILL
     defer.assert_not_called()
     hook.create_backfill.assert_not_called()
 
@@ -264,14 +280,14 @@ def test_completed_backfill_with_failed_runs_is_replaced_on_retry(factories: Any
     hook.get_backfill.side_effect = [old, factories.backfill("Running"), factories.backfill("Completed")]
     old_failed_run = factories.run("Failed", backfill_id="old")
     hook.list_runs.side_effect = [[old_failed_run], [factories.run("Completed")]]
-    assert _with_hook(_op(), hook).execute(_context()) == BACKFILL
+    assert _with_hook(_op(), hook).execute(_retry()) == BACKFILL
     hook.create_backfill.assert_called_once()
 
 
 def test_failed_backfill_of_the_same_range_is_replaced(factories: Any) -> None:
     hook = _hook(factories)
     hook.find_backfill.return_value = factories.backfill("Failed", id="old")
-    _with_hook(_op(), hook).execute(_context())
+    _with_hook(_op(), hook).execute(_retry())
     hook.create_backfill.assert_called_once()
 
 
@@ -289,10 +305,11 @@ def test_two_attempts_create_exactly_one_backfill(factories: Any) -> None:
     hook.find_backfill.side_effect = lambda *a, **k: factories.backfill(state["status"]) if created else None
     hook.get_backfill.side_effect = lambda *a: factories.backfill(state["status"])
     hook.list_runs.return_value = [factories.run("Completed")]
+    hook.list_backfill_runs = hook.list_runs
     with pytest.raises(PostHogWaitTimeoutError):
-        _with_hook(_op(timeout=0, cancel_on_kill=False), hook).execute(_context())
+        _with_hook(_op(timeout=0, cancel_on_kill=False), hook).execute(_context(try_number=1))
     state["status"] = "Completed"
-    assert _with_hook(_op(), hook).execute(_context()) == BACKFILL
+    assert _with_hook(_op(), hook).execute(_context(try_number=2)) == BACKFILL
     assert len(created) == 1
 
 
@@ -424,5 +441,5 @@ def test_retry_run_reattaches(factories: Any) -> None:
     hook.get_run.return_value = factories.run("Failed", backfill_id=None)
     hook.find_backfill.return_value = factories.backfill("Running")
     op = PostHogRetryRunOperator(task_id="retry", batch_export_id=EXPORT, run_id="run-1", poll_interval=0)
-    assert _with_hook(op, hook).execute(_context()) == BACKFILL
+    assert _with_hook(op, hook).execute(_retry()) == BACKFILL
     hook.retry_run.assert_not_called()

@@ -175,7 +175,10 @@ def test_delete_missing_is_ok_unless_told_otherwise() -> None:
 
 
 def test_cancel_run_running_finished_and_strict(factories: Any) -> None:
-    hook = _hook(get_run=mock.Mock(return_value=factories.run("Running")))
+    hook = _hook(
+        get_run=mock.Mock(return_value=factories.run("Running")),
+        cancel_run=mock.Mock(return_value="Cancelled"),
+    )
     op = PostHogCancelRunOperator(task_id="c", batch_export_id="e1", run_id="run-1")
     assert _run(op, hook) == "Cancelled"
     hook.cancel_run.assert_called_once_with("e1", "run-1")

@@ -228,3 +228,57 @@ def test_interval_newest_run_per_window_wins(factories: Any) -> None:
     assert decide_interval([], T0, end).outcome is Outcome.RUNNING
     running = _r(factories, "Running", 0, created="2024-01-02T06:00:00Z")
     assert decide_interval([running, retried, failed], T0, end).outcome is Outcome.RUNNING
+
+
+# ------------------------------------------------------------------- zero-width intervals (Airflow 3 cron)
+
+
+def _daily_context(schedule: Any = "@daily") -> dict[str, Any]:
+    import pendulum
+    from airflow.sdk import DAG
+
+    dag = DAG("d", schedule=schedule, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"))
+    return {**_context(), "dag": dag}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_zero_width_interval_waits_for_the_schedules_last_period(factories: Any, deferrable: bool) -> None:
+    """``schedule="@daily"`` on Airflow 3: data_interval_start == data_interval_end == the tick."""
+    runs = [_r(factories, "Completed", h) for h in range(24)]
+    hook = _hook(list_runs=mock.Mock(return_value=runs))
+    tick = "2024-01-02T00:00:00+00:00"
+    sensor = _sensor(
+        PostHogBatchExportRunSensor,
+        hook,
+        data_interval_start=tick,
+        data_interval_end=tick,
+        deferrable=deferrable,
+    )
+    assert sensor.execute(_daily_context()) is None
+    kwargs = hook.list_runs.call_args.kwargs
+    assert (kwargs["start"], kwargs["end"]) == (T0.isoformat(), "2024-01-02T00:00:00+00:00")
+
+
+def test_zero_width_interval_without_a_schedule_fails_at_once_even_with_soft_fail() -> None:
+    hook = _hook()
+    tick = "2024-01-02T00:00:00+00:00"
+    sensor = _sensor(
+        PostHogBatchExportRunSensor, hook, data_interval_start=tick, data_interval_end=tick, soft_fail=True
+    )
+    with pytest.raises(PostHogConfigError, match=r"zero-width range.*schedule=None.*explicit bounds"):
+        sensor.execute(_daily_context(None))
+    assert hook.mock_calls == []
+    assert issubclass(PostHogConfigError, AirflowFailException)
+
+
+def test_zero_width_interval_deferral_passes_the_derived_window() -> None:
+    hook = _hook(list_runs=mock.Mock(return_value=[]))
+    tick = "2024-01-02T00:00:00+00:00"
+    sensor = _sensor(
+        PostHogBatchExportRunSensor, hook, data_interval_start=tick, data_interval_end=tick, deferrable=True
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(_daily_context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PostHogBatchExportRunTrigger)
+    assert (trigger.data_interval_start, trigger.data_interval_end) == (T0.isoformat(), tick)

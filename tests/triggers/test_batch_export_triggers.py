@@ -96,7 +96,7 @@ def test_constructor_rejects_non_plain_values() -> None:
 async def test_backfill_success_after_polling(factories: Any) -> None:
     hook = _hook(
         get_backfill=[factories.backfill("Running"), factories.backfill("Completed")],
-        list_runs=[
+        list_backfill_runs=[
             [
                 factories.run("Completed"),
                 factories.run(
@@ -114,19 +114,16 @@ async def test_backfill_success_after_polling(factories: Any) -> None:
     assert payload["runs_completed"] == 2 and payload["records_completed"] == 20
     assert hook.get_backfill.await_count == 2
     # The runs of the backfill are listed once, when it is terminal, with a created_at window.
-    assert hook.list_runs.await_count == 1
-    # The backfill's runs by data interval: one page per 100 intervals, whatever else the export ran.
-    assert hook.list_runs.await_args.kwargs == {
-        "ordering": "data_interval_start",
-        "start": "2024-01-01T00:00:00+00:00",
-        "end": "2024-01-01T02:00:00+00:00",
-    }
+    assert hook.list_backfill_runs.await_count == 1
+    # The backfill itself is handed to the hook, which knows how to list all of its runs.
+    assert hook.list_backfill_runs.await_args.args[0] == EXPORT
+    assert hook.list_backfill_runs.await_args.args[1].id == BACKFILL
 
 
 async def test_completed_backfill_with_a_failed_run_is_a_failure(factories: Any) -> None:
     hook = _hook(
         get_backfill=factories.backfill("Completed"),
-        list_runs=[
+        list_backfill_runs=[
             [factories.run("Completed"), factories.run("Failed", run_id="bad", latest_error="disk full")]
         ],
     )
@@ -140,7 +137,7 @@ async def test_completed_backfill_with_a_failed_run_is_a_failure(factories: Any)
     "status", ["Failed", "Cancelled", "Terminated", "TimedOut", "FailedRetryable", "Bogus", ""]
 )
 async def test_failed_or_unknown_backfill_status_fails(factories: Any, status: str) -> None:
-    hook = _hook(get_backfill=factories.backfill(status), list_runs=[[]])
+    hook = _hook(get_backfill=factories.backfill(status), list_backfill_runs=[[]])
     (event,) = await _events(_backfill_trigger(hook))
     assert event.payload["status"] == "failed"
 
@@ -155,7 +152,7 @@ async def test_deadline_passed_sends_timeout(factories: Any) -> None:
 async def test_transient_errors_are_retried_inside_the_trigger(factories: Any) -> None:
     hook = _hook(
         get_backfill=[PostHogServerError("503"), PostHogServerError("503"), factories.backfill("Completed")],
-        list_runs=[[factories.run("Completed")]],
+        list_backfill_runs=[[factories.run("Completed")]],
     )
     (event,) = await _events(_backfill_trigger(hook))
     assert event.payload["status"] == "success"
@@ -238,13 +235,6 @@ async def test_interval_trigger_waits_for_full_coverage(factories: Any) -> None:
     assert kwargs["start"].startswith("2024-01-01T00:00:00") and kwargs["end"].startswith(
         "2024-01-01T02:00:00"
     )
-
-
-def test_open_ended_backfill_runs_are_listed_by_creation_time(factories: Any) -> None:
-    from airflow_provider_posthog.utils.wait import backfill_runs_query
-
-    query = backfill_runs_query(factories.backfill("Completed", end_at=None))
-    assert query == {"after": "2024-01-01T23:00:00+00:00"}  # an hour before the backfill was created
 
 
 async def test_first_poll_waits_until_first_poll_at_but_not_past_the_deadline() -> None:

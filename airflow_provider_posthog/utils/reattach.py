@@ -1,0 +1,92 @@
+"""When an operator re-attaches to an existing backfill instead of exporting again (``reattach``).
+
+Users rerun a DAG run, or clear a task, to re-export an interval after a fix: that must export again. A
+*retry* of the same task instance (the worker died, a poll failed, the deadline passed) must not start a
+duplicate of what its earlier try started. Airflow records the difference:
+
+- a retry is ``ti.try_number > ti.max_tries - task.retries + 1``: the first try of the current round is
+  ``max_tries - retries + 1`` (Airflow's own formula; clearing a task raises ``max_tries`` by ``retries + 1``,
+  so the first try after a clear is not a retry);
+- the current round began at the DAG run's ``start_date`` (Airflow resets it when a finished run is cleared),
+  so a backfill created before it (minus :data:`CLOCK_SKEW`) belongs to an earlier round.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_posthog.exceptions import PostHogConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from airflow_provider_posthog.api.models import Backfill
+
+RETRY = "retry"
+ALWAYS = "always"
+NEVER = "never"
+REATTACH_CHOICES: tuple[str, ...] = (RETRY, ALWAYS, NEVER)
+
+#: Tolerated difference between Airflow's clock (``dag_run.start_date``) and PostHog's (``created_at``).
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def validate_reattach(reattach: Any, reuse_existing: Any = None) -> str:
+    """The effective mode: ``reattach``, or the deprecated ``reuse_existing`` (True/False) when given."""
+    if reuse_existing is not None:
+        from airflow_provider_posthog.utils.wait import coerce_bool
+
+        return ALWAYS if coerce_bool(reuse_existing, "reuse_existing") else NEVER
+    value = reattach.strip().lower() if isinstance(reattach, str) else reattach
+    if value not in REATTACH_CHOICES:
+        raise PostHogConfigError(f"reattach={reattach!r} is not one of {list(REATTACH_CHOICES)}.")
+    return str(value)
+
+
+def is_retry(context: Mapping[str, Any] | None) -> bool:
+    """Whether this try is a retry of the same task instance (not its first try, not the first after a clear).
+
+    Unknown values (a hand-made context in a unit test) count as a first try: exporting again is the safe
+    default, a duplicate is visible, a skipped re-export is not.
+    """
+    ctx = context or {}
+    ti = ctx.get("ti")
+    task = ctx.get("task") or getattr(ti, "task", None)
+    try_number = getattr(ti, "try_number", None)
+    max_tries = getattr(ti, "max_tries", None)
+    retries = getattr(task, "retries", None) or 0
+    if not (isinstance(try_number, int) and isinstance(max_tries, int) and isinstance(retries, int)):
+        return False
+    return try_number > max_tries - retries + 1
+
+
+def round_started_at(context: Mapping[str, Any] | None) -> dt.datetime | None:
+    """When the current round of the DAG run began (its ``start_date``), or ``None`` if unknown."""
+    dag_run = (context or {}).get("dag_run")
+    started = getattr(dag_run, "start_date", None)
+    if not isinstance(started, dt.datetime) or started.tzinfo is None:
+        return None
+    return started
+
+
+def created_this_round(backfill: Backfill, context: Mapping[str, Any] | None) -> bool:
+    """Whether ``backfill`` was created by a try of the current round (at or after its start, minus skew)."""
+    started = round_started_at(context)
+    if started is None or backfill.created_at is None:
+        return False
+    return backfill.created_at >= started - CLOCK_SKEW
+
+
+def may_reattach(mode: str, backfill: Backfill, context: Mapping[str, Any] | None) -> bool:
+    """Whether ``mode`` allows re-attaching to ``backfill`` (its status is checked by the caller)."""
+    if mode == ALWAYS:
+        return True
+    if mode == NEVER:
+        return False
+    return is_retry(context) and created_this_round(backfill, context)
+
+
+def should_look(mode: str, context: Mapping[str, Any] | None) -> bool:
+    """Whether looking for an existing backfill can change anything (saves a request on first tries)."""
+    return mode == ALWAYS or (mode == RETRY and is_retry(context))

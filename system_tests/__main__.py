@@ -1,0 +1,162 @@
+"""``python -m system_tests`` (``make test-system``): start everything, run the scenarios, print the figures.
+
+Exit status 0 only if every scenario passed, no secret reached a log and no process of the run survived.
+``python -m system_tests outage worker-kill`` runs a subset (names as in the table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+from system_tests.harness import API_KEY, ROOT, S3_SECRET, SystemUnderTest
+from system_tests.scenarios import ALL, Result, Scenario
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+FIGURES = ROOT / "figures.md"
+
+
+def run_scenario(sut: SystemUnderTest, scenario: Scenario) -> None:
+    started = time.monotonic()
+    print(f"[{time.strftime('%H:%M:%S')}] start {scenario.name}", flush=True)
+    try:
+        scenario.run(sut)
+        scenario.result.passed = True
+    except Exception as exc:  # a scenario failure must not stop the others
+        scenario.result.error = f"{type(exc).__name__}: {exc}"
+        with open(sut.proc_logs / "scenario-errors.txt", "a") as log:
+            log.write(f"== {scenario.name}\n{traceback.format_exc()}\n")
+        if scenario.emu is not None:
+            with contextlib.suppress(Exception):  # the figures of a failed scenario, as far as they go
+                scenario.count_requests()
+    scenario.result.seconds = time.monotonic() - started
+    verdict = "PASS" if scenario.result.passed else f"FAIL {scenario.result.error}"
+    print(f"[{time.strftime('%H:%M:%S')}] {scenario.name}: {verdict}", flush=True)
+
+
+def run_concurrently(sut: SystemUnderTest, scenarios: Iterable[Scenario]) -> list[threading.Thread]:
+    threads = [
+        threading.Thread(target=run_scenario, args=(sut, s), name=s.name, daemon=True) for s in scenarios
+    ]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def secret_scan(sut: SystemUnderTest) -> Result:
+    """The API key and the S3 secret must be in no log: task, triggerer, scheduler, processes' output."""
+    result = Result("secrets-in-logs")
+    started = time.monotonic()
+    hits = []
+    files = [p for d in (sut.home / "logs", sut.proc_logs) for p in d.rglob("*") if p.is_file()]
+    for path in files:
+        data = path.read_bytes()
+        for name, secret in (("API key", API_KEY), ("S3 secret", S3_SECRET)):
+            if secret.encode() in data:
+                hits.append(f"{name} in {path.relative_to(ROOT)}")
+    result.notes.append(f"{len(files)} log files scanned")
+    result.passed = not hits and len(files) > 0
+    result.error = "; ".join(hits[:10])
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def table(results: list[Result], total: float) -> str:
+    head = "| scenario | result | wall s | backfills | requests | 429s | 503s/dropped | task retries |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {'pass' if r.passed else 'FAIL'} | {r.seconds:.0f} | {r.backfills} | "
+            f"{r.requests} | {r.throttled} | {r.unavailable} | {r.retries} |"
+        )
+    lines.append(f"\nTotal wall time: {total:.0f} s.\n")
+    for r in results:
+        for note in r.notes:
+            lines.append(f"- {r.name}: {note}")
+        if r.error:
+            lines.append(f"- {r.name}: **{r.error}**")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    t0 = time.monotonic()
+    wanted = set(argv)
+    scenarios = {cls.name: cls() for cls in ALL if not wanted or cls.name in wanted}
+    sut = SystemUnderTest(parallelism=8)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # Installed explicitly: a run started in the background of a non-interactive shell inherits SIGINT as
+    # ignored, and the Airflow components would inherit that too (a handler is reset to default on exec).
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    results: list[Result] = []
+    leftovers: list[int] = []
+    try:
+        sut.prepare()
+        for s in scenarios.values():
+            s.setup(sut)
+        sut.start_airflow()
+        print(f"[{time.strftime('%H:%M:%S')}] Airflow healthy after {time.monotonic() - t0:.0f}s", flush=True)
+        sut.wait_dag("system_deferred_waits")
+
+        def pick(*names: str) -> list[Scenario]:
+            return [scenarios[n] for n in names if n in scenarios]
+
+        # Phase 1: the outage runs in the background (its own emulator; only its waits see the faults)
+        # while the scenarios that need a steady scheduler and triggerer run side by side.
+        outage = run_concurrently(sut, pick("outage"))
+        for t in run_concurrently(
+            sut, pick("example-dags", "worker-kill", "timeouts", "mark-failed", "rate-limit")
+        ):
+            t.join()
+        # Phase 2: restarting the scheduler kills LocalExecutor workers, so no sync wait may be running.
+        for t in run_concurrently(sut, pick("scheduler-restart")):
+            t.join()
+        for t in outage:
+            t.join()
+        # Phase 3: triggerer faults last, alone (every deferred wait would be affected).
+        for name in ("triggerer-kill", "two-triggerers"):
+            for t in run_concurrently(sut, pick(name)):
+                t.join()
+        results = [s.result for s in scenarios.values()]
+    except KeyboardInterrupt:
+        print("interrupted: stopping every process of this run", flush=True)
+        results = [s.result for s in scenarios.values()]
+        for r in results:
+            if not r.passed and not r.error:
+                r.error = "interrupted"
+    except Exception as exc:
+        traceback.print_exc()
+        results = [s.result for s in scenarios.values()]
+        for r in results:
+            if not r.passed and not r.error:
+                r.error = f"harness: {type(exc).__name__}: {exc}"
+    finally:
+        leftovers = sut.stop()
+    results.append(secret_scan(sut))
+    total = time.monotonic() - t0
+    text = table(results, total)
+    if leftovers:
+        text += f"\n**Processes left running after stop: {leftovers}**\n"
+    FIGURES.write_text(text)
+    print("\n" + text)
+    failed = [r.name for r in results if not r.passed]
+    print(f"Logs: {ROOT}; figures: {FIGURES}")
+    if failed or leftovers:
+        print(f"SYSTEM TESTS FAILED: {', '.join(failed) or 'leftover processes'} ({total:.0f}s)")
+        return 1
+    print(f"SYSTEM TESTS PASSED: {len(results)} scenarios ({total:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,138 @@
+"""DAGs the system tests trigger with a ``conf``: which emulator (connection), export and explicit ranges.
+
+Every range is past, hour-aligned UTC, on an hourly export, so these DAGs depend on nothing but the provider's
+create/re-attach/wait logic. Nothing here touches the network at parse time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+COMMON: dict[str, Any] = {
+    "schedule": None,
+    "start_date": START,
+    "catchup": False,
+    "max_active_tasks": 64,
+    "tags": ["system"],
+}
+CONN = "{{ params.conn_id }}"
+EXPORT = "{{ params.batch_export_id }}"
+
+
+@task
+def ranges(**context: Any) -> list[dict[str, str]]:
+    """The conf's ``ranges`` ([start, end] pairs) as mapping kwargs."""
+    return [{"start_at": s, "end_at": e} for s, e in context["params"]["ranges"]]
+
+
+with DAG(
+    "system_deferred_waits",
+    params={"conn_id": "", "batch_export_id": "", "ranges": [], "poll_interval": 2},
+    **COMMON,
+):
+    # N deferrable waits, one backfill each; a retry re-attaches instead of creating a second backfill.
+    PostHogCreateBackfillOperator.partial(
+        task_id="wait",
+        posthog_conn_id=CONN,
+        batch_export_id=EXPORT,
+        deferrable=True,
+        poll_interval="{{ params.poll_interval }}",
+        retries=2,
+        retry_delay=timedelta(seconds=5),
+    ).expand_kwargs(ranges())
+
+
+with DAG(
+    "system_sync_wait",
+    params={"conn_id": "", "batch_export_id": "", "ranges": [], "poll_interval": 2},
+    **COMMON,
+):
+    # A wait that holds a worker slot (not deferrable): what a worker crash interrupts.
+    PostHogCreateBackfillOperator.partial(
+        task_id="wait",
+        posthog_conn_id=CONN,
+        batch_export_id=EXPORT,
+        deferrable=False,
+        poll_interval="{{ params.poll_interval }}",
+        retries=1,
+        retry_delay=timedelta(seconds=3),
+    ).expand_kwargs(ranges())
+
+
+with DAG(
+    "system_timeouts",
+    params={"conn_id": "", "batch_export_id": "", "ranges": []},
+    **COMMON,
+):
+    # A backfill that outlasts each limit: the operator must cancel it remotely when it gives up.
+    LIMITS: list[tuple[str, bool, dict[str, Any]]] = [
+        ("timeout_deferrable", True, {"timeout": 20}),
+        ("timeout_sync", False, {"timeout": 20}),
+        ("execution_timeout_deferrable", True, {"execution_timeout": timedelta(seconds=20)}),
+        ("execution_timeout_sync", False, {"execution_timeout": timedelta(seconds=20)}),
+    ]
+    for i, (name, deferrable, limits) in enumerate(LIMITS):
+        PostHogCreateBackfillOperator(
+            task_id=name,
+            posthog_conn_id=CONN,
+            batch_export_id=EXPORT,
+            start_at=f"{{{{ params.ranges[{i}][0] }}}}",
+            end_at=f"{{{{ params.ranges[{i}][1] }}}}",
+            deferrable=deferrable,
+            poll_interval=2,
+            retries=0,
+            **limits,
+        )
+
+
+with DAG(
+    "system_mark_failed",
+    params={"conn_id": "", "batch_export_id": "", "ranges": []},
+    **COMMON,
+):
+    # Marked failed over the REST API while deferred: Airflow 3.3's triggerer calls the trigger's on_kill.
+    PostHogCreateBackfillOperator(
+        task_id="deferred_wait",
+        posthog_conn_id=CONN,
+        batch_export_id=EXPORT,
+        start_at="{{ params.ranges[0][0] }}",
+        end_at="{{ params.ranges[0][1] }}",
+        deferrable=True,
+        poll_interval=2,
+        retries=0,
+    )
+
+
+with DAG(
+    "system_outage_waits",
+    params={"conn_id": "", "batch_export_id": "", "ranges": []},
+    **COMMON,
+):
+    # Waits through a PostHog outage. Fast polls (2 s) exhaust the default error budget during the outage and
+    # rely on task retries that re-attach; the default poll interval (60 s) is expected to ride it out. The
+    # retries (4 x 45 s) cover a 3-minute outage.
+    OUTAGE_WAITS: list[tuple[str, bool, float]] = [
+        *[(f"deferred_poll2_{i}", True, 2.0) for i in range(3)],
+        ("deferred_poll60", True, 60.0),
+        *[(f"sync_poll2_{i}", False, 2.0) for i in range(2)],
+        ("sync_poll60", False, 60.0),
+    ]
+    for i, (name, deferrable, poll) in enumerate(OUTAGE_WAITS):
+        PostHogCreateBackfillOperator(
+            task_id=name,
+            posthog_conn_id=CONN,
+            batch_export_id=EXPORT,
+            start_at=f"{{{{ params.ranges[{i}][0] }}}}",
+            end_at=f"{{{{ params.ranges[{i}][1] }}}}",
+            deferrable=deferrable,
+            poll_interval=poll,
+            retries=4,
+            retry_delay=timedelta(seconds=45),
+        )

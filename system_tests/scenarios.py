@@ -1,0 +1,532 @@
+"""The scenarios. Each has its own emulator process (so request counts and faults never mix) and asserts task
+states, the emulator's state and its request counts. ``setup`` runs before Airflow starts (connections are
+environment variables of the Airflow processes), ``run`` once Airflow is healthy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from system_tests.harness import Emulator, SystemUnderTest, wait_until
+
+UTC = timezone.utc
+BACKFILL_POST = re.compile(r"/batch_exports/[^/]+/backfills/?$")
+
+
+class ScenarioFailure(AssertionError):
+    """An assertion of a scenario failed; the message says what and where the evidence is."""
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ScenarioFailure(message)
+
+
+def hour_ranges(first: datetime, count: int, hours: int = 1) -> list[list[str]]:
+    """``count`` disjoint, hour-aligned, past UTC ranges of ``hours`` hours each."""
+    return [
+        [
+            (first + timedelta(hours=i * hours)).isoformat(),
+            (first + timedelta(hours=(i + 1) * hours)).isoformat(),
+        ]
+        for i in range(count)
+    ]
+
+
+def past_hour(days_ago: int) -> datetime:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return now - timedelta(days=days_ago)
+
+
+@dataclass
+class Result:
+    name: str
+    passed: bool = False
+    seconds: float = 0.0
+    backfills: int = 0
+    requests: int = 0
+    throttled: int = 0  # 429
+    unavailable: int = 0  # 503 and dropped connections
+    retries: int = 0  # task tries beyond the first
+    notes: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class Scenario:
+    name = ""
+    emulator_args: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.result = Result(self.name)
+        self.emu: Emulator | None = None
+        self.export_id = ""
+
+    @property
+    def conn_id(self) -> str:
+        return "posthog_" + self.name.replace("-", "_")
+
+    def setup(self, sut: SystemUnderTest) -> None:
+        self.emu = sut.start_emulator(self.name, self.conn_id, *self.emulator_args)
+        self.export_id = self.emu.seed_export(f"system test {self.name}")
+
+    def run(self, sut: SystemUnderTest) -> None:
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def conf(self, ranges: list[list[str]], **extra: Any) -> dict[str, Any]:
+        return {"conn_id": self.conn_id, "batch_export_id": self.export_id, "ranges": ranges, **extra}
+
+    def count_requests(self) -> None:
+        """Fill the request figures from the emulator's request log (before any inspection call)."""
+        assert self.emu is not None
+        log = self.emu.requests()
+        self.result.requests = len(log)
+        self.result.throttled = sum(1 for e in log if e["status"] == 429)
+        self.result.unavailable = sum(1 for e in log if e["status"] in (0, 503))
+        self.result.backfills = sum(
+            1
+            for e in log
+            if e["method"] == "POST" and BACKFILL_POST.search(e["path"]) and 200 <= e["status"] < 300
+        )
+
+    def remote_backfills(self) -> list[dict[str, Any]]:
+        assert self.emu is not None
+        return self.emu.backfills(self.export_id)
+
+    def tis(
+        self, sut: SystemUnderTest, dag_id: str, run_id: str, task_prefix: str = ""
+    ) -> list[dict[str, Any]]:
+        return [t for t in sut.task_instances(dag_id, run_id) if t["task_id"].startswith(task_prefix)]
+
+    def wait_states(
+        self,
+        sut: SystemUnderTest,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: set[str],
+        n: int,
+        timeout: float,
+    ) -> None:
+        def ok() -> bool:
+            got = [t["state"] for t in self.tis(sut, dag_id, run_id) if t["task_id"] == task_id]
+            return len(got) == n and all(s in states for s in got)
+
+        wait_until(f"{n} {task_id} of {dag_id}/{run_id} in {states}", ok, timeout, 2.0)
+
+    def assert_all_success(self, sut: SystemUnderTest, dag_id: str, run_id: str, n_waits: int) -> None:
+        state = sut.wait_dag_run(dag_id, run_id, 600)
+        tis = self.tis(sut, dag_id, run_id)
+        waits = [t for t in tis if t["task_id"] == "wait"]
+        self.result.retries += sum(max(0, int(t["try_number"]) - 1) for t in waits)
+        bad = [(t["task_id"], t["map_index"], t["state"]) for t in tis if t["state"] != "success"]
+        check(state == "success" and not bad, f"{dag_id}/{run_id} {state}; not successful: {bad}")
+        check(len(waits) == n_waits, f"expected {n_waits} waits, found {len(waits)}")
+
+    def assert_backfills(self, expected: int, status: str) -> None:
+        self.count_requests()
+        remote = self.remote_backfills()
+        statuses = sorted({b["status"] for b in remote})
+        check(
+            self.result.backfills == expected and len(remote) == expected,
+            f"expected exactly {expected} backfills; POSTs that created one: {self.result.backfills}, "
+            f"backfills in the emulator: {len(remote)}",
+        )
+        check(statuses == [status], f"expected every backfill {status}, got {statuses}")
+        starts = [b["start_at"] for b in remote]
+        check(len(set(starts)) == len(starts), f"duplicate backfill ranges: {sorted(starts)}")
+
+
+# -- 1. the example DAGs on their own schedules --------------------------------------------------------------
+class ExampleDags(Scenario):
+    """The repo's example DAGs against ``posthog_default``: their own scheduled runs plus an Airflow backfill
+    (``POST /api/v2/backfills``) over two past intervals, with data intervals from the DAGs' timetables."""
+
+    name = "example-dags"
+    emulator_args = ("--run-duration", "0.05")
+    daily = ("posthog_backfill_and_wait", "posthog_wait_for_scheduled_export")
+
+    @property
+    def conn_id(self) -> str:
+        return "posthog_default"
+
+    def setup(self, sut: SystemUnderTest) -> None:
+        super().setup(sut)
+        assert self.emu is not None
+        # PostHog's own scheduled runs of the export (what the sensor waits for): hourly, a week back, done.
+        first = past_hour(9).replace(hour=0)
+        for i in range(9 * 24 + datetime.now(UTC).hour):
+            start = first + timedelta(hours=i)
+            self.emu.admin(
+                "POST",
+                "runs",
+                {
+                    "batch_export_id": self.export_id,
+                    "data_interval_start": start.isoformat(),
+                    "data_interval_end": (start + timedelta(hours=1)).isoformat(),
+                    "status": "Completed",
+                    "records_completed": 10,
+                },
+            )
+        self.emu.admin("DELETE", "requests")
+        sut.extra_env["AIRFLOW_VAR_POSTHOG_BATCH_EXPORT_ID"] = self.export_id
+
+    def run(self, sut: SystemUnderTest) -> None:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        for dag_id in (*self.daily, "posthog_manage_exports"):
+            sut.wait_dag(dag_id)
+        # Disjoint days: a PostHog backfill of a day adds runs that the sensor of that day would wait for.
+        for dag_id, days_ago in zip(self.daily, (3, 6), strict=True):
+            sut.rest(
+                "POST",
+                "backfills",
+                {
+                    "dag_id": dag_id,
+                    "from_date": (today - timedelta(days=days_ago)).isoformat(),
+                    "to_date": (today - timedelta(days=days_ago - 1)).isoformat(),
+                    "dag_run_conf": {"poll_interval": 2} if dag_id == "posthog_backfill_and_wait" else {},
+                    "max_active_runs": 2,
+                },
+            )
+        sut.trigger("posthog_manage_exports", "system_manage_exports", {"export_name": "system-test-s3"})
+
+        def all_done() -> list[dict[str, Any]] | None:
+            runs = [
+                r
+                for d in (*self.daily, "posthog_manage_exports")
+                for r in sut.rest("GET", f"dags/{d}/dagRuns")["dag_runs"]
+            ]
+            return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+        time.sleep(5)
+        # The sensor pokes every 5 minutes (mode="reschedule"): if the scheduled run of the backfill DAG was
+        # exporting the same day when it poked, the next poke is 5 minutes later.
+        runs = wait_until("every example DAG run to finish", all_done, 660, 3.0)
+        summary = [
+            (r["dag_id"], r["run_type"], r["data_interval_start"], r["data_interval_end"], r["state"])
+            for r in runs
+        ]
+        for line in summary:
+            self.result.notes.append(" ".join(str(x) for x in line))
+        backfill_runs = [r for r in runs if r["run_type"] == "backfill"]
+        check(len(backfill_runs) == 4, f"expected 2 Airflow backfill runs per daily DAG, got {summary}")
+        failed = [s for s in summary if s[-1] != "success"]
+        for dag_id in (*self.daily, "posthog_manage_exports"):
+            for r in runs:
+                if r["dag_id"] == dag_id:
+                    tis = sut.task_instances(dag_id, r["dag_run_id"])
+                    self.result.retries += sum(max(0, int(t["try_number"]) - 1) for t in tis)
+        check(not failed, f"example DAG runs not successful: {failed}")
+        n_backfill_dag_runs = sum(1 for r in runs if r["dag_id"] == "posthog_backfill_and_wait")
+        self.count_requests()
+        remote = self.remote_backfills()
+        # One PostHog backfill per posthog_backfill_and_wait run (manage-exports works on its own export).
+        check(
+            len(remote) == n_backfill_dag_runs,
+            f"expected {n_backfill_dag_runs} PostHog backfills of the example export, got {len(remote)}",
+        )
+        check(all(b["status"] == "Completed" for b in remote), f"backfills: {[b['status'] for b in remote]}")
+
+
+# -- 2. triggerer SIGKILL ------------------------------------------------------------------------------------
+class TriggererKill(Scenario):
+    """10 deferred waits; the triggerer (and its trigger-runner child) SIGKILLed, restarted after 20 s."""
+
+    name = "triggerer-kill"
+    emulator_args = ("--run-duration", "45")
+    waits = 10
+
+    def run(self, sut: SystemUnderTest) -> None:
+        dag, run = "system_deferred_waits", "triggerer_kill"
+        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(10), self.waits)))
+        self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
+        time.sleep(3)  # let the triggerer pick them up and poll once
+        sut.components["triggerer"].kill9()
+        killed = time.monotonic()
+        time.sleep(20)
+        sut.start_component("triggerer", "triggerer")
+        self.result.notes.append(f"triggerer down {time.monotonic() - killed:.0f}s")
+        self.assert_all_success(sut, dag, run, self.waits)
+        self.assert_backfills(self.waits, "Completed")
+
+
+# -- 2b. two triggerers, one SIGKILLed -----------------------------------------------------------------------
+class TwoTriggerers(Scenario):
+    """A second triggerer joins; 10 deferred waits; the triggerer holding most of them is SIGKILLed and not
+    restarted. The survivor must adopt its triggers once the killed one misses the health-check threshold."""
+
+    name = "two-triggerers"
+    emulator_args = ("--run-duration", "60")
+    waits = 10
+
+    def run(self, sut: SystemUnderTest) -> None:
+        def running_triggerer_jobs() -> list[int]:
+            cutoff = (datetime.now(UTC) - timedelta(seconds=8)).strftime("%Y-%m-%d %H:%M:%S")
+            rows = sut.sql(
+                "select id from job where job_type='TriggererJob' and state='running' "
+                "and latest_heartbeat > ?",
+                cutoff,
+            )
+            return sorted(r[0] for r in rows)
+
+        before = set(running_triggerer_jobs())
+        second = sut.start_component("triggerer-2", "triggerer")
+        jobs = wait_until(
+            "the second triggerer's job", lambda: set(running_triggerer_jobs()) - before, 120, 1.0
+        )
+        job_of = {next(iter(jobs)): second}
+        first_jobs = sorted(before)
+        check(len(first_jobs) == 1, f"expected one running triggerer before, found jobs {first_jobs}")
+        job_of[first_jobs[0]] = sut.components["triggerer"]
+
+        dag, run = "system_deferred_waits", "two_triggerers"
+        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(11), self.waits)))
+        self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
+
+        def assignment() -> dict[int, int] | None:
+            rows = sut.sql(
+                "select t.triggerer_id from trigger t join task_instance ti on ti.trigger_id = t.id "
+                "where ti.dag_id = ? and ti.run_id = ?",
+                dag,
+                run,
+            )
+            ids = [r[0] for r in rows]
+            if len(ids) != self.waits or None in ids:
+                return None
+            counts: dict[int, int] = {}
+            for i in ids:
+                counts[i] = counts.get(i, 0) + 1
+            return counts
+
+        counts = wait_until("all triggers assigned", assignment, 120, 1.0)
+        victim_job = max(counts, key=lambda j: counts[j])
+        survivor_job = next(j for j in job_of if j != victim_job)
+        self.result.notes.append(f"assignment before kill (job: triggers) {counts}")
+        job_of[victim_job].kill9()
+        killed = time.monotonic()
+        adopted = wait_until(
+            "the surviving triggerer to adopt every trigger",
+            lambda: (a := assignment()) is not None and set(a) == {survivor_job} and a,
+            180,
+            1.0,
+        )
+        self.result.notes.append(
+            f"killed triggerer job {victim_job}; job {survivor_job} held all {sum(adopted.values())} "
+            f"triggers {time.monotonic() - killed:.0f}s later (health-check threshold 10s)"
+        )
+        if job_of[victim_job] is sut.components["triggerer"]:
+            sut.components["triggerer"] = second  # the survivor is the triggerer from now on
+        self.assert_all_success(sut, dag, run, self.waits)
+        self.assert_backfills(self.waits, "Completed")
+
+
+# -- 3. worker SIGKILL during a non-deferrable wait ----------------------------------------------------------
+class WorkerKill(Scenario):
+    """A sync wait's task process SIGKILLed mid-wait: the retry must re-attach to the same backfill."""
+
+    name = "worker-kill"
+    emulator_args = ("--run-duration", "40")
+
+    def run(self, sut: SystemUnderTest) -> None:
+        dag, run = "system_sync_wait", "worker_kill"
+        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(12), 1)))
+        assert self.emu is not None
+
+        def running_pid() -> int | None:
+            posted = any(e["method"] == "POST" for e in self.emu.requests())  # type: ignore[union-attr]
+            rows = sut.sql(
+                "select pid, state from task_instance where dag_id=? and run_id=? and task_id='wait'",
+                dag,
+                run,
+            )
+            if posted and rows and rows[0][1] == "running" and rows[0][0]:
+                return int(rows[0][0])
+            return None
+
+        pid = wait_until("the wait running with its backfill created", running_pid, 300, 1.0)
+        time.sleep(4)  # a few polls into the wait
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+        self.result.notes.append(f"SIGKILLed task process {pid}")
+        self.assert_all_success(sut, dag, run, 1)
+        # At least one retry (the killed try); more only if Airflow itself lost a try under load.
+        check(self.result.retries >= 1, f"expected a retry after the kill, got {self.result.retries}")
+        self.assert_backfills(1, "Completed")
+
+
+# -- 4. scheduler restart ------------------------------------------------------------------------------------
+class SchedulerRestart(Scenario):
+    """10 deferred waits; the scheduler stopped (SIGINT) and started again 10 s later."""
+
+    name = "scheduler-restart"
+    emulator_args = ("--run-duration", "40")
+    waits = 10
+
+    def run(self, sut: SystemUnderTest) -> None:
+        dag, run = "system_deferred_waits", "scheduler_restart"
+        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(13), self.waits)))
+        self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
+        sut.components["scheduler"].stop()
+        time.sleep(10)
+        sut.start_component("scheduler", "scheduler")
+        self.assert_all_success(sut, dag, run, self.waits)
+        self.assert_backfills(self.waits, "Completed")
+
+
+# -- 5. PostHog outage ---------------------------------------------------------------------------------------
+class Outage(Scenario):
+    """7 waits (deferred and sync; polling every 2 s or every 60 s); then 90 s of 503s and 90 s of dropped
+    connections on every API call. Asserts no wait lost, no duplicate backfill; records how each rode it."""
+
+    name = "outage"
+    emulator_args = ("--run-duration", "30")
+    dag = "system_outage_waits"
+    tasks = (
+        "deferred_poll2_0",
+        "deferred_poll2_1",
+        "deferred_poll2_2",
+        "deferred_poll60",
+        "sync_poll2_0",
+        "sync_poll2_1",
+        "sync_poll60",
+    )
+    phase_seconds = 90.0
+
+    def run(self, sut: SystemUnderTest) -> None:
+        assert self.emu is not None
+        emu, run = self.emu, "outage"
+        sut.trigger(self.dag, run, self.conf(hour_ranges(past_hour(14), len(self.tasks))))
+
+        def waiting() -> bool:
+            states = {t["task_id"]: t["state"] for t in sut.task_instances(self.dag, run)}
+            posts = sum(1 for e in emu.requests() if e["method"] == "POST")
+            return posts >= len(self.tasks) and all(
+                states.get(t) in ("deferred", "running") for t in self.tasks
+            )
+
+        wait_until("every outage wait waiting on its backfill", waiting, 300, 2.0)
+        started = time.monotonic()
+        emu.admin("POST", "faults", {"path_regex": "^/api/", "status": 503, "count": None})
+        time.sleep(self.phase_seconds)
+        emu.admin("DELETE", "faults")
+        emu.admin("POST", "faults", {"path_regex": "^/api/", "drop_connection": True, "count": None})
+        time.sleep(self.phase_seconds)
+        emu.admin("DELETE", "faults")
+        self.result.notes.append(f"outage {time.monotonic() - started:.0f}s (503s, then dropped connections)")
+        state = sut.wait_dag_run(self.dag, run, 600)
+        tis = {t["task_id"]: t for t in sut.task_instances(self.dag, run)}
+        tries = {t: int(tis[t]["try_number"]) for t in self.tasks}
+        self.result.retries = sum(n - 1 for n in tries.values())
+        self.result.notes.append(f"tries per task: {tries}")
+        bad = {t: tis[t]["state"] for t in self.tasks if tis[t]["state"] != "success"}
+        check(state == "success" and not bad, f"{self.dag}/{run} {state}; not successful: {bad}")
+        self.assert_backfills(len(self.tasks), "Completed")
+
+
+# -- 6. rate limit -------------------------------------------------------------------------------------------
+class RateLimit(Scenario):
+    """50 deferred waits (poll every 5 s) against a 120 requests/minute per-key limit."""
+
+    name = "rate-limit"
+    emulator_args = ("--run-duration", "10", "--rate-limit-per-minute", "120")
+    waits = 50
+
+    def run(self, sut: SystemUnderTest) -> None:
+        dag, run = "system_deferred_waits", "rate_limit"
+        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(15), self.waits), poll_interval=5))
+        self.assert_all_success(sut, dag, run, self.waits)
+        self.assert_backfills(self.waits, "Completed")
+        check(self.result.throttled > 0, "the rate limit never answered 429: the scenario tested nothing")
+        check(self.result.retries == 0, f"429s were not absorbed: {self.result.retries} task retries")
+
+
+# -- 7. timeouts ---------------------------------------------------------------------------------------------
+class Timeouts(Scenario):
+    """``timeout`` and ``execution_timeout``, deferrable and not, each on a backfill that outlasts them."""
+
+    name = "timeouts"
+    emulator_args = ("--run-duration", "600")
+    tasks = ("timeout_deferrable", "timeout_sync", "execution_timeout_deferrable", "execution_timeout_sync")
+
+    def run(self, sut: SystemUnderTest) -> None:
+        dag, run = "system_timeouts", "timeouts"
+        ranges = hour_ranges(past_hour(16), len(self.tasks))
+        sut.trigger(dag, run, self.conf(ranges))
+        state = sut.wait_dag_run(dag, run, 400)
+        tis = {t["task_id"]: t["state"] for t in sut.task_instances(dag, run)}
+        check(state == "failed" and all(tis[t] == "failed" for t in self.tasks), f"task states {tis}")
+        assert self.emu is not None
+        by_start: dict[str, str] = {}
+
+        def all_cancelled() -> bool:
+            by_start.clear()
+            for b in self.remote_backfills():
+                by_start[b["start_at"]] = b["status"]
+            return len(by_start) == len(self.tasks) and set(by_start.values()) == {"Cancelled"}
+
+        with contextlib.suppress(TimeoutError):
+            wait_until("every timed-out backfill Cancelled", all_cancelled, 60, 2.0)
+        per_task = {}
+        for task, (start, _end) in zip(self.tasks, ranges, strict=False):
+            status = next(
+                (
+                    v
+                    for k, v in by_start.items()
+                    if datetime.fromisoformat(k.replace("Z", "+00:00")) == datetime.fromisoformat(start)
+                ),
+                None,
+            )
+            per_task[task] = status
+        self.result.notes.append(f"remote status per task: {per_task}")
+        self.count_requests()
+        check(all(v == "Cancelled" for v in per_task.values()), f"not cancelled remotely: {per_task}")
+        check(self.result.backfills == len(self.tasks), f"backfills created: {self.result.backfills}")
+
+
+# -- 8. mark failed over the REST API ------------------------------------------------------------------------
+class MarkFailed(Scenario):
+    """A deferred wait marked failed with ``PATCH .../taskInstances/{task}`` (Airflow 3.3 runs on_kill)."""
+
+    name = "mark-failed"
+    emulator_args = ("--run-duration", "600")
+
+    def run(self, sut: SystemUnderTest) -> None:
+        dag, run, task = "system_mark_failed", "mark_failed", "deferred_wait"
+        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(17), 1)))
+        self.wait_states(sut, dag, run, task, {"deferred"}, 1, 300)
+        time.sleep(4)
+        sut.rest("PATCH", f"dags/{dag}/dagRuns/{run}/taskInstances/{task}", {"new_state": "failed"})
+        marked = time.monotonic()
+        try:
+            wait_until(
+                "the backfill Cancelled after mark-failed",
+                lambda: [b["status"] for b in self.remote_backfills()] == ["Cancelled"],
+                90,
+                2.0,
+            )
+            self.result.notes.append(f"Cancelled {time.monotonic() - marked:.0f}s after mark-failed")
+        finally:
+            self.count_requests()
+        tis = {t["task_id"]: t["state"] for t in sut.task_instances(dag, run)}
+        check(tis[task] == "failed", f"task state {tis}")
+        check(self.result.backfills == 1, f"backfills created: {self.result.backfills}")
+
+
+ALL = (
+    ExampleDags,
+    TriggererKill,
+    TwoTriggerers,
+    WorkerKill,
+    SchedulerRestart,
+    Outage,
+    RateLimit,
+    Timeouts,
+    MarkFailed,
+)
