@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_posthog tests example_dags benchmarks
-	$(BIN)/ruff format --check airflow_provider_posthog tests example_dags benchmarks
+	$(BIN)/ruff check airflow_provider_posthog tests example_dags benchmarks system_tests
+	$(BIN)/ruff format --check airflow_provider_posthog tests example_dags benchmarks system_tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -41,6 +41,25 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 DEFAULT_MAX_ATTEMPTS = 5
+
+
+class _AttemptsUnlessThrottled(tenacity.stop.stop_base):
+    """``max_attempts`` bounds failures; a throttled 429 is bounded by ``max_elapsed`` alone.
+
+    Throttling says "come back later", not "broken": with many waits on one key, five 429s can come in a few
+    seconds, so counting them would fail waits that a little patience lets through.
+    """
+
+    def __init__(self, max_attempts: int) -> None:
+        self.max_attempts = max_attempts
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        if outcome is not None and isinstance(outcome.exception(), PostHogRateLimitError):
+            return False
+        return retry_state.attempt_number >= self.max_attempts
+
+
 DEFAULT_MAX_ELAPSED = 120.0
 
 
@@ -49,7 +68,8 @@ class RetryPolicy:
     """Numbers of the retry policy; plain values so they can cross into triggers as kwargs.
 
     Defaults: 5 attempts, 120 s total, backoff 1 s doubling to 30 s with equal jitter (half fixed, half
-    random), ``Retry-After`` honoured up to 60 s.
+    random), ``Retry-After`` honoured up to 60 s plus up to half of it again as jitter. Throttled 429s do not
+    count against the attempts: they are retried until the 120 s budget is spent.
     """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -91,7 +111,10 @@ class RetryPolicy:
     def wait_for(self, exc: BaseException | None, attempt_number: int) -> float:
         """Seconds to wait before the next attempt."""
         if isinstance(exc, PostHogRateLimitError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_retry_after)
+            # Jitter on top of Retry-After: many clients throttled on one key are told the same second, and
+            # coming back together they would be throttled together again.
+            wait = min(exc.retry_after, self.max_retry_after)
+            return wait + random.uniform(0, max(wait, self.backoff_initial) / 2)
         return self.backoff(attempt_number)
 
     def _kwargs(self, *, idempotent: bool, log: Any, describe: str) -> dict[str, Any]:
@@ -120,8 +143,8 @@ class RetryPolicy:
             )
 
         return {
-            "stop": tenacity.stop_after_attempt(self.max_attempts)
-            | tenacity.stop_before_delay(self.max_elapsed),
+            "stop": tenacity.stop_before_delay(self.max_elapsed)
+            | _AttemptsUnlessThrottled(self.max_attempts),
             "wait": _wait,
             "retry": _retry,
             "before_sleep": _before_sleep,

@@ -106,7 +106,7 @@ SCHEMAS: dict[str, list[Field]] = {
     "HTTP": [_f("url", req=True), _f("token", req=True)],
     "Workflows": [_f("hog_function_id", req=True)],
     "NoOp": [_f("arg")],
-    # [NEW] integration-based S3 flavours.
+    # New generation: integration-based S3 flavours.
     "AwsS3": [
         _f("bucket_name", req=True),
         _f("region", req=True),

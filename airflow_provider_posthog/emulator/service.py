@@ -251,7 +251,7 @@ class Service:
         run = self.run(team_id, export_id, run_id, query, now)  # after/before: the run window and the logs
         return self.export_logs(team_id, export_id, query, page, instance_id=run["_instance_id"])
 
-    # -- destination tests ([NEW]; [DOCS] needs the INTERNAL scope) --------------------------------------
+    # -- destination tests (new generation; the docs generation needs the INTERNAL scope) ---------------
     def destination_test(self, query: Query) -> tuple[int, Any]:
         destination = _first(query, "destination")
         if not destination:

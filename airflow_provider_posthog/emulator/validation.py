@@ -296,7 +296,7 @@ class ExportValidator:
             fields.append({"expression": expression, "alias": alias})
         return normalised, {"fields": fields, "values": {}, "hogql_query": normalised}
 
-    # -- [NEW] filters and schedule ---------------------------------------------------------------------
+    # -- new generation: filters and schedule ------------------------------------------------------------
     @staticmethod
     def _filters(value: Any) -> Any:
         if value is None or value == []:
@@ -378,7 +378,7 @@ def _split_top_level(text: str) -> list[str]:
 
 # -- backfill bounds ----------------------------------------------------------------------------------------
 def parse_backfill_bound(value: Any) -> datetime | None:
-    """[DOCS] parsing: ``datetime.fromisoformat`` and timezone-aware, else the exact 400s."""
+    """Docs generation parsing: ``datetime.fromisoformat`` and timezone-aware, else the exact 400s."""
     if value is None:
         return None
     try:
@@ -391,7 +391,7 @@ def parse_backfill_bound(value: Any) -> datetime | None:
 
 
 def parse_backfill_date(value: Any, export: dict[str, Any]) -> datetime | None:
-    """[NEW] day/week exports: date-only bounds at the export's offset hour in its timezone."""
+    """New generation, day/week exports: date-only bounds at the export's offset hour in its timezone."""
     if value is None:
         return None
     text = str(value)

@@ -5,7 +5,7 @@ here and speak the same event dict (``make_event``); tasks resuming from a trigg
 first.
 Nothing here does I/O or imports Airflow's runtime, so the triggerer and the worker share it cheaply.
 
-Event schema (Contract 3)::
+Event schema::
 
     {"status": "success" | "failed" | "timeout" | "error",
      "message": str,

@@ -1,4 +1,4 @@
-"""The [NEW] generation (``api_generation="new"``): 201s with UUIDs, Starting backfills, date-only bounds."""
+"""The new generation (``api_generation="new"``): 201s with UUIDs, Starting backfills, date-only bounds."""
 
 from __future__ import annotations
 

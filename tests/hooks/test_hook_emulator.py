@@ -133,7 +133,7 @@ def test_runs_status_filter(client: HookClient, posthog_conn: Any, posthog_emula
     c.clear_request_log()
     runs = client.list_runs(export["id"], status=["Failed", "FailedRetryable"])
     assert c.request_log[0].query == "status=Failed&status=FailedRetryable"
-    # API.md documents the filter for [NEW]; the emulator also applies it in [DOCS] mode.
+    # PostHog's current code filters runs by status; the emulator applies the filter in both generations.
     assert [r.id for r in runs] == [failed["id"]]
 
 

@@ -109,9 +109,21 @@ def test_429_that_persists_raises_rate_limit_error(
     client: HookClient, posthog_conn: Any, export: Any
 ) -> None:
     posthog_conn.control.add_fault(EXPORT_PATH, method="GET", status=429, retry_after=0, count=None)
+    policy = RetryPolicy(max_attempts=4, max_elapsed=1.0, backoff_initial=0.05, max_retry_after=0.05)
+    started = time.monotonic()
     with pytest.raises(PostHogRateLimitError):
-        client.get_batch_export(export["id"])
-    assert _gets(posthog_conn) == [429] * 4
+        PostHogHook(retry_policy=policy).get_batch_export(export["id"])
+    # Throttles are bounded by the time budget, not by max_attempts: more than 4 tries, within ~1 s.
+    assert time.monotonic() - started < 3.0
+    gets = _gets(posthog_conn)
+    assert len(gets) > 4 and set(gets) == {429}
+
+
+def test_many_throttles_in_a_row_are_absorbed(posthog_conn: Any, export: Any) -> None:
+    posthog_conn.control.add_fault(EXPORT_PATH, method="GET", status=429, retry_after=0, count=8)
+    policy = RetryPolicy(max_attempts=4, max_elapsed=10.0, backoff_initial=0.01, max_retry_after=0.01)
+    assert PostHogHook(retry_policy=policy).get_batch_export(export["id"]).id == export["id"]
+    assert _gets(posthog_conn) == [429] * 8 + [200]
 
 
 def test_dropped_connections_recover(client: HookClient, posthog_conn: Any, export: Any) -> None:
