@@ -43,24 +43,29 @@ if TYPE_CHECKING:
 DEFAULT_MAX_ATTEMPTS = 5
 
 
-class _AttemptsUnlessThrottled(tenacity.stop.stop_base):
-    """``max_attempts`` bounds failures; a throttled 429 is bounded by ``max_elapsed`` alone.
+class _Budget(tenacity.stop.stop_base):
+    """When to give up: failures after ``max_attempts`` or ``max_elapsed``; throttles after ``max_throttled``.
 
-    Throttling says "come back later", not "broken": with many waits on one key, five 429s can come in a few
-    seconds, so counting them would fail waits that a little patience lets through.
+    Throttling says "come back later", not "broken": with many waits on one key, five 429s come in a few
+    seconds and the key's window can ask for most of a minute twice in a row, so a throttled request keeps
+    its own, longer time budget and does not count against the attempts.
     """
 
-    def __init__(self, max_attempts: int) -> None:
+    def __init__(self, max_attempts: int, max_elapsed: float, max_throttled: float) -> None:
         self.max_attempts = max_attempts
+        self.max_elapsed = max_elapsed
+        self.max_throttled = max_throttled
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         outcome = retry_state.outcome
+        elapsed = (retry_state.seconds_since_start or 0.0) + (retry_state.upcoming_sleep or 0.0)
         if outcome is not None and isinstance(outcome.exception(), PostHogRateLimitError):
-            return False
-        return retry_state.attempt_number >= self.max_attempts
+            return elapsed >= self.max_throttled
+        return elapsed >= self.max_elapsed or retry_state.attempt_number >= self.max_attempts
 
 
 DEFAULT_MAX_ELAPSED = 120.0
+DEFAULT_MAX_THROTTLED = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +74,7 @@ class RetryPolicy:
 
     Defaults: 5 attempts, 120 s total, backoff 1 s doubling to 30 s with equal jitter (half fixed, half
     random), ``Retry-After`` honoured up to 60 s plus up to half of it again as jitter. Throttled 429s do not
-    count against the attempts: they are retried until the 120 s budget is spent.
+    count against the attempts: they are retried for up to 600 s.
     """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -77,6 +82,9 @@ class RetryPolicy:
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
     max_retry_after: float = 60.0
+    #: Seconds a throttled (429) request keeps being retried: a per-minute window can ask for most of a minute
+    #: twice in a row under a sustained overload.
+    max_throttled: float = DEFAULT_MAX_THROTTLED
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -143,8 +151,7 @@ class RetryPolicy:
             )
 
         return {
-            "stop": tenacity.stop_before_delay(self.max_elapsed)
-            | _AttemptsUnlessThrottled(self.max_attempts),
+            "stop": _Budget(self.max_attempts, self.max_elapsed, max(self.max_elapsed, self.max_throttled)),
             "wait": _wait,
             "retry": _retry,
             "before_sleep": _before_sleep,

@@ -249,7 +249,10 @@ def _readme_dag(export_id: str) -> Any:
 
 
 def test_readme_example_succeeds_on_a_scheduled_tick(posthog_conn: Any, airflow_db: None) -> None:
-    from airflow.dag_processing.dagbag import sync_bag_to_db
+    try:
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef,unused-ignore]
 
     from airflow_provider_posthog.compat import dagbag_class
 

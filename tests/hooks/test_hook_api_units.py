@@ -344,3 +344,28 @@ def test_hook_module_imports_no_http_library_eagerly() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_throttles_have_their_own_longer_budget() -> None:
+    """A key throttled for longer than ``max_elapsed`` still gets through within ``max_throttled``."""
+    started = time.monotonic()
+    calls = 0
+
+    def throttled_for_half_a_second() -> str:
+        nonlocal calls
+        calls += 1
+        if time.monotonic() - started < 0.5:
+            raise PostHogRateLimitError("throttled", retry_after=0.05, http_status=429)
+        return "ok"
+
+    policy = RetryPolicy(max_attempts=2, max_elapsed=0.2, max_throttled=5.0, max_retry_after=0.05)
+    for attempt in policy.retrying(idempotent=True):
+        with attempt:
+            result = throttled_for_half_a_second()
+    assert result == "ok" and calls > 2  # more than max_attempts, longer than max_elapsed
+    short = RetryPolicy(max_attempts=2, max_elapsed=0.2, max_throttled=0.2, max_retry_after=0.05)
+    started, calls = time.monotonic(), 0
+    with pytest.raises(PostHogRateLimitError):
+        for attempt in short.retrying(idempotent=True):
+            with attempt:
+                throttled_for_half_a_second()

@@ -109,11 +109,13 @@ def test_429_that_persists_raises_rate_limit_error(
     client: HookClient, posthog_conn: Any, export: Any
 ) -> None:
     posthog_conn.control.add_fault(EXPORT_PATH, method="GET", status=429, retry_after=0, count=None)
-    policy = RetryPolicy(max_attempts=4, max_elapsed=1.0, backoff_initial=0.05, max_retry_after=0.05)
+    policy = RetryPolicy(
+        max_attempts=4, max_elapsed=1.0, max_throttled=1.0, backoff_initial=0.05, max_retry_after=0.05
+    )
     started = time.monotonic()
     with pytest.raises(PostHogRateLimitError):
         PostHogHook(retry_policy=policy).get_batch_export(export["id"])
-    # Throttles are bounded by the time budget, not by max_attempts: more than 4 tries, within ~1 s.
+    # Throttles are bounded by their own time budget, not by max_attempts: more than 4 tries, within ~1 s.
     assert time.monotonic() - started < 3.0
     gets = _gets(posthog_conn)
     assert len(gets) > 4 and set(gets) == {429}

@@ -255,10 +255,22 @@ def test_last_complete_period_of_airflow_3_default_timetables(
     assert (start, end) == expected
 
 
+def _cron_timetable_classes() -> tuple[Any, Any]:
+    """The timetable classes a DAG file gets: the task SDK's (3.2+) or Airflow core's (3.1)."""
+    try:
+        from airflow.sdk import CronTriggerTimetable, MultipleCronTriggerTimetable
+    except ImportError:  # Airflow 3.1
+        from airflow.timetables.trigger import (  # type: ignore[assignment,unused-ignore]
+            CronTriggerTimetable,
+            MultipleCronTriggerTimetable,
+        )
+    return CronTriggerTimetable, MultipleCronTriggerTimetable
+
+
 def test_cron_periods_match_airflows_own_arithmetic_across_dst() -> None:
     """Same answers as the scheduler's cron helpers, across a DST fold and gap (every-hour schedules take
     Airflow's fold fix), and for a daily schedule away from the fold."""
-    from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+    CronTriggerTimetable, _ = _cron_timetable_classes()
     from airflow.timetables._cron import CronMixin
 
     cases = [
@@ -277,7 +289,7 @@ def test_cron_periods_match_airflows_own_arithmetic_across_dst() -> None:
 
 
 def test_daily_period_ending_on_the_dst_fold_is_one_day() -> None:
-    from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+    CronTriggerTimetable, _ = _cron_timetable_classes()
 
     timetable = CronTriggerTimetable("0 2 * * *", timezone="Europe/Zurich")
     # 2023-10-29 02:00 CEST (00:00 UTC) is a tick; the period is the day before, 02:00 CEST to 02:00 CEST.
@@ -285,7 +297,7 @@ def test_daily_period_ending_on_the_dst_fold_is_one_day() -> None:
 
 
 def test_multiple_cron_and_timezone_schedules() -> None:
-    from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable, MultipleCronTriggerTimetable
+    CronTriggerTimetable, MultipleCronTriggerTimetable = _cron_timetable_classes()
 
     both = MultipleCronTriggerTimetable("0 3 * * *", "0 15 * * *", timezone="UTC")
     assert last_complete_period(both, _utc(2024, 3, 5, 16))[:2] == (_utc(2024, 3, 5, 3), _utc(2024, 3, 5, 15))
