@@ -95,6 +95,7 @@ def test_list_batch_exports_follows_offset_pages(client: HookClient, posthog_con
 
 def test_runs(client: HookClient, posthog_conn: Any) -> None:
     c = posthog_conn.control
+    c.configure(run_duration=60.0)  # the seeded Running run must still be running when it is cancelled
     export = c.seed_export(name="runs")
     for h in range(120, 0, -1):
         c.seed_run(export["id"], _hours_ago(h + 1), _hours_ago(h), status="Completed")
