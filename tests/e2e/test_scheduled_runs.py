@@ -220,10 +220,6 @@ def test_wait_example_on_a_scheduled_tick_waits_for_the_previous_days_runs(
     for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
         monkeypatch.setattr(sensor, name, value)
     assert type(dag.timetable).__name__ == "CronTriggerTimetable"
-    # In the README the sensor waits for PostHog's own scheduled runs; here the backfill's runs stand in for
-    # them, so the sensor must run after it (dag.test() runs independent tasks in no fixed order, and a sensor
-    # that ran first would wait for runs that never come).
-    dag.get_task("backfill") >> dag.get_task("wait_for_export")
     dr = dag.test(logical_date=tick, run_conf={"batch_export_id": export_id})
     assert dr.data_interval_start == dr.data_interval_end == tick
     assert dr.state == "success", _tis(dag.dag_id, dr.run_id)
@@ -264,6 +260,10 @@ def test_readme_example_succeeds_on_a_scheduled_tick(posthog_conn: Any, airflow_
     export_id = _export(emu)
     dag = _readme_dag(export_id)
     assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    # In the README the sensor waits for PostHog's own scheduled runs; here the backfill's runs stand in for
+    # them, so the sensor must run after it (dag.test() runs independent tasks in no fixed order, and a sensor
+    # that ran first would wait for runs that never come).
+    dag.get_task("backfill") >> dag.get_task("wait_for_export")
     # dag.test() needs the DAG serialized in a bundle; the snippet is not a file of one, so register it.
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
