@@ -358,7 +358,9 @@ def test_throttles_have_their_own_longer_budget() -> None:
             raise PostHogRateLimitError("throttled", retry_after=0.05, http_status=429)
         return "ok"
 
-    policy = RetryPolicy(max_attempts=2, max_elapsed=0.2, max_throttled=5.0, max_retry_after=0.05)
+    policy = RetryPolicy(
+        max_attempts=2, max_elapsed=0.2, max_throttled=5.0, max_retry_after=0.05, backoff_initial=0.01
+    )
     for attempt in policy.retrying(idempotent=True):
         with attempt:
             result = throttled_for_half_a_second()
