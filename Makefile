@@ -18,12 +18,12 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet -c $(LOCK) -e ".[test]"
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet -c $(LOCK) -e ".[test,docs]"
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_posthog tests example_dags benchmarks system_tests
-	$(BIN)/ruff format --check airflow_provider_posthog tests example_dags benchmarks system_tests
+	$(BIN)/ruff check airflow_provider_posthog tests example_dags benchmarks system_tests scripts
+	$(BIN)/ruff format --check airflow_provider_posthog tests example_dags benchmarks system_tests scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,7 +34,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_provider_posthog.demo
+	$(BIN)/python -m scripts.demo
 
 # System tests (docs/system-tests.md): a real Airflow (scheduler, dag-processor, triggerer, api-server as separate
 # processes, LocalExecutor, SQLite) against emulator processes, with faults; state and logs in .system-tests/.
@@ -58,7 +58,7 @@ bench: $(BENCH_STAMP)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)
-	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra docs --python-version 3.11 -o $(LOCK)
 
 # Older Airflow minors (pyproject says apache-airflow>=3.1): one venv each, built like .venv from its own lock,
 # pytest only (ruff/mypy run once, in .venv). `make test-compat` runs both; `make test-airflow-3.1` one of them.

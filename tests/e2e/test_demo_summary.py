@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_posthog.demo import build_summary
+from scripts.demo import build_summary
 
 EXPORT = {"id": "e1", "name": "demo", "interval": "hour"}
 BACKFILL = {"id": "b1", "status": "Completed", "start_at": "2024-01-01 00:00", "end_at": "2024-01-01 02:00"}

@@ -1,0 +1,1 @@
+"""Developer scripts that run from a clone (``make demo``); not part of the installed package."""
