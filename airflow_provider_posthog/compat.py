@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_provider_posthog import get_provider_info
+
 
 def _airflow_version() -> tuple[int, int]:
     try:
@@ -141,8 +143,6 @@ def legacy_ui_field_behaviour(conn_type: str) -> dict[str, Any]:
     3.1 reads the hook methods only: hidden fields, labels and placeholders of the built-in fields here, the
     extra fields in :func:`legacy_connection_form_widgets`.
     """
-    from airflow_provider_posthog import get_provider_info
-
     entry = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
     declared = entry["ui-field-behaviour"]
     builtin = {"description", "host", "port", "login", "password", "schema", "extra"}
@@ -162,8 +162,6 @@ def legacy_connection_form_widgets(conn_type: str) -> dict[str, Any]:
     from flask_babel import lazy_gettext
     from wtforms import StringField
     from wtforms.validators import Optional
-
-    from airflow_provider_posthog import get_provider_info
 
     entry = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
     return {

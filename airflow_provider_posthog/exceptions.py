@@ -1,5 +1,8 @@
 """Exceptions users can catch. All subclass ``AirflowException`` so ``soft_fail`` and retries behave.
 
+Without Airflow installed (the pure client core in ``api/``) the same classes derive from plain
+``Exception`` stand-ins, so the core imports and runs anywhere; with Airflow they are Airflow's own classes.
+
 A wrong argument, a wrong key or an object that does not exist cannot be fixed by trying again, so those
 errors (config, 400, 401/403, 404) also subclass ``AirflowFailException``: the task fails at once, whatever
 its ``retries``. Throttling, server and network errors stay retryable.
@@ -12,7 +15,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow_provider_posthog.compat import AirflowException, AirflowFailException
+try:
+    from airflow_provider_posthog.compat import AirflowException, AirflowFailException
+except ModuleNotFoundError as missing:  # no Airflow: the client core alone
+    if (missing.name or "").split(".")[0] != "airflow":
+        raise
+
+    class AirflowException(Exception):  # type: ignore[no-redef]
+        """Stand-in for Airflow's base exception."""
+
+    class AirflowFailException(AirflowException):  # type: ignore[no-redef]
+        """Stand-in for Airflow's "fail without retrying" exception."""
+
 
 if TYPE_CHECKING:
     from airflow_provider_posthog.api.models import Backfill

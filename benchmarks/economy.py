@@ -250,9 +250,9 @@ def share_polls(ttl: float) -> Any:
     cache: dict[Any, tuple[float, Any]] = {}
     inflight: dict[Any, asyncio.Future[Any]] = {}
 
-    async def shared_send(self: Any, spec: Any, settings: Any) -> Any:
+    async def shared_send(self: Any, spec: Any, settings: Any, policy: Any = None) -> Any:
         if spec.method != "GET":
-            return await original(self, spec, settings)
+            return await original(self, spec, settings, policy)
         key = (settings.base_url, settings.api_key, spec.path, tuple(spec.params), spec.url)
         hit = cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < ttl:
@@ -263,7 +263,7 @@ def share_polls(ttl: float) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         inflight[key] = future
         try:
-            result = await original(self, spec, settings)
+            result = await original(self, spec, settings, policy)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: the waiters re-raise it themselves

@@ -44,7 +44,7 @@ def log(message: str) -> None:
 
 
 def capacity_plan(quick: bool) -> list[tuple[int, float, int]]:
-    """(N, poll interval s, cycles): N = 5,000 at the issue's 30 s poll; smaller N poll every 10 s."""
+    """(N, poll interval s, cycles): N = 5,000 at a 30 s poll; smaller N poll every 10 s."""
     if quick:
         return [(100, 5.0, 2), (1000, 5.0, 2)]
     return [(100, 10.0, 3), (1000, 10.0, 3), (5000, 30.0, 3)]

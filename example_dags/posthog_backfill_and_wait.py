@@ -15,7 +15,7 @@ Configure: an Airflow connection ``posthog_default`` (host ``https://us.posthog.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
 
@@ -25,11 +25,38 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     tags=["posthog", "example"],
+    description="Re-export a time range from a PostHog batch export, wait until every run completed.",
     params={
-        "batch_export_id": "",  # empty: use the Variable posthog_batch_export_id
-        "start_at": "",  # empty: the DAG run's data interval (the previous day on Airflow 3's defaults)
-        "end_at": "",
-        "poll_interval": 60,
+        "batch_export_id": Param(
+            None,
+            type=["null", "string"],
+            title="Batch export ID",
+            description="The PostHog batch export to backfill: the UUID in its page's URL in PostHog. "
+            "Leave empty to use the Airflow Variable posthog_batch_export_id.",
+        ),
+        "start_at": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Start (inclusive)",
+            description="First moment to re-export, with a time zone, e.g. 2024-01-01T00:00:00+00:00. "
+            "Leave empty to use this DAG run's data interval (on the @daily schedule: the previous day).",
+        ),
+        "end_at": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="End (exclusive)",
+            description="Where the re-export stops (not included), e.g. 2024-01-02T00:00:00+00:00; "
+            "not in the future. Leave empty to use this DAG run's data interval.",
+        ),
+        "poll_interval": Param(
+            60,
+            type="number",
+            exclusiveMinimum=0,
+            title="Poll interval (seconds)",
+            description="Seconds between two checks of the backfill's progress in PostHog.",
+        ),
     },
 ):
     backfill = PostHogCreateBackfillOperator(

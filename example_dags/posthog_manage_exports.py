@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_posthog.operators.batch_export import (
     PostHogCreateBatchExportOperator,
@@ -25,7 +25,31 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     tags=["posthog", "example"],
-    params={"export_name": "events-to-s3", "interval": "hour", "backfill_gap": True},
+    description="Create or update a PostHog batch export to S3, and pause it around warehouse maintenance.",
+    params={
+        "export_name": Param(
+            "events-to-s3",
+            type="string",
+            minLength=1,
+            title="Export name",
+            description="Name of the batch export in PostHog. An export of this name is updated, "
+            "otherwise one is created.",
+        ),
+        "interval": Param(
+            "hour",
+            type="string",
+            enum=["hour", "day", "week", "every 5 minutes", "every 15 minutes"],
+            title="Interval",
+            description="How often PostHog exports. The 5- and 15-minute intervals need PostHog's "
+            "high-frequency batch exports enabled for the project.",
+        ),
+        "backfill_gap": Param(
+            True,
+            type="boolean",
+            title="Backfill the pause",
+            description="On unpause, have PostHog export the intervals skipped while the export was paused.",
+        ),
+    },
 ):
     export = PostHogCreateBatchExportOperator(
         task_id="create_export",

@@ -10,7 +10,7 @@ error (``soft_fail=True`` would skip instead). ``mode="reschedule"`` frees the w
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_provider_posthog.sensors.batch_export import PostHogBatchExportRunSensor
 
@@ -20,7 +20,33 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     tags=["posthog", "example"],
-    params={"batch_export_id": "", "data_interval_start": "", "data_interval_end": ""},
+    description="Wait until PostHog's scheduled batch export covered this DAG run's interval, then load it.",
+    params={
+        "batch_export_id": Param(
+            None,
+            type=["null", "string"],
+            title="Batch export ID",
+            description="The PostHog batch export to watch: the UUID in its page's URL in PostHog. "
+            "Leave empty to use the Airflow Variable posthog_batch_export_id.",
+        ),
+        "data_interval_start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Interval start (inclusive)",
+            description="Start of the range PostHog's runs must cover, with a time zone, e.g. "
+            "2024-01-01T00:00:00+00:00. Leave empty to use this DAG run's data interval "
+            "(on the @daily schedule: the previous day).",
+        ),
+        "data_interval_end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Interval end (exclusive)",
+            description="End of the range PostHog's runs must cover, e.g. 2024-01-02T00:00:00+00:00. "
+            "Leave empty to use this DAG run's data interval.",
+        ),
+    },
 ):
     landed = PostHogBatchExportRunSensor(
         task_id="wait_for_posthog_export",

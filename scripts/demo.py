@@ -96,7 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"airflow db migrate failed; see {log_path}", file=sys.stderr)
             return 1
 
-        from airflow_provider_posthog.api.requests import ui_url
         from airflow_provider_posthog.emulator import EmulatorSettings, PostHogEmulator
 
         settings = EmulatorSettings(run_duration=1.0, backfill_row_delay=0.2)
@@ -138,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 export=export,
                 backfills=emu.control.backfills_for(export["id"]),
                 runs=emu.control.runs_for(export["id"]),
-                link=ui_url(emu.base_url, emu.project_id, export["id"], "backfills"),
+                link=emu.ui_url(export["id"], "backfills"),
                 dag_ok=dag_ok,
                 seconds=dag_seconds,
             )

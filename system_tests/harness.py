@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_posthog.emulator.settings import DEFAULT_PROJECT_ID
 from system_tests.procs import Proc, Processes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ class Emulator:
         """The PostHog API with the default emulator key (these calls do show up in the request log)."""
         resp = httpx.request(
             method,
-            f"{self.base_url}/api/projects/1/{path}",
+            f"{self.base_url}/api/projects/{DEFAULT_PROJECT_ID}/{path}",
             params=params or None,
             headers={"Authorization": "Bearer phx_emulator_key"},
             timeout=30,
@@ -188,7 +189,7 @@ class SystemUnderTest:
                 "conn_type": "posthog",
                 "host": emu.base_url,
                 "password": API_KEY,
-                "extra": {"project_id": "1"},
+                "extra": {"project_id": str(DEFAULT_PROJECT_ID)},
             }
             env[f"AIRFLOW_CONN_{emu.conn_id.upper()}"] = json.dumps(conn)
         return env

@@ -92,7 +92,7 @@ def test_airflow_providers_manager_sees_hook_and_links() -> None:
 
 
 def test_airflow_cli_lists_provider_without_warnings(tmp_path: Any) -> None:
-    """Issue 2: `airflow providers list` shows us, and neither it nor discovery logs a warning or error."""
+    """`airflow providers list` shows us, and neither it nor discovery logs a warning or error."""
     import os
 
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}

@@ -11,8 +11,9 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from airflow_provider_posthog.api.requests import ApiResponse
+from airflow_provider_posthog.api.http import ApiResponse
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
@@ -174,8 +175,6 @@ def redirect_error(*, method: str, path: str, status: int, location: str | None)
     """Redirects are not followed (a redirected POST turns into a GET and may drop the key)."""
     target = ""
     if location:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(location)
         target = f" to {parts.scheme}://{parts.netloc}" if parts.netloc else ""
     return PostHogAPIError(

@@ -6,7 +6,8 @@ silently skips data at the end. Minute and hour intervals are aligned in UTC; da
 ``offset_hour`` o'clock in the export's time zone (weeks on ``offset_day``, 0 = Sunday), stepping by calendar
 days so daylight-saving days are 23 or 25 hours long.
 
-Pure functions, no I/O: the operations in ``api/operations.py`` fetch the export and apply these rules.
+Pure functions, no I/O: the operations in ``api/backfills.py`` and ``api/endpoints.py`` fetch the export and
+apply these rules.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pendulum
 from pendulum import DateTime
 
+from airflow_provider_posthog.api.models import to_utc
 from airflow_provider_posthog.exceptions import PostHogConfigError
 
 if TYPE_CHECKING:
@@ -28,12 +30,6 @@ if TYPE_CHECKING:
 _MINUTES = re.compile(r"^every (\d+) minutes?$")
 _WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def _utc(value: dt.datetime, what: str = "A datetime") -> DateTime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise PostHogConfigError(f"{what} {value.isoformat()} is naive; pass a timezone-aware datetime.")
-    return pendulum.instance(value.astimezone(dt.timezone.utc))
 
 
 def _sunday_based(day: dt.date) -> int:
@@ -108,7 +104,7 @@ class ExportSchedule:
     def at_date(self, day: dt.date) -> DateTime:
         """The instant (UTC) a day/week interval starting on ``day`` begins: ``offset_hour`` there."""
         local = dt.datetime(day.year, day.month, day.day, self.offset_hour, tzinfo=ZoneInfo(self.timezone))
-        return _utc(local)
+        return to_utc(local)
 
     def _floor_date(self, ts: DateTime) -> dt.date:
         day = ts.astimezone(ZoneInfo(self.timezone)).date()
@@ -121,7 +117,7 @@ class ExportSchedule:
 
     def floor(self, ts: dt.datetime) -> DateTime:
         """Start of the interval containing ``ts`` (``ts`` itself when it is a boundary)."""
-        value = _utc(ts)
+        value = to_utc(ts)
         if self.wall_clock:
             return self.at_date(self._floor_date(value))
         seconds = int(self.length.total_seconds())
@@ -139,15 +135,15 @@ class ExportSchedule:
 
     def ceil(self, ts: dt.datetime) -> DateTime:
         """``ts`` when it is a boundary, else the next boundary."""
-        return _utc(ts) if self.is_boundary(ts) else self.step(ts)
+        return to_utc(ts) if self.is_boundary(ts) else self.step(ts)
 
     def is_boundary(self, ts: dt.datetime) -> bool:
-        return self.floor(ts) == _utc(ts)
+        return self.floor(ts) == to_utc(ts)
 
     def intervals(self, start: dt.datetime, end: dt.datetime) -> list[tuple[DateTime, DateTime]]:
         """What PostHog exports for a backfill of ``[start, end)``: whole intervals from ``floor(start)``."""
         out: list[tuple[DateTime, DateTime]] = []
-        stop = _utc(end)
+        stop = to_utc(end)
         cursor = self.floor(start)
         following = self.step(cursor)
         while following <= stop:
@@ -157,7 +153,7 @@ class ExportSchedule:
 
     def local_date(self, ts: dt.datetime) -> dt.date:
         """The calendar date of ``ts`` in the export's time zone (what date-only bounds name)."""
-        return _utc(ts).astimezone(ZoneInfo(self.timezone)).date()
+        return to_utc(ts).astimezone(ZoneInfo(self.timezone)).date()
 
     def describe(self) -> str:
         """Human wording for messages: ``hourly (UTC)``, ``daily at 00:00 America/New_York`` ..."""
@@ -176,7 +172,7 @@ def check_backfill_range(start: dt.datetime, end: dt.datetime, schedule: ExportS
     PostHog starts at the boundary at or before ``start`` (exporting data before it) and stops at the last
     boundary at or before ``end`` (silently skipping the rest), so only boundary-aligned ranges are exact.
     """
-    start_u, end_u = _utc(start, "start_at"), _utc(end, "end_at")
+    start_u, end_u = to_utc(start, "start_at"), to_utc(end, "end_at")
     if start_u >= end_u:
         raise PostHogConfigError(
             f"Backfill start_at {start_u.isoformat()} must be before end_at {end_u.isoformat()}."

@@ -7,6 +7,7 @@ read fields a newer PostHog adds before this module knows them. Unknown keys are
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ import pendulum
 from pendulum import DateTime
 
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
+from airflow_provider_posthog.exceptions import PostHogConfigError
 
 
 def parse_datetime(value: Any) -> DateTime | None:
@@ -25,6 +27,24 @@ def parse_datetime(value: Any) -> DateTime | None:
         # A date-only value (day/week backfill bounds of newer PostHog): midnight UTC.
         parsed = pendulum.datetime(parsed.year, parsed.month, parsed.day, tz="UTC")  # type: ignore[union-attr]
     return parsed.in_timezone("UTC")
+
+
+def to_utc(value: dt.datetime | dt.date | str, what: str = "A datetime") -> DateTime:
+    """An argument as an aware UTC datetime: aware datetimes, ISO-8601 strings and dates (midnight UTC).
+
+    Naive datetimes are refused: PostHog answers 400 for them and guessing a zone is how windows drift.
+    """
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise PostHogConfigError(f"{what} {value.isoformat()} is naive; pass a timezone-aware datetime.")
+        return pendulum.instance(value.astimezone(dt.timezone.utc))
+    try:
+        parsed = parse_datetime(value)
+    except Exception:
+        raise PostHogConfigError(f"{what} {str(value)[:40]!r} is not an ISO-8601 date or datetime.") from None
+    if parsed is None:
+        raise PostHogConfigError(f"{what} must not be empty.")
+    return parsed
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -12,9 +12,9 @@ What is retried:
 
 Non-idempotent requests (create export, create backfill, retry run) are resent only when that provably cannot
 duplicate work: after a 429 ``throttled`` (DRF throttles before the view runs) or a
-:class:`~airflow_provider_posthog.api.errors.PostHogConnectError` (the request never left this machine).
+:class:`~airflow_provider_posthog.exceptions.PostHogConnectError` (the request never left this machine).
 After an ambiguous failure (5xx, read timeout, dropped connection) the backfill operations look for the
-backfill PostHog may have created before trying again (see ``api/operations.py``).
+backfill PostHog may have created before trying again (see ``api/backfills.py``).
 
 Bounds: ``max_attempts`` attempts in total and ``max_elapsed`` seconds including the next wait (a wait that
 would cross the budget stops retrying at once).
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tenacity
 
@@ -36,9 +36,6 @@ from airflow_provider_posthog.exceptions import (
     PostHogTooManyBackfillsError,
     PostHogTransportError,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -164,12 +161,8 @@ class RetryPolicy:
         idempotent: bool,
         log: Any = None,
         describe: str = "PostHog request",
-        sleep: Callable[[float], None] | None = None,
     ) -> tenacity.Retrying:
-        kwargs = self._kwargs(idempotent=idempotent, log=log, describe=describe)
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        return tenacity.Retrying(**kwargs)
+        return tenacity.Retrying(**self._kwargs(idempotent=idempotent, log=log, describe=describe))
 
     def async_retrying(
         self,

@@ -56,11 +56,3 @@ def run_outcome(status: str | None) -> Outcome:
 def backfill_outcome(status: str | None) -> Outcome:
     """Outcome of a backfill status; unknown or missing statuses fail closed."""
     return BACKFILL_STATUSES.get(status or "", Outcome.FAILED)
-
-
-def is_known_run_status(status: str | None) -> bool:
-    return (status or "") in RUN_STATUSES
-
-
-def is_known_backfill_status(status: str | None) -> bool:
-    return (status or "") in BACKFILL_STATUSES

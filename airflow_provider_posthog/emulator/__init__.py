@@ -1,4 +1,6 @@
-"""Local emulator of PostHog's batch-exports REST API (see ``docs/emulator.md``).
+"""Local emulator of PostHog's batch-exports REST API, with HTML pages at PostHog's UI paths.
+
+Guide: https://github.com/airflow-provider-posthog/airflow-provider-posthog/blob/main/docs/emulator.md
 
 Imports are lazy so ``import airflow_provider_posthog.emulator`` (e.g. by the pytest plugin) stays cheap.
 """

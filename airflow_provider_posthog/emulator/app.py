@@ -1,7 +1,9 @@
 """HTTP routes: translate requests to ``Service``/``Control`` calls and answers to PostHog's shapes.
 
 The API lives under ``/api/{projects|environments}/{project_id}/batch_exports/...`` (trailing slash optional);
-the admin mirror of the control API lives under ``/_emulator/``. Faults and rate limits wrap the API routes.
+the admin mirror of the control API lives under ``/_emulator/``; HTML pages for a browser (``ui.py``) live at
+PostHog's UI paths ``/project/{project_id}/pipeline/batch-exports/...``. Faults and rate limits wrap the API
+routes only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .faults import throttled
 from .service import Page, Query
 from .settings import READ_SCOPE, WRITE_SCOPE
 from .timeutil import fmt
+from .ui import UiPages
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -491,6 +494,7 @@ class EmulatorApp:
         return Starlette(
             routes=[
                 Route("/_emulator/{action:path}", self.admin, methods=methods),
+                *UiPages(self.control).routes(),
                 Route("/{path:path}", self.api, methods=methods),
             ]
         )

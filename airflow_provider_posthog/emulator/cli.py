@@ -9,21 +9,71 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from .settings import DEFAULT_API_KEY, DEFAULT_PROJECT_ID
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+DOCS_URL = "https://github.com/airflow-provider-posthog/airflow-provider-posthog/blob/main/docs/emulator.md"
+
+DESCRIPTION = """\
+Local emulator of PostHog's batch-exports REST API, for running Airflow DAGs that use
+airflow-provider-posthog without a PostHog account. It serves the API under
+/api/projects/<project id>/batch_exports/ (also /api/environments/...), with the errors,
+pagination, validation and run/backfill life cycle of PostHog's server code. Runs and
+backfills progress on an emulated clock; nothing leaves this machine."""
+
+EPILOG = f"""\
+quick start:
+  posthog-emulator --port 8010
+  # then, in the shell that runs Airflow (the emulator prints these lines):
+  export AIRFLOW_CONN_POSTHOG_DEFAULT='{{"conn_type": "posthog", "host": "http://127.0.0.1:8010",
+    "password": "{DEFAULT_API_KEY}", "extra": {{"project_id": "{DEFAULT_PROJECT_ID}"}}}}'
+  curl -H 'Authorization: Bearer {DEFAULT_API_KEY}' \\
+    http://127.0.0.1:8010/api/projects/{DEFAULT_PROJECT_ID}/batch_exports/
+
+in a browser (the provider's extra links point here; no API key needed):
+  http://127.0.0.1:8010/project/{DEFAULT_PROJECT_ID}/pipeline/batch-exports
+      the project's exports
+  http://127.0.0.1:8010/project/{DEFAULT_PROJECT_ID}/pipeline/batch-exports/<export id>?tab=runs
+      one export: configuration, runs, backfills, logs
+
+control API (no auth, JSON bodies), to seed objects and script outcomes:
+  POST /_emulator/exports         {{"name": "demo", "interval": "hour"}} -> the export
+  POST /_emulator/runs            keys batch_export_id, data_interval_start, data_interval_end, status
+  POST /_emulator/fail_next_run   {{"batch_export_id": "<id>", "error": "S3 said no"}}
+  POST /_emulator/faults          {{"path_regex": "/runs/", "status": 503, "count": 2}}
+  POST /_emulator/advance         {{"seconds": 3600}}   (move the emulated clock)
+  POST /_emulator/reset;  GET /_emulator/requests  (the API calls received)
+
+The last line printed at start-up is JSON for scripts (base_url, api_key, project_id,
+AIRFLOW_CONN_POSTHOG_DEFAULT, AIRFLOW_CONN_POSTHOG_DEFAULT_URI). Stop with Ctrl-C or SIGTERM.
+Full reference (settings, pytest fixtures, faults, known differences from PostHog):
+  {DOCS_URL}"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posthog-emulator",
-        description="Local emulator of PostHog's batch-exports REST API (see docs/emulator.md).",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=int, default=8010, help="port to bind; 0 picks a free one (default 8010)"
     )
-    parser.add_argument("--api-key", default="phx_emulator_key", help="personal API key the emulator accepts")
-    parser.add_argument("--project-id", type=int, default=1, help="project (team) id (default 1)")
+    parser.add_argument(
+        "--api-key",
+        default=DEFAULT_API_KEY,
+        help=f"personal API key the emulator accepts (default {DEFAULT_API_KEY})",
+    )
+    parser.add_argument(
+        "--project-id",
+        type=int,
+        default=DEFAULT_PROJECT_ID,
+        help=f"project (team) id that exists (default {DEFAULT_PROJECT_ID})",
+    )
     parser.add_argument(
         "--api-generation",
         choices=("docs", "new"),
@@ -135,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  API key:    {emulator.api_key}")
         print(f"  project id: {emulator.project_id}")
         print(f"  try:        curl -H 'Authorization: Bearer {emulator.api_key}' {emulator.api_url()}")
+        print(f"  browser:    {emulator.ui_url()}")
         print(f"  export AIRFLOW_CONN_POSTHOG_DEFAULT='{emulator.airflow_conn_json()}'")
         print(f"  # or:  export AIRFLOW_CONN_POSTHOG_DEFAULT='{emulator.airflow_conn_uri()}'")
         print(json.dumps(info), flush=True)

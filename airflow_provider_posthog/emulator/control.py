@@ -58,7 +58,7 @@ def _dt(value: datetime | str | None, default: datetime) -> datetime:
 
 
 class Control:
-    """The emulator's state and the calls tests use to drive it (see ``docs/emulator.md``)."""
+    """The emulator's state and the calls tests use to drive it."""
 
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
         self.settings = settings or EmulatorSettings()

@@ -8,13 +8,17 @@ from typing import Literal
 ApiGeneration = Literal["docs", "new"]
 
 DEFAULT_API_KEY = "phx_emulator_key"
+#: Five digits, like a real PostHog project id. Airflow's secrets masker is handed every value of a
+#: connection's extra and warns "Skipping masking for a secret as it's too short" for any value under five
+#: characters (``[logging] min_length_masked_secret``), so a one-digit id would open every task log with it.
+DEFAULT_PROJECT_ID = 10001
 READ_SCOPE = "batch_export:read"
 WRITE_SCOPE = "batch_export:write"
 
 
 @dataclass
 class EmulatorSettings:
-    """Knobs of the emulated PostHog (times are emulated seconds; see ``docs/emulator.md``).
+    """Knobs of the emulated PostHog (times are emulated seconds).
 
     ``api_generation`` picks between PostHog's current server code (``"new"``, the default) and the older
     behaviour its public API docs page describes (``"docs"``). ``logs_pak_access=None`` means "as the
@@ -35,7 +39,7 @@ class EmulatorSettings:
     retry_after_header: bool = True
     max_concurrent_backfills: int | None = None
     api_key: str = DEFAULT_API_KEY
-    project_id: int = 1
+    project_id: int = DEFAULT_PROJECT_ID
     organization_id: int = 1
     logs_pak_access: bool | None = None
     legacy_pak_wording: bool = False

@@ -6,12 +6,14 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
+from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError, PostHogError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
-from airflow_provider_posthog.utils.data_interval import resolve_range
-from airflow_provider_posthog.utils.reattach import should_look, validate_reattach
-from airflow_provider_posthog.utils.wait import coerce_bool, require_id, validate_range
+from airflow_provider_posthog.tasks.args import check_past, require_id, to_bool
+from airflow_provider_posthog.tasks.cancel import cancel_if_active
+from airflow_provider_posthog.tasks.data_interval import resolve_range
+from airflow_provider_posthog.tasks.reattach import should_look, validate_reattach
+from airflow_provider_posthog.tasks.waiting import describe_backfill, describe_run
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,7 +28,7 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
     schedules) means the last complete period of the DAG's own schedule ending at that time.
 
     Each new DAG run and each cleared task exports again; a retry of the same try round re-attaches to the
-    backfill an earlier try created (``reattach="retry"``; the rule: ``utils.reattach``).
+    backfill an earlier try created (``reattach="retry"``; the rule: ``tasks.reattach``).
 
     :param batch_export_id: the export to backfill (templated).
     :param start_at: inclusive start: aware datetime, pendulum, ISO-8601 string or template such as
@@ -80,7 +82,7 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
         start_at, end_at = resolve_range(
             self.start_at, self.end_at, context, start_name="start_at", end_name="end_at", log=self.log
         )
-        start_at, end_at = validate_range(start_at, end_at)
+        check_past(end_at, "end_at")
         self.validate_wait_args()
         self.push_export_xcom(context, batch_export_id)
         backfill = None
@@ -155,7 +157,11 @@ class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
 
 
 class _PostHogCancelOperator(PostHogBaseOperator):
-    """Cancel something if it is still active; finished already is only an error with ``strict=True``."""
+    """Cancel something if it is still active; finished already is only an error with ``strict=True``.
+
+    The hook reads the status back after the cancel: PostHog can acknowledge a cancel it did not carry out,
+    and then ``PostHogCancelNotEffectiveError`` (naming the run or backfill) fails the task.
+    """
 
     operator_extra_links = ALL_LINKS
 
@@ -164,42 +170,13 @@ class _PostHogCancelOperator(PostHogBaseOperator):
         self.batch_export_id = batch_export_id
         self.strict = strict
 
-    def _already_finished(self, what: str, status: str) -> str:
-        from airflow_provider_posthog.exceptions import PostHogError
-
-        message = f"{what} is already {status}; nothing to cancel."
-        if coerce_bool(self.strict, "strict"):
-            raise PostHogError(message + " (strict=True makes this an error)")
-        self.log.info("%s", message)
-        return status
-
-    def _cancel_if_active(
-        self,
-        kind: str,
-        object_id: str,
-        batch_export_id: str,
-        read_status: Callable[[], str],
-        cancel: Callable[[], str],
-    ) -> str:
-        """Read, cancel only while Starting/Running, and treat a finish that races the cancel as finished.
-
-        The hook reads the status back after the cancel: PostHog can acknowledge a cancel it did not carry
-        out, and then ``PostHogCancelNotEffectiveError`` (naming the run or backfill) fails the task.
-        """
-        from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
-        from airflow_provider_posthog.exceptions import PostHogValidationError
-
-        what = f"{kind.capitalize()} {object_id}"
-        status = read_status()
-        if status not in CANCELLABLE_STATUSES:
-            return self._already_finished(what, status)
-        try:
-            status = cancel()
-        except PostHogValidationError:
-            # It finished between our read and the cancel (PostHog answers 400 "Cannot cancel a ...").
-            return self._already_finished(what, read_status())
-        self.log.info("Cancelled %s %s of export %s (now %s).", kind, object_id, batch_export_id, status)
-        return status
+    def _cancel(self, what: str, read_status: Callable[[], str], cancel: Callable[[], str]) -> str:
+        strict = to_bool(self.strict, "strict")
+        result = cancel_if_active(what, read_status, cancel)
+        if result.already_finished and strict:
+            raise PostHogError(result.message + " (strict=True makes this an error)")
+        self.log.info("%s", result.message)
+        return result.status
 
 
 class PostHogCancelRunOperator(_PostHogCancelOperator):
@@ -221,10 +198,8 @@ class PostHogCancelRunOperator(_PostHogCancelOperator):
         run_id = require_id(self.run_id, "run_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
-        return self._cancel_if_active(
-            "run",
-            run_id,
-            batch_export_id,
+        return self._cancel(
+            describe_run(batch_export_id, run_id),
             lambda: self.hook.get_run(batch_export_id, run_id).status,
             lambda: self.hook.cancel_run(batch_export_id, run_id),
         )
@@ -253,10 +228,8 @@ class PostHogCancelBackfillOperator(_PostHogCancelOperator):
         backfill_id = require_id(self.backfill_id, "backfill_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="backfill_id", value=backfill_id)
-        return self._cancel_if_active(
-            "backfill",
-            backfill_id,
-            batch_export_id,
+        return self._cancel(
+            describe_backfill(batch_export_id, backfill_id),
             lambda: self.hook.get_backfill(batch_export_id, backfill_id).status,
             lambda: self.hook.cancel_backfill(batch_export_id, backfill_id),
         )

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogNotFoundError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBaseOperator
-from airflow_provider_posthog.utils.wait import coerce_bool, coerce_datetime, require_id
+from airflow_provider_posthog.tasks.args import require_id, to_bool, to_datetime
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,8 +64,6 @@ def mask_destination_secrets(destination: Any) -> int:
 
 
 def _validate_destination(destination: Any) -> dict[str, Any]:
-    from airflow_provider_posthog.exceptions import PostHogConfigError
-
     if not isinstance(destination, Mapping):
         raise PostHogConfigError("destination must be a dict like {'type': 'S3', 'config': {...}}.")
     if not isinstance(destination.get("type"), str) or not destination.get("type"):
@@ -75,8 +74,6 @@ def _validate_destination(destination: Any) -> dict[str, Any]:
 
 
 def _validate_choice(value: Any, name: str, choices: frozenset[str]) -> str:
-    from airflow_provider_posthog.exceptions import PostHogConfigError
-
     if value not in choices:
         raise PostHogConfigError(f"{name}={value!r} is not one of {sorted(choices)}.")
     return str(value)
@@ -97,8 +94,6 @@ class _ExportFieldsMixin:
     extra_fields: Any
 
     def _payload(self, *, partial: bool) -> dict[str, Any]:
-        from airflow_provider_posthog.exceptions import PostHogConfigError
-
         payload: dict[str, Any] = {}
         if self.name is not None:
             payload["name"] = require_id(self.name, "name")
@@ -109,11 +104,11 @@ class _ExportFieldsMixin:
         if self.model is not None:
             payload["model"] = _validate_choice(self.model, "model", VALID_MODELS)
         if self.paused is not None:
-            payload["paused"] = coerce_bool(self.paused, "paused")
+            payload["paused"] = to_bool(self.paused, "paused")
         for field in ("start_at", "end_at"):
             value = getattr(self, field)
             if value is not None and value != "":
-                payload[field] = coerce_datetime(value, field).isoformat()
+                payload[field] = to_datetime(value, field).isoformat()
         if self.hogql_query is not None:
             payload["hogql_query"] = str(self.hogql_query)
         if self.filters is not None:
@@ -191,13 +186,11 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.if_exists = if_exists
 
     def execute(self, context: Context) -> str:
-        # A name conflict is not fixed by trying again: fail at once (PostHogConfigError is never retried).
-        from airflow_provider_posthog.exceptions import PostHogConfigError
-
         mask_destination_secrets(self.destination)
         if_exists = _validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
         payload = self._payload(partial=False)
         existing = [e for e in self.hook.list_batch_exports() if e.name == payload["name"]]
+        # A name conflict is not fixed by trying again: fail at once (PostHogConfigError is never retried).
         if len(existing) > 1:
             raise PostHogConfigError(
                 f"{len(existing)} batch exports are named {payload['name']!r} "
@@ -297,13 +290,11 @@ class PostHogDeleteBatchExportOperator(PostHogBaseOperator):
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_posthog.exceptions import PostHogNotFoundError
-
         export_id = require_id(self.batch_export_id, "batch_export_id")
         try:
             self.hook.delete_batch_export(export_id)
         except PostHogNotFoundError:
-            if not coerce_bool(self.missing_ok, "missing_ok"):
+            if not to_bool(self.missing_ok, "missing_ok"):
                 raise
             self.log.info("Batch export %s does not exist (already deleted?); nothing to do.", export_id)
             return export_id
@@ -350,7 +341,7 @@ class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
     def execute(self, context: Context) -> str:
         export_id = require_id(self.batch_export_id, "batch_export_id")
         self.push_export_xcom(context, export_id)
-        backfill = coerce_bool(self.backfill, "backfill")
+        backfill = to_bool(self.backfill, "backfill")
         self.hook.unpause_batch_export(export_id, backfill=backfill)
         self.log.info("Unpaused batch export %s%s.", export_id, " and backfilled the gap" if backfill else "")
         return export_id

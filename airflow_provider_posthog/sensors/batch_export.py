@@ -1,6 +1,6 @@
 """Sensors that wait for PostHog work someone else started: a backfill, a run, or a scheduled interval.
 
-Poke, reschedule and deferrable modes decide through the same ``utils.wait`` functions as the triggers.
+Poke, reschedule and deferrable modes decide through the same ``tasks.waiting`` functions as the triggers.
 Every error is an ``AirflowException``; remote failures are also ``AirflowFailException`` (retrying a sensor
 does not un-fail a run), so ``soft_fail=True`` turns them into a skip in every mode.
 """
@@ -8,28 +8,24 @@ does not un-fail a run), so ``soft_fail=True`` turns them into a skip in every m
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.compat import AirflowSensorTimeout
-from airflow_provider_posthog.exceptions import PostHogRemoteFailureError, PostHogTriggerError
-from airflow_provider_posthog.links.posthog import (
-    ALL_LINKS,
-)
-from airflow_provider_posthog.operators._base import PostHogTaskMixin, default_deferrable
-from airflow_provider_posthog.utils.wait import (
-    ERROR,
-    FAILED,
-    SUCCESS,
-    TIMEOUT,
-    decide_interval,
-    decide_run,
-    decision_event,
-    failure_message,
-    require_id,
-    validate_event,
+from airflow_provider_posthog.exceptions import PostHogRemoteFailureError
+from airflow_provider_posthog.links.posthog import ALL_LINKS
+from airflow_provider_posthog.tasks.args import optional_id, require_id, to_seconds
+from airflow_provider_posthog.tasks.data_interval import resolve_range
+from airflow_provider_posthog.tasks.decisions import decide_interval, decide_run
+from airflow_provider_posthog.tasks.mixin import PostHogTaskMixin, default_deferrable
+from airflow_provider_posthog.tasks.waiting import (
+    Wait,
+    deadline,
+    describe_backfill,
+    describe_interval,
+    describe_run,
 )
 
 if TYPE_CHECKING:
@@ -37,8 +33,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_posthog.tasks.decisions import Decision
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
-    from airflow_provider_posthog.utils.wait import Decision
 
 
 class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
@@ -48,11 +44,13 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
     :param posthog_conn_id: Airflow connection id.
     :param project_id: overrides the connection's project id.
     :param deferrable: wait in the triggerer. Default: ``[operators] default_deferrable``.
-    :param poke_interval: seconds between checks (default 60).
+    :param poke_interval: seconds between checks (default 60): a non-negative number or a ``timedelta``.
     """
 
     template_fields: tuple[str, ...] = ("batch_export_id", "posthog_conn_id", "project_id")
     operator_extra_links = ALL_LINKS
+    failure_error: ClassVar[type[Exception]] = PostHogRemoteFailureError
+    timeout_error: ClassVar[type[Exception]] = AirflowSensorTimeout
 
     def __init__(
         self,
@@ -64,7 +62,7 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
         poke_interval: float = 60,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poke_interval=poke_interval, **kwargs)
+        super().__init__(poke_interval=to_seconds(poke_interval, "poke_interval"), **kwargs)
         self.batch_export_id = batch_export_id
         self.posthog_conn_id = posthog_conn_id
         self.project_id = project_id
@@ -75,75 +73,58 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
     def _validate(self, context: Context) -> None:
         """Check the rendered arguments before the first call (config errors are never retried)."""
 
+    def _wait(self, batch_export_id: str) -> Wait:
+        raise NotImplementedError
+
     def _decide(self, batch_export_id: str) -> Decision:
         raise NotImplementedError
 
-    def _event_ids(self) -> dict[str, str | None]:
-        return {}
-
-    def _trigger(
-        self, batch_export_id: str, end_time: float, first_poll_at: float | None
-    ) -> _PostHogPollingTrigger:
+    def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         raise NotImplementedError
 
     # -- modes ----------------------------------------------------------------------------------------------
-    def _push_links(self, context: Context, batch_export_id: str) -> None:
-        if self._links_pushed:
-            return
-        self.push_export_xcom(context, batch_export_id)
-        self._links_pushed = True
-
-    def poke(self, context: Context) -> bool:
+    def _start(self, context: Context) -> Wait:
         batch_export_id = require_id(self.batch_export_id, "batch_export_id")
         self._validate(context)
-        self._push_links(context, batch_export_id)
-        decision = self._decide(batch_export_id)
-        if not decision.done:
-            self.log.info("%s", decision.message)
+        if not self._links_pushed:
+            self.push_export_xcom(context, batch_export_id)
+            self._links_pushed = True
+        return self._wait(batch_export_id)
+
+    def poke(self, context: Context) -> bool:
+        wait = self._start(context)
+        step = wait.step(self._decide(wait.batch_export_id), time.time())
+        if step.progress:
+            self.log.info("%s", step.progress)
+        if step.event is None:
             return False
-        event = decision_event(decision, batch_export_id=batch_export_id, **self._event_ids())
-        self._finish(event)
+        self.finish_wait(context, step.event)
         return True
 
     def execute(self, context: Context) -> Any:
         # Argument errors fail here, before the poke loop (where soft_fail would turn them into a skip).
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
-        self._validate(context)
         if not self.deferrable:
+            require_id(self.batch_export_id, "batch_export_id")
+            self._validate(context)
             return super().execute(context)
-        self._push_links(context, batch_export_id)
-        decision = self._decide(batch_export_id)
+        wait = self._start(context)
+        decision = self._decide(wait.batch_export_id)
         if decision.done and decision.outcome is Outcome.SUCCEEDED:
-            self.log.info("%s", decision.message)
+            self.finish_wait(context, wait.event(decision))
             return None
         # Failures too go through the trigger: resume_execution then applies soft_fail/never_fail uniformly.
         # Still running: the trigger's first poll waits an interval (we just polled). Failed: poll at once.
-        first_poll_at = None if decision.done else time.time() + float(self.poke_interval)
+        now = time.time()
+        wait.end_time = deadline(now, self.timeout, None)
         self.defer(
-            trigger=self._trigger(batch_export_id, time.time() + self.timeout, first_poll_at),
+            trigger=self._trigger(wait, None if decision.done else now + wait.poll_interval),
             method_name="execute_complete",
             # The trigger's own deadline (self.timeout) comes first and ends in AirflowSensorTimeout.
             timeout=None,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
-        self._finish(validate_event(event))
-
-    def _finish(self, event: dict[str, Any]) -> None:
-        """One completion path for poke and deferred modes: success only on an explicit success event."""
-        status = event["status"]
-        if status == SUCCESS:
-            self.log.info("%s", event["message"])
-            return
-        if status == FAILED:
-            raise PostHogRemoteFailureError(
-                failure_message(event, self._log_tails(str(event["batch_export_id"]), event))
-            )
-        if status == TIMEOUT:
-            raise AirflowSensorTimeout(str(event["message"]))
-        if status == ERROR:
-            raise PostHogTriggerError(str(event["message"]))
-        raise PostHogTriggerError(f"Unknown PostHog event status {status!r}.")
+        self.finish_wait(context, event)
 
 
 class PostHogBackfillSensor(_PostHogSensor):
@@ -162,25 +143,24 @@ class PostHogBackfillSensor(_PostHogSensor):
     def _validate(self, context: Context) -> None:
         require_id(self.backfill_id, "backfill_id")
 
-    def _event_ids(self) -> dict[str, str | None]:
-        return {"backfill_id": require_id(self.backfill_id, "backfill_id")}
+    def _wait(self, batch_export_id: str) -> Wait:
+        backfill_id = require_id(self.backfill_id, "backfill_id")
+        return Wait(
+            what=describe_backfill(batch_export_id, backfill_id),
+            batch_export_id=batch_export_id,
+            backfill_id=backfill_id,
+            poll_interval=float(self.poke_interval),
+        )
 
     def _decide(self, batch_export_id: str) -> Decision:
-        return self._poll_backfill(batch_export_id, require_id(self.backfill_id, "backfill_id"))
+        return self.poll_backfill(batch_export_id, require_id(self.backfill_id, "backfill_id"))
 
-    def _trigger(
-        self, batch_export_id: str, end_time: float, first_poll_at: float | None
-    ) -> _PostHogPollingTrigger:
+    def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
 
+        assert wait.backfill_id is not None
         return PostHogBackfillTrigger(
-            batch_export_id=batch_export_id,
-            backfill_id=require_id(self.backfill_id, "backfill_id"),
-            posthog_conn_id=self.posthog_conn_id,
-            project_id=self._project_id(),
-            poll_interval=float(self.poke_interval),
-            end_time=end_time,
-            first_poll_at=first_poll_at,
+            backfill_id=wait.backfill_id, **self.trigger_kwargs(wait, first_poll_at)
         )
 
 
@@ -198,7 +178,7 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
     :param data_interval_end: interval end (templated, default ``{{ data_interval_end }}``).
 
     A zero-width interval (start == end, what Airflow 3 gives the runs of cron schedules) means the last
-    complete period of the DAG's own schedule ending at that time (``utils.data_interval``).
+    complete period of the DAG's own schedule ending at that time (``tasks.data_interval``).
     """
 
     template_fields: tuple[str, ...] = (
@@ -222,19 +202,9 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         self.data_interval_end = data_interval_end
         self._resolved: tuple[dt.datetime, dt.datetime] | None = None
 
-    def _validate(self, context: Context) -> None:
-        self._resolve_interval(context)
-
-    def _single_run(self) -> str | None:
-        if self.run_id is None or (isinstance(self.run_id, str) and not self.run_id.strip()):
-            return None
-        return require_id(self.run_id, "run_id")
-
-    def _resolve_interval(self, context: Context | None) -> None:
+    def _validate(self, context: Context | None) -> None:
         """Check the rendered interval; a zero-width one becomes the schedule's last complete period."""
-        from airflow_provider_posthog.utils.data_interval import resolve_range
-
-        if self._single_run() is not None:
+        if optional_id(self.run_id, "run_id") is not None:
             return
         self._resolved = resolve_range(
             self.data_interval_start,
@@ -244,27 +214,26 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
             end_name="data_interval_end",
             log=self.log,
         )
-        self._interval()
 
     def _interval(self) -> tuple[dt.datetime, dt.datetime]:
-        from airflow_provider_posthog.exceptions import PostHogConfigError
-
         if self._resolved is None:
-            self._resolve_interval(None)
+            self._validate(None)
         assert self._resolved is not None
-        start, end = self._resolved
-        if start >= end:
-            raise PostHogConfigError(
-                f"data_interval_start ({start.isoformat()}) must be before "
-                f"data_interval_end ({end.isoformat()})."
-            )
-        return start, end
+        return self._resolved
 
-    def _event_ids(self) -> dict[str, str | None]:
-        return {"run_id": self._single_run()}
+    def _wait(self, batch_export_id: str) -> Wait:
+        run_id = optional_id(self.run_id, "run_id")
+        if run_id is not None:
+            what = describe_run(batch_export_id, run_id)
+        else:
+            start, end = self._interval()
+            what = describe_interval(batch_export_id, start.isoformat(), end.isoformat())
+        return Wait(
+            what=what, batch_export_id=batch_export_id, run_id=run_id, poll_interval=float(self.poke_interval)
+        )
 
     def _decide(self, batch_export_id: str) -> Decision:
-        run_id = self._single_run()
+        run_id = optional_id(self.run_id, "run_id")
         if run_id is not None:
             return decide_run(self.hook.get_run(batch_export_id, run_id))
         start, end = self._interval()
@@ -273,24 +242,16 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         )
         return decide_interval(runs, start, end)
 
-    def _trigger(
-        self, batch_export_id: str, end_time: float, first_poll_at: float | None
-    ) -> _PostHogPollingTrigger:
+    def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBatchExportRunTrigger
 
-        run_id = self._single_run()
         start = end = None
-        if run_id is None:
+        if wait.run_id is None:
             start_dt, end_dt = self._interval()
             start, end = start_dt.isoformat(), end_dt.isoformat()
         return PostHogBatchExportRunTrigger(
-            batch_export_id=batch_export_id,
-            run_id=run_id,
+            run_id=wait.run_id,
             data_interval_start=start,
             data_interval_end=end,
-            posthog_conn_id=self.posthog_conn_id,
-            project_id=self._project_id(),
-            poll_interval=float(self.poke_interval),
-            end_time=end_time,
-            first_poll_at=first_poll_at,
+            **self.trigger_kwargs(wait, first_poll_at),
         )

@@ -1,7 +1,7 @@
 """Deferrable waits on PostHog batch exports: poll in the triggerer, send one event, stop.
 
 Both triggers poll through ``PostHogAsyncHook`` (pooled ``httpx.AsyncClient``, async connection lookup, the
-hook's retry policy for 429/5xx/transport errors) and decide with ``utils.wait`` exactly like the sync paths.
+hook's retry policy for 429/5xx/transport errors) and step with ``tasks.waiting`` exactly like the sync paths.
 Kwargs are plain values (str, float, bool, None) so they survive ``airflow.sdk.serde`` unchanged; the deadline
 is an epoch timestamp computed by the task before it deferred.
 """
@@ -10,26 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_posthog.utils.wait import (
-    ERROR,
-    TIMEOUT,
-    Decision,
-    coerce_datetime,
-    decide_backfill,
-    decide_interval,
-    decide_run,
-    decision_event,
-    make_event,
+from airflow_provider_posthog.exceptions import (
+    PostHogRateLimitError,
+    PostHogServerError,
+    PostHogTransportError,
+)
+from airflow_provider_posthog.tasks.args import to_datetime
+from airflow_provider_posthog.tasks.cancel import acancel_if_active, log_best_effort
+from airflow_provider_posthog.tasks.decisions import Decision, decide_backfill, decide_interval, decide_run
+from airflow_provider_posthog.tasks.waiting import (
+    Wait,
+    describe_backfill,
+    describe_interval,
+    describe_run,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook
+    from airflow_provider_posthog.tasks.cancel import Cancel
 
 #: Bound on the best-effort cancel in ``on_kill`` (the triggerer's own bound defaults to 30 s).
 ON_KILL_TIMEOUT = 20.0
@@ -37,12 +42,6 @@ ON_KILL_TIMEOUT = 20.0
 
 def _transient(exc: BaseException) -> bool:
     """Errors worth another poll once the hook's own retries are spent: the remote job is unaffected."""
-    from airflow_provider_posthog.exceptions import (
-        PostHogRateLimitError,
-        PostHogServerError,
-        PostHogTransportError,
-    )
-
     return isinstance(exc, (PostHogServerError, PostHogTransportError, PostHogRateLimitError, TimeoutError))
 
 
@@ -86,8 +85,9 @@ class _PostHogPollingTrigger(BaseTrigger):
     async def _check(self, hook: PostHogAsyncHook) -> Decision:
         raise NotImplementedError
 
-    async def _cancel(self, hook: PostHogAsyncHook) -> None:
-        """Cancel the remote job (only called when ``cancel_on_kill``)."""
+    async def _cancel(self, hook: PostHogAsyncHook) -> Cancel | None:
+        """Cancel the remote job if it is still active (only called when ``cancel_on_kill``)."""
+        return None
 
     # -- shared machinery -----------------------------------------------------------------------------------
     def _base_kwargs(self) -> dict[str, Any]:
@@ -107,27 +107,25 @@ class _PostHogPollingTrigger(BaseTrigger):
 
         return PostHogAsyncHook(posthog_conn_id=self.posthog_conn_id, project_id=self.project_id)
 
-    def _event(self, status: str, message: str) -> TriggerEvent:
-        ids = self._ids()
-        return TriggerEvent(
-            make_event(
-                status,
-                message,
-                batch_export_id=self.batch_export_id,
-                backfill_id=ids.get("backfill_id"),
-                run_id=ids.get("run_id"),
-            )
+    @cached_property
+    def wait(self) -> Wait:
+        return Wait(
+            what=self._what(),
+            batch_export_id=self.batch_export_id,
+            poll_interval=self.poll_interval,
+            end_time=self.end_time,
+            **self._ids(),
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        errors = 0
+        wait, errors = self.wait, 0
         try:
             hook = self._hook()
             # The task polled just before deferring: the first poll here waits for the next interval.
             if self.first_poll_at is not None:
-                wake = self.first_poll_at if self.end_time is None else min(self.first_poll_at, self.end_time)
-                await asyncio.sleep(max(0.0, wake - time.time()))
+                await asyncio.sleep(wait.sleep_until(self.first_poll_at, time.time()))
             while True:
+                decision: Decision | None = None
                 try:
                     decision = await self._check(hook)
                     errors = 0
@@ -137,56 +135,34 @@ class _PostHogPollingTrigger(BaseTrigger):
                     errors += 1
                     self.log.warning(
                         "Polling %s failed (%s/%s), will poll again: %s",
-                        self._what(),
+                        wait.what,
                         errors,
                         self.max_poll_errors,
                         exc,
                     )
-                else:
-                    if decision.done:
-                        yield TriggerEvent(
-                            decision_event(decision, batch_export_id=self.batch_export_id, **self._ids())
-                        )
-                        return
-                    self.log.info("%s", decision.message)
-                now = time.time()
-                if self.end_time is not None and now >= self.end_time:
-                    yield self._event(
-                        TIMEOUT,
-                        f"Stopped waiting for {self._what()}: the task's deadline passed while PostHog "
-                        "still reported it as running.",
-                    )
+                step = wait.step(decision, time.time())
+                if step.progress:
+                    self.log.info("%s", step.progress)
+                if step.event is not None:
+                    yield TriggerEvent(step.event)
                     return
-                sleep = self.poll_interval
-                if self.end_time is not None:
-                    sleep = max(0.0, min(sleep, self.end_time - now))
-                await asyncio.sleep(sleep)
+                await asyncio.sleep(step.sleep)
         except Exception as exc:
-            # The trigger failed, not (necessarily) the export: say so, never claim the job failed.
-            yield self._event(
-                ERROR,
-                f"The PostHog trigger could not check {self._what()} ({type(exc).__name__}: {exc}). "
-                "This is an error of the wait itself; the export may still be running in PostHog.",
-            )
+            yield TriggerEvent(wait.error_event(exc))
             return
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user marked the deferred task failed/success or cleared it; cancel best effort."""
         if not self.cancel_on_kill:
             return
-        from airflow_provider_posthog.exceptions import PostHogCancelNotEffectiveError
-
+        what = self.wait.what
         try:
-            await asyncio.wait_for(self._cancel(self._hook()), timeout=ON_KILL_TIMEOUT)
-            self.log.info("Cancelled %s because the task was killed.", self._what())
-        except PostHogCancelNotEffectiveError as exc:
-            self.log.warning(
-                "%s is still running after the cancel sent on kill (%s); cancel it in PostHog.",
-                self._what().capitalize(),
-                exc,
-            )
+            result = await asyncio.wait_for(self._cancel(self._hook()), timeout=ON_KILL_TIMEOUT)
         except Exception as exc:
-            self.log.warning("Could not cancel %s on kill: %s", self._what(), exc)
+            log_best_effort(self.log, what, exc)
+        else:
+            if result is not None:
+                log_best_effort(self.log, what, result)
 
 
 class PostHogBackfillTrigger(_PostHogPollingTrigger):
@@ -220,7 +196,7 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
         return {"backfill_id": self.backfill_id}
 
     def _what(self) -> str:
-        return f"backfill {self.backfill_id} of batch export {self.batch_export_id}"
+        return describe_backfill(self.batch_export_id, self.backfill_id)
 
     async def _check(self, hook: PostHogAsyncHook) -> Decision:
         backfill = await hook.get_backfill(self.batch_export_id, self.backfill_id)
@@ -230,8 +206,13 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
         runs = await hook.list_backfill_runs(self.batch_export_id, backfill)
         return decide_backfill(backfill, runs)
 
-    async def _cancel(self, hook: PostHogAsyncHook) -> None:
-        await hook.cancel_backfill(self.batch_export_id, self.backfill_id)
+    async def _cancel(self, hook: PostHogAsyncHook) -> Cancel | None:
+        async def read() -> str:
+            return (await hook.get_backfill(self.batch_export_id, self.backfill_id)).status
+
+        return await acancel_if_active(
+            self.wait.what, read, lambda: hook.cancel_backfill(self.batch_export_id, self.backfill_id)
+        )
 
 
 class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
@@ -257,9 +238,9 @@ class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
         if run_id is None and (data_interval_start is None or data_interval_end is None):
             raise ValueError("give run_id, or both data_interval_start and data_interval_end")
         if data_interval_start is not None:
-            coerce_datetime(data_interval_start, "data_interval_start")
+            to_datetime(data_interval_start, "data_interval_start")
         if data_interval_end is not None:
-            coerce_datetime(data_interval_end, "data_interval_end")
+            to_datetime(data_interval_end, "data_interval_end")
         self.run_id = run_id
         self.data_interval_start = data_interval_start
         self.data_interval_end = data_interval_end
@@ -280,18 +261,17 @@ class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
 
     def _what(self) -> str:
         if self.run_id is not None:
-            return f"run {self.run_id} of batch export {self.batch_export_id}"
-        return (
-            f"the runs of batch export {self.batch_export_id} covering "
-            f"[{self.data_interval_start}, {self.data_interval_end})"
+            return describe_run(self.batch_export_id, self.run_id)
+        return describe_interval(
+            self.batch_export_id, str(self.data_interval_start), str(self.data_interval_end)
         )
 
     async def _check(self, hook: PostHogAsyncHook) -> Decision:
         if self.run_id is not None:
             return decide_run(await hook.get_run(self.batch_export_id, self.run_id))
         assert self.data_interval_start is not None and self.data_interval_end is not None
-        start = coerce_datetime(self.data_interval_start, "data_interval_start")
-        end = coerce_datetime(self.data_interval_end, "data_interval_end")
+        start = to_datetime(self.data_interval_start, "data_interval_start")
+        end = to_datetime(self.data_interval_end, "data_interval_end")
         runs = await hook.list_runs(
             self.batch_export_id,
             ordering="-data_interval_start",
@@ -300,6 +280,14 @@ class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
         )
         return decide_interval(runs, start, end)
 
-    async def _cancel(self, hook: PostHogAsyncHook) -> None:
-        if self.run_id is not None:
-            await hook.cancel_run(self.batch_export_id, self.run_id)
+    async def _cancel(self, hook: PostHogAsyncHook) -> Cancel | None:
+        run_id = self.run_id
+        if run_id is None:
+            return None
+
+        async def read() -> str:
+            return (await hook.get_run(self.batch_export_id, run_id)).status
+
+        return await acancel_if_active(
+            self.wait.what, read, lambda: hook.cancel_run(self.batch_export_id, run_id)
+        )

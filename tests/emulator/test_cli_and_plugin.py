@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from airflow_provider_posthog.emulator import EmulatorSettings, PostHogEmulator
+from airflow_provider_posthog.emulator.settings import DEFAULT_PROJECT_ID
 from airflow_provider_posthog.emulator.tls import make_tls_files
 
 if TYPE_CHECKING:
@@ -41,7 +42,11 @@ def test_cli_serves_a_curl_like_session() -> None:
         conn = json.loads(info["AIRFLOW_CONN_POSTHOG_DEFAULT"])
         assert conn["host"] == info["base_url"] and conn["password"] == "phx_cli"
         assert conn["extra"] == {"project_id": "7"}
-        assert info["AIRFLOW_CONN_POSTHOG_DEFAULT_URI"].startswith("posthog://:phx_cli@127.0.0.1:")
+        port = info["base_url"].rsplit(":", 1)[1]
+        assert (
+            info["AIRFLOW_CONN_POSTHOG_DEFAULT_URI"]
+            == f"posthog://:phx_cli@http%3A%2F%2F127.0.0.1%3A{port}/?project_id=7"
+        )
         base = f"{info['base_url']}/api/projects/7/batch_exports/"
         headers = {"Authorization": "Bearer phx_cli"}
         assert requests.get(base, headers=headers, timeout=5).json()["count"] == 0
@@ -110,7 +115,10 @@ def test_context_manager_with_tls_and_own_settings(tmp_path: Path) -> None:
     settings = EmulatorSettings(api_key="phx_tls", project_id=42)
     with PostHogEmulator(settings, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)) as emu:
         assert emu.base_url.startswith("https://127.0.0.1:")
-        assert emu.airflow_conn_uri().endswith("?project_id=42&scheme=https")
+        assert (
+            emu.airflow_conn_uri()
+            == f"posthog://:phx_tls@https%3A%2F%2F127.0.0.1%3A{emu.port}/?project_id=42"
+        )
         response = requests.get(emu.api_url(), headers=emu.auth_headers, verify=str(certfile), timeout=5)
         assert response.status_code == 200 and response.json()["count"] == 0
         assert emu.control.request_log[0].path == "/api/projects/42/batch_exports/"
@@ -135,10 +143,11 @@ def test_cli_defaults_to_new_generation_and_schedules_runs() -> None:
             if line.startswith("{"):
                 info = json.loads(line)
         assert info["api_generation"] == "new"
+        assert info["project_id"] == DEFAULT_PROJECT_ID == EmulatorSettings().project_id
         settings = requests.get(f"{info['base_url']}/_emulator/settings", timeout=5).json()
         assert settings["schedule_runs"] is True and settings["schedule_history"] == 3.0
         assert settings["legacy_pak_wording"] is True and settings["logs_pak_access"] is False
-        base = f"{info['base_url']}/api/projects/1/batch_exports/"
+        base = f"{info['base_url']}/api/projects/{DEFAULT_PROJECT_ID}/batch_exports/"
         headers = {"Authorization": "Bearer phx_emulator_key"}
         export = requests.post(
             base,
@@ -154,3 +163,45 @@ def test_cli_defaults_to_new_generation_and_schedules_runs() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def _warns_short_secret(conn_value: str, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether reading this connection's extra makes Airflow's masker warn about a too-short secret."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk._shared.secrets_masker.secrets_masker import SecretsMasker
+
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_DEFAULT", conn_value)
+    monkeypatch.setattr(SecretsMasker, "_has_warned_short_secret", False)
+    conn = BaseHook.get_connection("posthog_default")
+    assert str(conn.extra_dejson["project_id"]).isdigit()
+    return bool(SecretsMasker._has_warned_short_secret)
+
+
+def test_the_default_connection_does_not_make_airflow_warn_about_short_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow masks every value of a connection's extra and warns for those under five characters."""
+    assert len(str(DEFAULT_PROJECT_ID)) >= 5
+    emulator = PostHogEmulator(EmulatorSettings(), port=8010)  # never started: the values only
+    assert emulator.airflow_conn_uri() == (
+        f"posthog://:phx_emulator_key@http%3A%2F%2F127.0.0.1%3A8010/?project_id={DEFAULT_PROJECT_ID}"
+    )
+    assert not _warns_short_secret(emulator.airflow_conn_json(), monkeypatch)
+    assert not _warns_short_secret(emulator.airflow_conn_uri(), monkeypatch)
+    one_digit = PostHogEmulator(EmulatorSettings(project_id=1), port=8010)
+    assert _warns_short_secret(one_digit.airflow_conn_json(), monkeypatch)  # what the old default did
+
+
+def test_help_is_self_contained_and_links_the_docs() -> None:
+    from airflow_provider_posthog.emulator.cli import DOCS_URL, build_parser
+
+    text = build_parser().format_help()
+    assert (
+        DOCS_URL
+        == "https://github.com/airflow-provider-posthog/airflow-provider-posthog/blob/main/docs/emulator.md"
+    )
+    assert DOCS_URL in text and "docs/emulator.md" not in text.replace(DOCS_URL, "")
+    assert f"/api/projects/{DEFAULT_PROJECT_ID}/batch_exports/" in text
+    assert f"/project/{DEFAULT_PROJECT_ID}/pipeline/batch-exports" in text
+    assert "AIRFLOW_CONN_POSTHOG_DEFAULT" in text and "/_emulator/fail_next_run" in text
+    assert f"(default {DEFAULT_PROJECT_ID})" in text

@@ -23,7 +23,7 @@ def test_create_export_strips_secrets_and_echoes_fields(api: Api) -> None:
     }
     assert export["latest_runs"] == []
     assert export["schema"] is None
-    assert export["team_id"] == 1
+    assert export["team_id"] == api.emulator.project_id
     assert DT.match(export["created_at"])
 
 
@@ -98,7 +98,8 @@ def test_non_uuid_id_is_404(api: Api) -> None:
 
 def test_unknown_api_path_is_endpoint_not_found(api: Api) -> None:
     response = api.session.get(
-        f"{api.emulator.base_url}/api/projects/1/nothing_here/", headers=api.emulator.auth_headers
+        f"{api.emulator.base_url}/api/projects/{api.emulator.project_id}/nothing_here/",
+        headers=api.emulator.auth_headers,
     )
     assert response.status_code == 404
     assert response.json()["detail"] == "Endpoint not found."
@@ -241,7 +242,10 @@ def test_key_restricted_to_other_project_403(api: Api, posthog_emulator) -> None
     posthog_emulator.control.add_api_key("phx_p2", project_ids=[2])
     response = api.get("", key="phx_p2")
     assert response.status_code == 403
-    assert response.json()["detail"] == "API key does not have access to the requested project: ID 1."
+    assert (
+        response.json()["detail"]
+        == f"API key does not have access to the requested project: ID {api.emulator.project_id}."
+    )
     assert api.get("", key="phx_p2", project=2).status_code == 200
 
 
@@ -394,5 +398,5 @@ def test_docs_backfill_key_set_and_datetime_format(api: Api, posthog_emulator, d
         "id", "progress", "start_at", "end_at", "status", "created_at", "finished_at", "last_updated_at",
         "team", "batch_export",
     }  # fmt: skip
-    assert got["start_at"] == "2021-01-01T00:00:00Z" and got["team"] == 1
+    assert got["start_at"] == "2021-01-01T00:00:00Z" and got["team"] == api.emulator.project_id
     assert DT.match(got["created_at"]) and DT.match(got["last_updated_at"])

@@ -82,7 +82,7 @@ def test_request_log_counts_calls(api: Api, posthog_emulator: PostHogEmulator) -
     api.get("nope-not-uuid")
     log = control.request_log
     assert [(e.method, e.status) for e in log] == [("POST", 201), ("GET", 200), ("GET", 404)]
-    assert log[1].path == f"/api/projects/1/batch_exports/{export['id']}/runs"
+    assert log[1].path == f"/api/projects/{api.emulator.project_id}/batch_exports/{export['id']}/runs"
     assert log[1].query == "ordering=created_at"
     assert control.count_requests("GET", "/runs") == 1
     control.clear_request_log()

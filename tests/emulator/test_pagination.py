@@ -33,7 +33,7 @@ def test_runs_cursor_pages_of_100(api: Api, posthog_emulator: PostHogEmulator) -
     first = api.get(f"{export['id']}/runs").json()
     assert len(first["results"]) == 100 and first["previous"] is None and "count" not in first
     assert first["next"].startswith(
-        f"{api.emulator.base_url}/api/projects/1/batch_exports/{export['id']}/runs"
+        f"{api.emulator.base_url}/api/projects/{api.emulator.project_id}/batch_exports/{export['id']}/runs"
     )
     everything = _follow(api, first)
     assert [r["id"] for r in everything] == list(reversed(ids))  # -created_at

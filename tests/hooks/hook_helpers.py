@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.api.operations import BackfillLookup
+from airflow_provider_posthog.api.backfills import BackfillLookup
 from airflow_provider_posthog.api.retry import RetryPolicy
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import pytest
 from hook_clients import HookClient, wait_until
 from hook_helpers import FAST_POLICY
 
-from airflow_provider_posthog.api.operations import BackfillLookup
+from airflow_provider_posthog.api.backfills import BackfillLookup
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.emulator import EmulatorSettings
 from airflow_provider_posthog.exceptions import (
@@ -79,7 +79,9 @@ def test_batch_export_lifecycle(client: HookClient, posthog_conn: Any) -> None:
     assert client.get_batch_export(created.id).paused is False
 
     client.delete_batch_export(created.id)
-    with pytest.raises(PostHogNotFoundError, match=f"GET /api/projects/1/batch_exports/{created.id}/"):
+    with pytest.raises(
+        PostHogNotFoundError, match=f"GET /api/projects/{posthog_conn.project_id}/batch_exports/{created.id}/"
+    ):
         client.get_batch_export(created.id)
     assert created.id not in [e.id for e in client.list_batch_exports()]
 
@@ -220,7 +222,10 @@ def test_logs(client: HookClient, posthog_conn: Any) -> None:
 
 def test_ui_url_and_project_override(client: HookClient, posthog_conn: Any) -> None:
     url = client.ui_url("abc", "logs")
-    assert url == f"{posthog_conn.base_url}/project/1/pipeline/batch-exports/abc?tab=logs"
+    assert (
+        url
+        == f"{posthog_conn.base_url}/project/{posthog_conn.project_id}/pipeline/batch-exports/abc?tab=logs"
+    )
     posthog_conn.control.add_project(2, organization_id=1)
     other = posthog_conn.control.seed_export(name="p2", project_id=2)
     assert [e.id for e in client.list_batch_exports(project_id=2)] == [other["id"]]

@@ -10,7 +10,7 @@ import pytest
 from hook_clients import HookClient, wait_until
 from hook_helpers import FAST_POLICY
 
-from airflow_provider_posthog.api.operations import BackfillLookup
+from airflow_provider_posthog.api.backfills import BackfillLookup
 from airflow_provider_posthog.api.retry import RetryPolicy
 from airflow_provider_posthog.emulator import EmulatorSettings
 from airflow_provider_posthog.exceptions import (
@@ -252,28 +252,43 @@ def test_connection_refused_is_retried_within_the_bound(monkeypatch: pytest.Monk
 # -- test_connection against the emulator -------------------------------------------------------------------
 
 
-def test_test_connection_outcomes(posthog_conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_test_connection_outcomes(posthog_conn: Any, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     emu = posthog_conn
-    ok, message = PostHogHook().test_connection()
-    assert ok and message.startswith(f"Connected to PostHog at {emu.base_url}: project 1 is readable")
+    clients: list[HookClient] = []
 
-    def conn(password: str, project: int = 1) -> PostHogHook:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_POSTHOG_T",
-            f"posthog://:{password}@{emu.base_url.split('://')[1]}?project_id={project}&scheme=http",
+    def conn(password: str | None = None, project: int = emu.project_id) -> HookClient:
+        if password is None:
+            client = HookClient(kind)
+        else:
+            monkeypatch.setenv(
+                "AIRFLOW_CONN_POSTHOG_T",
+                f"posthog://:{password}@{emu.base_url.split('://')[1]}?project_id={project}&scheme=http",
+            )
+            client = HookClient(kind, posthog_conn_id="posthog_t", retry_policy=FAST_POLICY)
+        clients.append(client)
+        return client
+
+    try:
+        ok, message = conn().test_connection()
+        assert ok and message.startswith(
+            f"Connected to PostHog at {emu.base_url}: project {emu.project_id} is readable"
         )
-        return PostHogHook("posthog_t", retry_policy=FAST_POLICY)
-
-    ok, message = conn("phx_not_a_real_key_123").test_connection()
-    assert not ok and "rejected the API key (HTTP 401" in message and "phx_not_a_real_key_123" not in message
-    emu.control.add_api_key("phx_flags_only_key_1", scopes=("feature_flag:read",))
-    ok, message = conn("phx_flags_only_key_1").test_connection()
-    assert not ok and "lacks a scope" in message and "batch_export:read" in message
-    emu.control.add_api_key("phx_project_2_only_1", project_ids=[2])
-    ok, message = conn("phx_project_2_only_1").test_connection()
-    assert not ok and "may not access project 1" in message
-    ok, message = conn(emu.api_key, project=424242).test_connection()
-    assert not ok and "Project 424242 was not found" in message
+        ok, message = conn("phx_not_a_real_key_123").test_connection()
+        assert (
+            not ok and "rejected the API key (HTTP 401" in message and "phx_not_a_real_key_123" not in message
+        )
+        emu.control.add_api_key("phx_flags_only_key_1", scopes=("feature_flag:read",))
+        ok, message = conn("phx_flags_only_key_1").test_connection()
+        assert not ok and "lacks a scope" in message and "batch_export:read" in message
+        emu.control.add_api_key("phx_project_2_only_1", project_ids=[2])
+        ok, message = conn("phx_project_2_only_1").test_connection()
+        assert not ok and f"may not access project {emu.project_id}" in message
+        ok, message = conn(emu.api_key, project=424242).test_connection()
+        assert not ok and "Project 424242 was not found" in message
+    finally:
+        for client in clients:
+            client.close()
     assert [e.status for e in emu.control.request_log] == [200, 401, 403, 403, 404]  # one request each
 
 
@@ -285,7 +300,7 @@ def test_read_timeout_from_connection_extra(
     export = emu.control.seed_export(name="slow")
     monkeypatch.setenv(
         "AIRFLOW_CONN_POSTHOG_SLOW",
-        f"posthog://:{emu.api_key}@{emu.base_url.split('://')[1]}?project_id=1&scheme=http&timeout=0.2",
+        f"posthog://:{emu.api_key}@{emu.base_url.split('://')[1]}?project_id={emu.project_id}&scheme=http&timeout=0.2",
     )
     emu.control.add_fault(EXPORT_PATH, method="GET", status=None, latency=0.6, count=2)
     client = HookClient(kind, posthog_conn_id="posthog_slow", retry_policy=FAST_POLICY)

@@ -16,8 +16,8 @@ import requests
 from hook_clients import HookClient, wait_until
 from hook_helpers import FAST_POLICY
 
+from airflow_provider_posthog.api.backfills import BackfillLookup
 from airflow_provider_posthog.api.intervals import ExportSchedule
-from airflow_provider_posthog.api.operations import BackfillLookup
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.emulator import EmulatorSettings
 from airflow_provider_posthog.exceptions import (
@@ -26,7 +26,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogConfigError,
     PostHogValidationError,
 )
-from airflow_provider_posthog.utils.wait import decide_backfill
+from airflow_provider_posthog.tasks.decisions import decide_backfill
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -145,7 +145,7 @@ def test_runs_older_than_seven_days(client: HookClient, posthog_conn: Any) -> No
     )
     completed = c.seed_run(export["id"], _hour(242), _hour(241), status="Completed", created_at=ten_days_ago)
     hidden = requests.get(
-        f"{posthog_conn.base_url}/api/projects/1/batch_exports/{export['id']}/runs/{failed['id']}/",
+        f"{posthog_conn.base_url}/api/projects/{posthog_conn.project_id}/batch_exports/{export['id']}/runs/{failed['id']}/",
         headers={"Authorization": f"Bearer {posthog_conn.api_key}"},
         timeout=10,
     )
@@ -206,7 +206,7 @@ def test_identical_range_answered_500_is_not_duplicated(client: HookClient, post
     export = c.seed_export(name="collide")
     start, end = _hour(4), _hour(2)
     first = requests.post(
-        f"{posthog_conn.base_url}/api/projects/1/batch_exports/{export['id']}/backfills/",
+        f"{posthog_conn.base_url}/api/projects/{posthog_conn.project_id}/batch_exports/{export['id']}/backfills/",
         json={"start_at": start.isoformat(), "end_at": end.isoformat()},
         headers={"Authorization": f"Bearer {posthog_conn.api_key}"},
         timeout=10,

@@ -26,6 +26,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogValidationError,
 )
 from airflow_provider_posthog.hooks import posthog as hook_module
+from airflow_provider_posthog.hooks.base import MASKED_KEYS
 from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook, shared_async_client
 
 P = f"{HOST}/api/projects/{PROJECT}/batch_exports/"
@@ -503,7 +504,7 @@ def test_test_connection_unknown_conn_never_raises() -> None:
 
 def test_key_is_masked_once_per_process(mock_conn: str, requests_mock: Any) -> None:
     requests_mock.get(P, json={"count": 0, "next": None, "results": []})
-    hook_module._MASKED.clear()
+    MASKED_KEYS.clear()
     with mock.patch("airflow.sdk.log.mask_secret") as masked:
         make_hook().list_batch_exports()
         make_hook().list_batch_exports()
@@ -559,7 +560,7 @@ async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> N
     from airflow.sdk.bases.hook import BaseHook
     from airflow.sdk.execution_time import context as sdk_context
 
-    hook_module._MASKED.clear()
+    MASKED_KEYS.clear()
     loop_thread = threading.get_ident()
     masked: list[Any] = []
 

@@ -20,8 +20,8 @@ from airflow_provider_posthog.exceptions import (
     PostHogWaitTimeoutError,
 )
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator, PostHogRetryRunOperator
+from airflow_provider_posthog.tasks.waiting import make_event
 from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
-from airflow_provider_posthog.utils.wait import make_event
 
 EXPORT = "0190-export"
 BACKFILL = "0190-backfill"

@@ -1,10 +1,11 @@
-"""The re-attach rule (``utils.reattach``) and zero-width ranges (``utils.data_interval``), with fake task
-instances and real Airflow timetables; the operators with a mocked hook (no network, no DB)."""
+"""Re-attach and zero-width ranges in the backfill operators, with a mocked hook (no network, no DB).
+
+The rules themselves are tested in ``tests/tasks``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -16,8 +17,6 @@ from airflow.sdk import DAG
 from airflow_provider_posthog.compat import AirflowFailException
 from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError, PostHogConfigError
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator, PostHogRetryRunOperator
-from airflow_provider_posthog.utils import reattach as rule
-from airflow_provider_posthog.utils.data_interval import last_complete_period, resolve_range
 
 UTC = dt.timezone.utc
 EXPORT = "0190-export"
@@ -33,57 +32,6 @@ def _ctx(try_number: int = 1, max_tries: int = 1, retries: int = 1, start: str |
         "task": SimpleNamespace(retries=retries),
         "dag_run": SimpleNamespace(start_date=pendulum.parse(start) if start else None),
     }
-
-
-# --------------------------------------------------------------------------------------- the attempt rule
-
-
-@pytest.mark.parametrize(
-    ("try_number", "max_tries", "retries", "expected"),
-    [
-        (1, 2, 2, False),  # first try of a new DAG run
-        (2, 2, 2, True),  # its first retry
-        (3, 2, 2, True),  # its last retry
-        (4, 5, 2, False),  # first try after a clear (max_tries = 3 + 2)
-        (5, 5, 2, True),  # a retry after the clear
-        (1, 0, 0, False),  # no retries configured
-    ],
-)
-def test_is_retry_follows_airflows_first_try_formula(
-    try_number: int, max_tries: int, retries: int, expected: bool
-) -> None:
-    assert rule.is_retry(_ctx(try_number, max_tries, retries)) is expected
-
-
-def test_unknown_try_numbers_count_as_a_first_try() -> None:
-    assert rule.is_retry({"ti": mock.MagicMock()}) is False
-    assert rule.is_retry(None) is False
-
-
-def test_created_this_round_uses_the_dag_runs_start_date_minus_clock_skew(factories: Any) -> None:
-    backfill = factories.backfill("Completed")  # created 2024-01-02T00:00:00Z
-    assert rule.created_this_round(backfill, _ctx(start="2024-01-02T00:04:00+00:00"))  # within the skew
-    assert not rule.created_this_round(backfill, _ctx(start="2024-01-02T00:06:00+00:00"))
-    assert not rule.created_this_round(backfill, _ctx(start=None))
-
-
-@pytest.mark.parametrize(
-    ("reattach", "reuse_existing", "expected"),
-    [
-        ("retry", None, "retry"),
-        ("ALWAYS", None, "always"),
-        ("never", None, "never"),
-        ("retry", True, "always"),
-    ],
-)
-def test_validate_reattach(reattach: str, reuse_existing: Any, expected: str) -> None:
-    assert rule.validate_reattach(reattach, reuse_existing) == expected
-
-
-def test_validate_reattach_names_the_choices() -> None:
-    with pytest.raises(PostHogConfigError, match=r"reattach=1 is not one of \['retry', 'always', 'never'\]"):
-        rule.validate_reattach(1)
-    assert issubclass(PostHogConfigError, AirflowFailException)  # never retried
 
 
 # -------------------------------------------------------------------------------- the backfill operator
@@ -236,133 +184,6 @@ def _dag(schedule: Any, **kwargs: Any) -> DAG:
 
 def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("schedule", "at", "expected"),
-    [
-        ("@daily", _utc(2024, 3, 5), (_utc(2024, 3, 4), _utc(2024, 3, 5))),  # on a tick
-        ("@daily", _utc(2024, 3, 5, 13, 7), (_utc(2024, 3, 4), _utc(2024, 3, 5))),  # manual, between ticks
-        ("0 * * * *", _utc(2024, 3, 5, 13), (_utc(2024, 3, 5, 12), _utc(2024, 3, 5, 13))),
-        ("@weekly", _utc(2024, 3, 6), (_utc(2024, 2, 25), _utc(2024, 3, 3))),  # Sunday to Sunday
-        (dt.timedelta(hours=6), _utc(2024, 3, 5, 13), (_utc(2024, 3, 5, 7), _utc(2024, 3, 5, 13))),
-    ],
-)
-def test_last_complete_period_of_airflow_3_default_timetables(
-    schedule: Any, at: dt.datetime, expected: tuple[dt.datetime, dt.datetime]
-) -> None:
-    start, end, _ = last_complete_period(_dag(schedule).timetable, at)
-    assert (start, end) == expected
-
-
-def _cron_timetable_classes() -> tuple[Any, Any]:
-    """The timetable classes a DAG file gets: the task SDK's (3.2+) or Airflow core's (3.1)."""
-    try:
-        from airflow.sdk import CronTriggerTimetable, MultipleCronTriggerTimetable
-    except ImportError:  # Airflow 3.1
-        from airflow.timetables.trigger import (  # type: ignore[assignment,unused-ignore]
-            CronTriggerTimetable,
-            MultipleCronTriggerTimetable,
-        )
-    return CronTriggerTimetable, MultipleCronTriggerTimetable
-
-
-def test_cron_periods_match_airflows_own_arithmetic_across_dst() -> None:
-    """Same answers as the scheduler's cron helpers, across a DST fold and gap (every-hour schedules take
-    Airflow's fold fix), and for a daily schedule away from the fold."""
-    CronTriggerTimetable, _ = _cron_timetable_classes()
-    from airflow.timetables._cron import CronMixin
-
-    cases = [
-        ("30 * * * *", pendulum.datetime(2023, 10, 28, 20, tz="UTC")),
-        ("30 * * * *", pendulum.datetime(2024, 3, 30, 20, tz="UTC")),
-        ("0 2 * * *", pendulum.datetime(2024, 3, 1, 0, tz="UTC")),
-    ]
-    for expression, base in cases:
-        timetable = CronTriggerTimetable(expression, timezone="Europe/Zurich")
-        core = CronMixin(expression, "Europe/Zurich")
-        for minutes in range(0, 12 * 60, 20):
-            at = base.add(minutes=minutes)
-            start, end, _ = last_complete_period(timetable, at)
-            aligned = core._align_to_prev(at)
-            assert (start, end) == (core._get_prev(aligned), aligned), (expression, at)
-
-
-def test_daily_period_ending_on_the_dst_fold_is_one_day() -> None:
-    CronTriggerTimetable, _ = _cron_timetable_classes()
-
-    timetable = CronTriggerTimetable("0 2 * * *", timezone="Europe/Zurich")
-    # 2023-10-29 02:00 CEST (00:00 UTC) is a tick; the period is the day before, 02:00 CEST to 02:00 CEST.
-    assert last_complete_period(timetable, _utc(2023, 10, 29))[:2] == (_utc(2023, 10, 28), _utc(2023, 10, 29))
-
-
-def test_multiple_cron_and_timezone_schedules() -> None:
-    CronTriggerTimetable, MultipleCronTriggerTimetable = _cron_timetable_classes()
-
-    both = MultipleCronTriggerTimetable("0 3 * * *", "0 15 * * *", timezone="UTC")
-    assert last_complete_period(both, _utc(2024, 3, 5, 16))[:2] == (_utc(2024, 3, 5, 3), _utc(2024, 3, 5, 15))
-    weekdays = CronTriggerTimetable("0 9 * * 1-5", timezone="America/New_York")
-    # Tuesday 2024-03-05 00:00 UTC: the last complete weekday period is Friday 09:00 -> Monday 09:00 (EST).
-    assert last_complete_period(weekdays, _utc(2024, 3, 5))[:2] == (
-        _utc(2024, 3, 1, 14),
-        _utc(2024, 3, 4, 14),
-    )
-
-
-def test_explicit_ranges_are_left_alone_and_zero_width_is_derived_with_an_info_log(caplog: Any) -> None:
-    context = {"dag": _dag("@daily")}
-    assert resolve_range(
-        "2024-03-01T00:00:00Z", "2024-03-02T00:00:00Z", context, start_name="a", end_name="b"
-    ) == (
-        _utc(2024, 3, 1),
-        _utc(2024, 3, 2),
-    )
-    log = logging.getLogger("test-derive")
-    with caplog.at_level(logging.INFO, logger="test-derive"):
-        derived = resolve_range(
-            "2024-03-05T00:00:00+00:00",
-            _utc(2024, 3, 5),
-            context,
-            start_name="start_at",
-            end_name="end_at",
-            log=log,
-        )
-    assert derived == (_utc(2024, 3, 4), _utc(2024, 3, 5))
-    assert (
-        "start_at and end_at are both 2024-03-05T00:00:00+00:00 (a zero-width data interval)" in caplog.text
-    )
-    assert "cron '0 0 * * *' in UTC): [2024-03-04T00:00:00+00:00, 2024-03-05T00:00:00+00:00)" in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("context", "cause"),
-    [
-        ({"dag": _dag(None)}, "no schedule (schedule=None)"),
-        ({"dag": _dag("@once")}, "a OnceTimetable"),
-        ({}, "No DAG schedule is known"),
-    ],
-)
-def test_underivable_zero_width_ranges_fail_at_once_naming_cause_and_fixes(context: Any, cause: str) -> None:
-    with pytest.raises(PostHogConfigError) as err:
-        resolve_range(_utc(2024, 3, 5), _utc(2024, 3, 5), context, start_name="start_at", end_name="end_at")
-    message = str(err.value)
-    assert cause in message
-    assert "zero-width range" in message and "create_cron_data_intervals = False" in message
-    assert "pass explicit bounds" in message and "CronDataIntervalTimetable" in message
-    assert "create_cron_data_intervals = True" in message
-
-
-def test_asset_schedule_cannot_be_derived() -> None:
-    from airflow.sdk import Asset
-
-    with pytest.raises(PostHogConfigError, match="AssetTriggeredTimetable"):
-        resolve_range(
-            _utc(2024, 3, 5),
-            _utc(2024, 3, 5),
-            {"dag": _dag([Asset("s3://b/k")])},
-            start_name="a",
-            end_name="b",
-        )
 
 
 def test_backfill_operator_derives_a_zero_width_range_from_the_dags_schedule(factories: Any) -> None:

@@ -23,11 +23,11 @@ from airflow_provider_posthog.exceptions import (
     PostHogTriggerError,
 )
 from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor, PostHogBatchExportRunSensor
+from airflow_provider_posthog.tasks.waiting import make_event
 from airflow_provider_posthog.triggers.batch_export import (
     PostHogBackfillTrigger,
     PostHogBatchExportRunTrigger,
 )
-from airflow_provider_posthog.utils.wait import decide_interval, make_event
 
 EXPORT = "0190-export"
 BACKFILL = "0190-backfill"
@@ -192,42 +192,43 @@ def test_sensor_pushes_links_before_waiting(factories: Any) -> None:
     assert {"batch_export_id", "batch_export_url", "backfills_url", "runs_url"} <= keys
 
 
-# ------------------------------------------------------------------------- interval decision (pure)
-
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def _r(
-    factories: Any, status: str, hour: int, *, created: str = "2024-01-02T00:00:00Z", rid: str = ""
-) -> Any:
+def _r(factories: Any, status: str, hour: int) -> Any:
     return factories.run(
         status,
-        run_id=rid or f"run-{hour}-{status}",
+        run_id=f"run-{hour}-{status}",
         start=(T0 + dt.timedelta(hours=hour)).isoformat(),
         end=(T0 + dt.timedelta(hours=hour + 1)).isoformat(),
         backfill_id=None,
-        created_at=created,
     )
 
 
-def test_interval_needs_full_coverage(factories: Any) -> None:
-    end = T0 + dt.timedelta(hours=3)
-    runs = [_r(factories, "Completed", 0), _r(factories, "Completed", 2)]
-    assert decide_interval(runs, T0, end).outcome is Outcome.RUNNING  # hour 1 missing
-    runs.append(_r(factories, "Completed", 1))
-    decision = decide_interval(runs, T0, end)
-    assert decision.outcome is Outcome.SUCCEEDED and decision.runs_completed == 3
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(-1, "poke_interval must be a non-negative number"), ("often", "poke_interval='often' is not a number")],
+)
+def test_poke_interval_is_validated_naming_it(value: Any, match: str) -> None:
+    with pytest.raises(PostHogConfigError, match=match):
+        PostHogBackfillSensor(task_id="w", batch_export_id=EXPORT, backfill_id=BACKFILL, poke_interval=value)
+    sensor = PostHogBackfillSensor(
+        task_id="w", batch_export_id=EXPORT, backfill_id=BACKFILL, poke_interval=dt.timedelta(minutes=1)
+    )
+    assert sensor.poke_interval == 60.0
 
 
-def test_interval_newest_run_per_window_wins(factories: Any) -> None:
-    end = T0 + dt.timedelta(hours=1)
-    failed = _r(factories, "Failed", 0, created="2024-01-02T00:00:00Z")
-    retried = _r(factories, "Completed", 0, created="2024-01-02T05:00:00Z")
-    assert decide_interval([failed], T0, end).outcome is Outcome.FAILED
-    assert decide_interval([retried, failed], T0, end).outcome is Outcome.SUCCEEDED
-    assert decide_interval([], T0, end).outcome is Outcome.RUNNING
-    running = _r(factories, "Running", 0, created="2024-01-02T06:00:00Z")
-    assert decide_interval([running, retried, failed], T0, end).outcome is Outcome.RUNNING
+def test_interval_sensor_refuses_a_reversed_window_before_calling_the_api() -> None:
+    hook = _hook()
+    sensor = _sensor(
+        PostHogBatchExportRunSensor,
+        hook,
+        data_interval_start="2024-01-02T00:00:00+00:00",
+        data_interval_end="2024-01-01T00:00:00+00:00",
+    )
+    with pytest.raises(PostHogConfigError, match=r"data_interval_start .* must be before data_interval_end"):
+        sensor.execute(_context())
+    assert hook.mock_calls == []
 
 
 # ------------------------------------------------------------------- zero-width intervals (Airflow 3 cron)

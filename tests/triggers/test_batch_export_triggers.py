@@ -183,18 +183,45 @@ async def test_still_running_does_not_fire(factories: Any) -> None:
     task.cancel()
 
 
-async def test_on_kill_cancels_only_when_asked() -> None:
-    hook = _hook(cancel_backfill=None)
+async def test_on_kill_cancels_only_when_asked(factories: Any) -> None:
+    hook = _hook(get_backfill=factories.backfill("Running"), cancel_backfill="Cancelled")
     await _backfill_trigger(hook, cancel_on_kill=True).on_kill()
     hook.cancel_backfill.assert_awaited_once_with(EXPORT, BACKFILL)
-    other = _hook(cancel_backfill=None)
+    other = _hook(get_backfill=factories.backfill("Running"), cancel_backfill="Cancelled")
     await _backfill_trigger(other, cancel_on_kill=False).on_kill()
     other.cancel_backfill.assert_not_awaited()
+    other.get_backfill.assert_not_awaited()
 
 
-async def test_on_kill_swallows_errors() -> None:
-    hook = _hook(cancel_backfill=PostHogServerError("boom"))
+async def test_on_kill_leaves_a_finished_backfill_alone(factories: Any) -> None:
+    """The same "already finished" rule as the operators: read first, cancel only Starting/Running."""
+    hook = _hook(get_backfill=factories.backfill("Completed"), cancel_backfill="Cancelled")
+    await _backfill_trigger(hook, cancel_on_kill=True).on_kill()
+    hook.cancel_backfill.assert_not_awaited()
+
+
+async def test_on_kill_cancels_a_single_run_but_never_an_interval(factories: Any) -> None:
+    hook = _hook(get_run=factories.run("Running"), cancel_run="Cancelled")
+    run = PostHogBatchExportRunTrigger(batch_export_id=EXPORT, run_id="run-1", cancel_on_kill=True)
+    run._hook = lambda: hook  # type: ignore[method-assign]
+    await run.on_kill()
+    hook.cancel_run.assert_awaited_once_with(EXPORT, "run-1")
+    interval = PostHogBatchExportRunTrigger(
+        batch_export_id=EXPORT,
+        data_interval_start="2024-01-01T00:00:00+00:00",
+        data_interval_end="2024-01-02T00:00:00+00:00",
+        cancel_on_kill=True,
+    )
+    other = _hook(get_run=factories.run("Running"), cancel_run="Cancelled")
+    interval._hook = lambda: other  # type: ignore[method-assign]
+    await interval.on_kill()
+    assert other.mock_calls == []
+
+
+async def test_on_kill_swallows_errors(factories: Any) -> None:
+    hook = _hook(get_backfill=factories.backfill("Running"), cancel_backfill=PostHogServerError("boom"))
     await _backfill_trigger(hook, cancel_on_kill=True).on_kill()  # no exception
+    hook.cancel_backfill.assert_awaited_once()
 
 
 @pytest.mark.parametrize("status", [*RUN_STATUSES, "SomethingNew"])

@@ -17,6 +17,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.exceptions import PostHogConfigError
+from airflow_provider_posthog.tasks.args import to_bool
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,9 +36,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 def validate_reattach(reattach: Any, reuse_existing: Any = None) -> str:
     """The effective mode: ``reattach``, or the deprecated ``reuse_existing`` (True/False) when given."""
     if reuse_existing is not None:
-        from airflow_provider_posthog.utils.wait import coerce_bool
-
-        return ALWAYS if coerce_bool(reuse_existing, "reuse_existing") else NEVER
+        return ALWAYS if to_bool(reuse_existing, "reuse_existing") else NEVER
     value = reattach.strip().lower() if isinstance(reattach, str) else reattach
     if value not in REATTACH_CHOICES:
         raise PostHogConfigError(f"reattach={reattach!r} is not one of {list(REATTACH_CHOICES)}.")

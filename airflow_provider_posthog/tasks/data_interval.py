@@ -22,7 +22,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.utils.wait import coerce_datetime
+from airflow_provider_posthog.tasks.args import check_order, to_datetime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -137,16 +137,15 @@ def resolve_range(
     end_name: str,
     log: Any = None,
 ) -> tuple[dt.datetime, dt.datetime]:
-    """The rendered bounds as UTC datetimes; a zero-width range becomes the schedule's last complete period.
+    """The rendered bounds as an ordered UTC window; a zero-width one becomes the schedule's last period.
 
-    Only ``start == end`` is rewritten; every other range (also ``start > end``) is returned for the caller's
-    own checks. Raises ``PostHogConfigError`` at once when the period cannot be derived, naming the cause and
-    the fixes.
+    Raises ``PostHogConfigError`` at once for a reversed window, or when the period cannot be derived
+    (naming the cause and the fixes).
     """
-    start_at = coerce_datetime(start, start_name)
-    end_at = coerce_datetime(end, end_name)
+    start_at = to_datetime(start, start_name)
+    end_at = to_datetime(end, end_name)
     if start_at != end_at:
-        return start_at, end_at
+        return check_order(start_at, end_at, start_name, end_name)
     dag = (context or {}).get("dag")
     cause = (
         f"{start_name} and {end_name} are both {end_at.isoformat()}: a zero-width range, which is what "

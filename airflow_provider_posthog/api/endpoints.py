@@ -1,0 +1,332 @@
+"""One operation per PostHog batch-exports endpoint, each building its own request (sans-I/O).
+
+The sync and async hooks drive the same generators, so paging, log windows and cancel checks cannot drift
+apart between the worker and the triggerer. Backfill creation and lookup live in ``api/backfills.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_posthog.api.errors import refuses_personal_keys
+from airflow_provider_posthog.api.http import (
+    EXPORTS_PAGE_SIZE,
+    LOGS_MAX_LIMIT,
+    MAX_PAGES,
+    NOW,
+    ApiResponse,
+    DateLike,
+    Operation,
+    RequestSpec,
+    fetch_object,
+    follow_cursor,
+    next_offset_request,
+    page_results,
+    project_path,
+    query,
+)
+from airflow_provider_posthog.api.intervals import ExportSchedule
+from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
+from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
+from airflow_provider_posthog.exceptions import (
+    PostHogAuthError,
+    PostHogCancelNotEffectiveError,
+    PostHogConfigError,
+    PostHogValidationError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from pendulum import DateTime
+
+log = logging.getLogger(__name__)
+
+#: Sent as ``after`` on every single-run action: PostHog filters run lookups (retrieve, cancel, retry) by
+#: ``created_at`` within the last 7 days unless ``after`` is given, which makes older runs 404.
+RUNS_SINCE = "2000-01-01T00:00:00Z"
+ANY_AGE = (("after", RUNS_SINCE),)
+
+
+# -- exports ------------------------------------------------------------------------------------------------
+
+
+def list_batch_exports(project_id: int) -> Operation[list[BatchExport]]:
+    """Every export of the project, following limit/offset pages."""
+    spec: RequestSpec | None = RequestSpec(
+        "GET", project_path(project_id), query([("limit", EXPORTS_PAGE_SIZE), ("offset", 0)])
+    )
+    out: list[BatchExport] = []
+    pages = 0
+    while spec is not None and pages < MAX_PAGES:
+        response: ApiResponse = yield spec
+        pages += 1
+        out.extend(BatchExport.from_api(r) for r in page_results(response.body))
+        spec = next_offset_request(spec, response.body)
+    return out
+
+
+def get_batch_export(project_id: int, batch_export_id: str) -> Operation[BatchExport]:
+    spec = RequestSpec("GET", project_path(project_id, batch_export_id))
+    return BatchExport.from_api((yield from fetch_object(spec)))
+
+
+def create_batch_export(project_id: int, payload: Mapping[str, Any]) -> Operation[BatchExport]:
+    spec = RequestSpec("POST", project_path(project_id), json=dict(payload), idempotent=False)
+    return BatchExport.from_api((yield from fetch_object(spec)))
+
+
+def update_batch_export(
+    project_id: int, batch_export_id: str, payload: Mapping[str, Any], *, partial: bool = True
+) -> Operation[BatchExport]:
+    method = "PATCH" if partial else "PUT"
+    spec = RequestSpec(method, project_path(project_id, batch_export_id), json=dict(payload))
+    return BatchExport.from_api((yield from fetch_object(spec)))
+
+
+def delete_batch_export(project_id: int, batch_export_id: str) -> Operation[None]:
+    yield RequestSpec("DELETE", project_path(project_id, batch_export_id))
+    return None
+
+
+def pause_batch_export(project_id: int, batch_export_id: str) -> Operation[None]:
+    # Pausing twice is a no-op on PostHog's side: safe to resend.
+    yield RequestSpec("POST", project_path(project_id, batch_export_id, "pause"), json={})
+    return None
+
+
+def unpause_batch_export(project_id: int, batch_export_id: str, *, backfill: bool = False) -> Operation[None]:
+    # Unpausing an unpaused export is a no-op (no second gap backfill): safe to resend.
+    body = {"backfill": True} if backfill else {}
+    yield RequestSpec("POST", project_path(project_id, batch_export_id, "unpause"), json=body)
+    return None
+
+
+def get_batch_export_logs(
+    project_id: int,
+    batch_export_id: str,
+    *,
+    after: DateLike | None = None,
+    before: DateLike | None = None,
+    level: str | Sequence[str] | None = None,
+    search: str | None = None,
+    instance_id: str | None = None,
+    limit: int = LOGS_MAX_LIMIT,
+) -> Operation[list[LogEntry]]:
+    """Newest first, at most ``limit`` (PostHog returns one page of ``limit`` entries).
+
+    ``level`` is sent comma-separated (``ERROR,WARNING``). PostHog versions whose logs endpoint refuses
+    personal API keys give ``[]`` and one warning, not an error: logs are context for a failure, never a
+    reason for one.
+    """
+    if not 1 <= int(limit) <= LOGS_MAX_LIMIT:
+        raise PostHogConfigError(f"Log limit must be between 1 and {LOGS_MAX_LIMIT}, got {limit}.")
+    levels = [level] if isinstance(level, str) else list(level or [])
+    level_param = ",".join(lv.strip().upper() for lv in levels if lv.strip()) or None
+    params = query(
+        [
+            ("limit", int(limit)),
+            ("after", after),
+            ("before", before),
+            ("level", level_param),
+            ("search", search),
+            ("instance_id", instance_id),
+        ]
+    )
+    try:
+        response: ApiResponse = yield RequestSpec(
+            "GET", project_path(project_id, batch_export_id, "logs"), params
+        )
+    except PostHogAuthError as exc:
+        if not refuses_personal_keys(exc):
+            raise
+        log.warning("This PostHog version does not serve batch export logs to personal API keys: %s", exc)
+        return []
+    return [LogEntry.from_api(r) for r in page_results(response.body)]
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
+
+
+def list_runs(
+    project_id: int,
+    batch_export_id: str,
+    *,
+    after: DateLike | None = None,
+    before: DateLike | None = None,
+    start: DateLike | None = None,
+    end: DateLike | None = None,
+    ordering: str | None = None,
+    status: str | Sequence[str] | None = None,
+) -> Operation[list[BatchExportRun]]:
+    """Every run matching the filters, all cursor pages (PostHog's default: 7 days of ``created_at``)."""
+    statuses = [status] if isinstance(status, str) else list(status or [])
+    params = query(
+        [
+            ("ordering", ordering),
+            ("after", after),
+            ("before", before),
+            ("start", start),
+            ("end", end),
+            ("status", statuses or None),
+        ]
+    )
+    rows = yield from follow_cursor(
+        RequestSpec("GET", project_path(project_id, batch_export_id, "runs"), params)
+    )
+    return [BatchExportRun.from_api(r) for r in rows]
+
+
+def get_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[BatchExportRun]:
+    """One run, whatever its age (the request carries an explicit ``after``)."""
+    spec = RequestSpec("GET", project_path(project_id, batch_export_id, "runs", run_id), ANY_AGE)
+    return BatchExportRun.from_api((yield from fetch_object(spec)))
+
+
+def _cancel(
+    spec: RequestSpec, read_back: Operation[str], *, kind: str, object_id: str, batch_export_id: str
+) -> Operation[str]:
+    """Send a cancel, then read the status back: PostHog can answer success without cancelling.
+
+    Already cancelled (e.g. a resent request) counts as done; any other 400 is raised. Returns the status
+    read back; raises :class:`PostHogCancelNotEffectiveError` if it is still Starting/Running.
+    """
+    try:
+        yield spec
+    except PostHogValidationError as exc:
+        if "in 'Cancelled' status" not in (exc.detail or ""):
+            raise
+        log.info("PostHog %s %s was already cancelled.", kind, object_id)
+        read_back.close()
+        return "Cancelled"
+    status = yield from read_back
+    if status in CANCELLABLE_STATUSES:
+        raise PostHogCancelNotEffectiveError(
+            f"PostHog answered the cancel of {kind} {object_id} of batch export {batch_export_id} with "
+            f"success, but the {kind} is still {status}.",
+            kind=kind,
+            object_id=object_id,
+            status=status,
+        )
+    return status
+
+
+def _run_status(project_id: int, batch_export_id: str, run_id: str) -> Operation[str]:
+    return (yield from get_run(project_id, batch_export_id, run_id)).status
+
+
+def cancel_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[str]:
+    """Cancel a Starting/Running run and return its status read back (``"Cancelled"``)."""
+    path = project_path(project_id, batch_export_id, "runs", run_id, "cancel")
+    return (
+        yield from _cancel(
+            RequestSpec("POST", path, ANY_AGE, json={}),
+            _run_status(project_id, batch_export_id, run_id),
+            kind="run",
+            object_id=run_id,
+            batch_export_id=batch_export_id,
+        )
+    )
+
+
+def get_run_logs(
+    project_id: int,
+    batch_export_id: str,
+    run_id: str,
+    *,
+    level: str | Sequence[str] | None = None,
+    limit: int = LOGS_MAX_LIMIT,
+) -> Operation[list[LogEntry]]:
+    """A run's log lines, newest first: export-level logs inside the run's lifetime.
+
+    PostHog's run-level logs endpoint does not return a run's lines in practice, so this reads the export's
+    logs between the run's ``created_at`` and ``finished_at`` (or now), one second of slack either side.
+    Concurrent runs of the same export (a backfill) can contribute lines to the same window. Where logs are
+    closed to personal API keys this returns ``[]`` with a warning.
+    """
+    run = yield from get_run(project_id, batch_export_id, run_id)
+    after = run.created_at.subtract(seconds=1) if run.created_at else None
+    finished = run.finished_at or (yield NOW)
+    before = finished.add(seconds=1)
+    return (
+        yield from get_batch_export_logs(
+            project_id, batch_export_id, after=after, before=before, level=level, limit=limit
+        )
+    )
+
+
+# -- backfills ----------------------------------------------------------------------------------------------
+
+
+def list_backfills_request(
+    project_id: int, batch_export_id: str, *, ordering: str | None = None
+) -> RequestSpec:
+    """First page of an export's backfills (50 a page)."""
+    return RequestSpec(
+        "GET", project_path(project_id, batch_export_id, "backfills"), query([("ordering", ordering)])
+    )
+
+
+def list_backfills(
+    project_id: int, batch_export_id: str, *, ordering: str | None = None
+) -> Operation[list[Backfill]]:
+    rows = yield from follow_cursor(list_backfills_request(project_id, batch_export_id, ordering=ordering))
+    return [Backfill.from_api(r) for r in rows]
+
+
+def get_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[Backfill]:
+    spec = RequestSpec("GET", project_path(project_id, batch_export_id, "backfills", backfill_id))
+    return Backfill.from_api((yield from fetch_object(spec)))
+
+
+def _backfill_status(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[str]:
+    return (yield from get_backfill(project_id, batch_export_id, backfill_id)).status
+
+
+def cancel_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[str]:
+    """Cancel a Starting/Running backfill and return its status read back (``"Cancelled"``)."""
+    path = project_path(project_id, batch_export_id, "backfills", backfill_id, "cancel")
+    return (
+        yield from _cancel(
+            RequestSpec("POST", path, json={}),
+            _backfill_status(project_id, batch_export_id, backfill_id),
+            kind="backfill",
+            object_id=backfill_id,
+            batch_export_id=batch_export_id,
+        )
+    )
+
+
+# -- a backfill's runs -------------------------------------------------------------------------------------
+
+
+def list_backfill_runs(
+    project_id: int, batch_export_id: str, backfill: Backfill, *, schedule: ExportSchedule | None = None
+) -> Operation[list[BatchExportRun]]:
+    """Every run of ``backfill`` (matched on the run's ``backfill``), the first one included.
+
+    PostHog aligns a backfill's first run down to the export's interval, so it can start before
+    ``start_at``; runs are listed by data interval from one interval before the aligned-down start
+    (``adjusted_start_at`` where PostHog reports it) to ``end_at``, one page per 100 intervals whatever
+    else the export ran meanwhile. Without ``schedule`` the export is read once to learn its interval.
+    An open-ended backfill's runs are listed by creation time instead.
+    """
+    starts = [t for t in (backfill.start_at, backfill.adjusted_start_at) if t is not None]
+    if starts and backfill.end_at is not None and schedule is None:
+        try:
+            schedule = ExportSchedule.of((yield from get_batch_export(project_id, batch_export_id)))
+        except PostHogConfigError as exc:  # an interval this provider does not know: list by creation
+            log.warning("Listing the runs of backfill %s by creation time: %s", backfill.id, exc)
+    if starts and backfill.end_at is not None and schedule is not None:
+        runs = yield from list_runs(
+            project_id,
+            batch_export_id,
+            ordering="data_interval_start",
+            start=schedule.floor(min(starts)) - schedule.length,
+            end=schedule.ceil(backfill.end_at),
+        )
+    else:
+        created: DateTime = backfill.created_at or (yield NOW).subtract(days=30)
+        runs = yield from list_runs(project_id, batch_export_id, after=created.subtract(hours=1))
+    return [r for r in runs if r.backfill_id == backfill.id]

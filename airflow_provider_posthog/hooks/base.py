@@ -1,0 +1,249 @@
+"""What the sync and the async hook share: everything that does no I/O.
+
+Connection fields -> settings, the key's masking bookkeeping, request description, response decoding, the
+non-I/O half of driving an operation (answering its clock requests, finishing it), UI links and the
+connection-test messages. The twins in ``hooks/posthog.py`` and ``hooks/posthog_async.py`` only look the
+connection up, send bytes and sleep, as httpx's ``Client``/``AsyncClient`` do over ``BaseClient``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pendulum
+from airflow.sdk import BaseHook
+
+from airflow_provider_posthog.api.backfills import BackfillLookup
+from airflow_provider_posthog.api.connection import ConnectionSettings, settings_from_connection
+from airflow_provider_posthog.api.errors import add_attempts, decode_response, transport_error
+from airflow_provider_posthog.api.http import (
+    NOW,
+    USER_AGENT,
+    ApiResponse,
+    Operation,
+    RequestSpec,
+    Sleep,
+    project_path,
+    query,
+    ui_url,
+)
+from airflow_provider_posthog.api.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_ELAPSED, RetryPolicy
+from airflow_provider_posthog.exceptions import (
+    PostHogAPIError,
+    PostHogAuthError,
+    PostHogConfigError,
+    PostHogError,
+    PostHogNotFoundError,
+    PostHogTransportError,
+)
+
+if TYPE_CHECKING:
+    import tenacity
+
+T = TypeVar("T")
+
+#: Headers of every request but the key, which is added per request so hooks with different keys can
+#: share a pooled client.
+COMMON_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+# sha256 of keys already registered with the secrets masker in this process (not the keys themselves).
+MASKED_KEYS: set[str] = set()
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def advance(op: Operation[T], reply: Any = None, error: BaseException | None = None) -> RequestSpec | Sleep:
+    """Resume ``op`` with ``reply`` (or throw ``error`` into it) until it asks for I/O.
+
+    Clock requests are answered here; the operation's result leaves as ``StopIteration``.
+    """
+    while True:
+        command = op.throw(error) if error is not None else op.send(reply)
+        if command is not NOW:
+            assert isinstance(command, (RequestSpec, Sleep))
+            return command
+        reply, error = pendulum.now("UTC"), None
+
+
+class PostHogHookBase(BaseHook):
+    """Connection -> settings, retry policy, backfill lookup bounds, decoding: the hooks' common half."""
+
+    conn_name_attr = "posthog_conn_id"
+    default_conn_name = "posthog_default"
+    conn_type = "posthog"
+    hook_name = "PostHog"
+
+    def __init__(
+        self,
+        posthog_conn_id: str = default_conn_name,
+        project_id: int | str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_retry_wait: float = DEFAULT_MAX_ELAPSED,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        backfill_lookup_timeout: float | None = None,
+        backfill_lookup: BackfillLookup | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """
+        :param posthog_conn_id: Airflow connection (type ``posthog``).
+        :param project_id: overrides the connection's ``project_id`` (each method also takes ``project_id=``).
+        :param max_attempts: attempts per request, first one included (retries: 429, 5xx, network errors).
+        :param max_retry_wait: seconds one request may spend retrying, waits included.
+        :param retry_policy: full control over the retry numbers (wins over the two above).
+        :param backfill_lookup_timeout: seconds to wait for a just-created backfill to become visible.
+        """
+        super().__init__(**kwargs)
+        self.posthog_conn_id = posthog_conn_id
+        self.project_id = project_id
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=max_attempts, max_elapsed=max_retry_wait)
+        lookup = backfill_lookup or BackfillLookup()
+        if backfill_lookup_timeout is not None:
+            lookup = dataclasses.replace(lookup, timeout=backfill_lookup_timeout)
+        self.backfill_lookup = lookup
+        self._settings_cache: ConnectionSettings | None = None
+
+    # -- settings and the key -----------------------------------------------------------------------------
+
+    def _build_settings(self, conn: Any, extra: Mapping[str, Any]) -> ConnectionSettings:
+        return settings_from_connection(
+            host=conn.host,
+            password=conn.password,
+            port=conn.port,
+            schema=conn.schema,
+            extra=extra,
+            project_id=self.project_id,
+        )
+
+    @staticmethod
+    def _key_masked(settings: ConnectionSettings) -> bool:
+        return _digest(settings.api_key) in MASKED_KEYS
+
+    @staticmethod
+    def _note_masked(settings: ConnectionSettings) -> None:
+        MASKED_KEYS.add(_digest(settings.api_key))
+
+    # -- one request --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _describe(spec: RequestSpec) -> str:
+        return f"PostHog API {spec.method} {spec.path}"
+
+    @staticmethod
+    def _headers(settings: ConnectionSettings) -> dict[str, str]:
+        return {"Authorization": f"Bearer {settings.api_key}"}
+
+    def _policy(self, policy: RetryPolicy | None) -> RetryPolicy:
+        return policy or self.retry_policy
+
+    @staticmethod
+    def _decode(
+        spec: RequestSpec,
+        settings: ConnectionSettings,
+        status: int,
+        content: bytes,
+        headers: Mapping[str, str],
+    ) -> ApiResponse:
+        return decode_response(
+            method=spec.method,
+            path=spec.path,
+            status=status,
+            content=content,
+            content_type=headers.get("Content-Type"),
+            retry_after=headers.get("Retry-After"),
+            location=headers.get("Location"),
+            secrets=(settings.api_key,),
+        )
+
+    @staticmethod
+    def _transport_error(
+        spec: RequestSpec, settings: ConnectionSettings, exc: BaseException, *, sent: bool
+    ) -> PostHogTransportError:
+        return transport_error(
+            method=spec.method, path=spec.path, error=exc, sent=sent, secrets=(settings.api_key,)
+        )
+
+    @staticmethod
+    def _unsendable(spec: RequestSpec, exc: BaseException) -> PostHogAPIError:
+        """A request the HTTP library refused to build or send (bad URL, scheme): not retried."""
+        return PostHogAPIError(
+            f"PostHog API {spec.method} {spec.path}: {type(exc).__name__}", method=spec.method, path=spec.path
+        )
+
+    @staticmethod
+    def _gave_up(exc: PostHogError, retrying: tenacity.BaseRetrying, started: float) -> BaseException:
+        return add_attempts(exc, retrying.statistics.get("attempt_number", 1), time.monotonic() - started)
+
+    # -- no I/O at all ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ui_url(settings: ConnectionSettings, batch_export_id: str | None, tab: str | None) -> str:
+        return ui_url(settings.base_url, settings.project_id, batch_export_id, tab)
+
+    @staticmethod
+    def _connection_test_request(settings: ConnectionSettings) -> RequestSpec:
+        """The cheapest request that needs host, key, scope and project: one export of the list."""
+        return RequestSpec("GET", project_path(settings.project_id), query([("limit", 1), ("offset", 0)]))
+
+    #: One attempt: a connection test answers within a UI request.
+    _CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=1)
+
+    def _connection_unreadable(self, exc: Exception) -> str:
+        if isinstance(exc, PostHogConfigError):
+            return str(exc)
+        return f"Cannot read the PostHog connection {self.posthog_conn_id!r}: {type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _connection_ok(settings: ConnectionSettings, response: ApiResponse) -> str:
+        count = response.body.get("count") if isinstance(response.body, Mapping) else None
+        found = f" ({count} batch exports)" if isinstance(count, int) else ""
+        return (
+            f"Connected to PostHog at {settings.base_url}: project {settings.project_id} is readable{found}."
+        )
+
+
+def connection_test_message(exc: BaseException, s: ConnectionSettings) -> str:
+    """A message a person can act on, for each way a connection test fails."""
+    detail = getattr(exc, "detail", None) or ""
+    status = getattr(exc, "http_status", None)
+    if isinstance(exc, PostHogAuthError) and status == 401:
+        return (
+            f"PostHog at {s.base_url} rejected the API key (HTTP 401: {detail or 'invalid key'}). "
+            "Use a personal API key (phx_...) from Settings > Personal API keys, not a project key."
+        )
+    if isinstance(exc, PostHogAuthError):
+        if "missing required scope" in detail:
+            return (
+                f"The API key lacks a scope PostHog requires ({detail}). Give it batch_export:read "
+                "(and batch_export:write to create exports or backfills) under Settings > Personal API keys."
+            )
+        if "access to the requested project" in detail:
+            return (
+                f"The API key may not access project {s.project_id} ({detail}). Add the project to the key's "
+                "allowed projects or use a key scoped to it."
+            )
+        return (
+            f"Access to project {s.project_id} was denied (HTTP 403: {detail or 'forbidden'}). "
+            "The key's user must be a member of the project's organization and the key needs scope "
+            "batch_export:read."
+        )
+    if isinstance(exc, PostHogNotFoundError):
+        return (
+            f"Project {s.project_id} was not found at {s.base_url} (HTTP 404). Check the numeric project id "
+            "(Settings > Project) and the host: https://us.posthog.com (US), https://eu.posthog.com (EU), or "
+            "your self-hosted URL."
+        )
+    if isinstance(exc, PostHogTransportError):
+        return (
+            f"Could not reach PostHog at {s.base_url} ({exc.code}: {detail or exc}). Check the host, port, "
+            "scheme, proxy and TLS settings of the connection."
+        )
+    if isinstance(exc, PostHogError):
+        return f"PostHog at {s.base_url} did not accept the test request: {exc}"
+    return f"Unexpected error while testing the PostHog connection: {type(exc).__name__}"

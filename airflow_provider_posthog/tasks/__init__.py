@@ -1,0 +1,1 @@
+"""What operators, sensors and triggers share: the task mixin, argument rules, waiting, re-attach, ranges."""

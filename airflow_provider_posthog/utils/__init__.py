@@ -1,1 +1,0 @@
-"""Small pure helpers shared by operators, sensors and triggers."""

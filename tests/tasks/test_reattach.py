@@ -1,0 +1,94 @@
+"""The re-attach rule (``tasks.reattach``) with fake task instances: no hook, no DAG run."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pendulum
+import pytest
+
+from airflow_provider_posthog.compat import AirflowFailException
+from airflow_provider_posthog.exceptions import PostHogConfigError
+from airflow_provider_posthog.tasks import reattach as rule
+
+ROUND_START = "2024-01-01T23:59:00+00:00"  # the factories' backfills are created 2024-01-02T00:00:00Z
+
+
+def _ctx(try_number: int = 1, max_tries: int = 1, retries: int = 1, start: str | None = ROUND_START) -> Any:
+    ti = mock.MagicMock()
+    ti.try_number, ti.max_tries = try_number, max_tries
+    return {
+        "ti": ti,
+        "task": SimpleNamespace(retries=retries),
+        "dag_run": SimpleNamespace(start_date=pendulum.parse(start) if start else None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "retries", "expected"),
+    [
+        (1, 2, 2, False),  # first try of a new DAG run
+        (2, 2, 2, True),  # its first retry
+        (3, 2, 2, True),  # its last retry
+        (4, 5, 2, False),  # first try after a clear (max_tries = 3 + 2)
+        (5, 5, 2, True),  # a retry after the clear
+        (1, 0, 0, False),  # no retries configured
+    ],
+)
+def test_is_retry_follows_airflows_first_try_formula(
+    try_number: int, max_tries: int, retries: int, expected: bool
+) -> None:
+    assert rule.is_retry(_ctx(try_number, max_tries, retries)) is expected
+
+
+def test_unknown_try_numbers_count_as_a_first_try() -> None:
+    assert rule.is_retry({"ti": mock.MagicMock()}) is False
+    assert rule.is_retry(None) is False
+
+
+def test_created_this_round_uses_the_dag_runs_start_date_minus_clock_skew(factories: Any) -> None:
+    backfill = factories.backfill("Completed")  # created 2024-01-02T00:00:00Z
+    assert rule.created_this_round(backfill, _ctx(start="2024-01-02T00:04:00+00:00"))  # within the skew
+    assert not rule.created_this_round(backfill, _ctx(start="2024-01-02T00:06:00+00:00"))
+    assert not rule.created_this_round(backfill, _ctx(start=None))
+
+
+@pytest.mark.parametrize(
+    ("reattach", "reuse_existing", "expected"),
+    [
+        ("retry", None, "retry"),
+        ("ALWAYS", None, "always"),
+        ("never", None, "never"),
+        ("retry", True, "always"),
+    ],
+)
+def test_validate_reattach(reattach: str, reuse_existing: Any, expected: str) -> None:
+    assert rule.validate_reattach(reattach, reuse_existing) == expected
+
+
+def test_validate_reattach_names_the_choices() -> None:
+    with pytest.raises(PostHogConfigError, match=r"reattach=1 is not one of \['retry', 'always', 'never'\]"):
+        rule.validate_reattach(1)
+    assert issubclass(PostHogConfigError, AirflowFailException)  # never retried
+
+
+@pytest.mark.parametrize(
+    ("mode", "retry", "this_round", "expected"),
+    [
+        ("always", False, False, True),
+        ("never", True, True, False),
+        ("retry", True, True, True),
+        ("retry", False, True, False),  # a first try exports again
+        ("retry", True, False, False),  # an earlier round's backfill
+    ],
+)
+def test_may_reattach_and_should_look(
+    factories: Any, mode: str, retry: bool, this_round: bool, expected: bool
+) -> None:
+    context = _ctx(
+        try_number=2 if retry else 1, start=ROUND_START if this_round else "2024-01-03T00:00:00+00:00"
+    )
+    assert rule.may_reattach(mode, factories.backfill("Running"), context) is expected
+    assert rule.should_look(mode, context) is (mode == "always" or (mode == "retry" and retry))
