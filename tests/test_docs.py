@@ -66,6 +66,8 @@ PUBLIC_MODULES = (
     "airflow_provider_posthog.sensors.batch_export",
     "airflow_provider_posthog.triggers.batch_export",
     "airflow_provider_posthog.links.posthog",
+    "airflow_provider_posthog.destinations",
+    "airflow_provider_posthog.lineage.assets",
     "airflow_provider_posthog.exceptions",
     "airflow_provider_posthog.emulator.control",
     "airflow_provider_posthog.emulator.server",
