@@ -1,18 +1,18 @@
 """Use case 3: manage a batch export as code, and pause it around warehouse maintenance.
 
 ``create_export`` is idempotent by name (an existing export is updated), so this DAG can run on every deploy.
-``destination`` is not a template field: it holds credentials, which must never land in rendered fields or
-logs. Here the secret comes from the environment of the worker (``POSTHOG_S3_SECRET_ACCESS_KEY``); the
-operator registers it with Airflow's log masker before logging anything.
+The destination's credentials come from the Airflow connection ``aws_default`` (login = access key id,
+password = secret access key, extra ``region_name``), read when the task runs, never when this file is
+parsed; the operator registers them with Airflow's log masker before anything is logged, and they never
+land in rendered template fields or XComs.
 """
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_posthog.destinations import S3Destination
 from airflow_provider_posthog.operators.batch_export import (
     PostHogCreateBatchExportOperator,
     PostHogPauseBatchExportOperator,
@@ -55,18 +55,13 @@ with DAG(
         task_id="create_export",
         name="{{ params.export_name }}",
         interval="{{ params.interval }}",
-        destination={
-            "type": "S3",
-            "config": {
-                "bucket_name": "analytics-raw",
-                "region": "us-east-1",
-                "prefix": "posthog/events/",
-                "file_format": "Parquet",
-                "compression": "zstd",
-                "aws_access_key_id": os.environ.get("POSTHOG_S3_ACCESS_KEY_ID", ""),
-                "aws_secret_access_key": os.environ.get("POSTHOG_S3_SECRET_ACCESS_KEY", ""),
-            },
-        },
+        destination=S3Destination(
+            bucket_name="analytics-raw",
+            prefix="posthog/events/",
+            file_format="Parquet",
+            compression="zstd",
+            aws_conn_id="aws_default",
+        ),
         if_exists="update",
     )
 

@@ -179,8 +179,14 @@ class SystemUnderTest:
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "AIRFLOW_VAR_POSTHOG_BATCH_EXPORT_ID": "",
-                "POSTHOG_S3_ACCESS_KEY_ID": "AKIASYSTEST",
-                "POSTHOG_S3_SECRET_ACCESS_KEY": S3_SECRET,
+                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                    {
+                        "conn_type": "aws",
+                        "login": "AKIASYSTEST",
+                        "password": S3_SECRET,
+                        "extra": {"region_name": "us-east-1"},
+                    }
+                ),
             }
         )
         env.update(self.extra_env)

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
-DAG_IDS = {"posthog_backfill_and_wait", "posthog_manage_exports", "posthog_wait_for_scheduled_export"}
+DAG_IDS = {
+    "posthog_backfill_and_wait",
+    "posthog_manage_exports",
+    "posthog_models_on_export",
+    "posthog_wait_for_scheduled_export",
+}
 DATE_PARAMS = {
     ("posthog_backfill_and_wait", "start_at"),
     ("posthog_backfill_and_wait", "end_at"),

@@ -27,6 +27,7 @@ from airflow_provider_posthog.destinations.base import (
     optional_str,
     require_str,
     secret,
+    sql_login_config,
 )
 from airflow_provider_posthog.exceptions import PostHogConfigError
 
@@ -267,27 +268,8 @@ class RedshiftDestination(DestinationBuilder):
     def _config(self) -> dict[str, Any]:
         arg, conn_id = "redshift_conn_id", self.redshift_conn_id
         conn = get_connection(conn_id, arg)
-        if not conn.host:
-            raise missing(conn_id, arg, "host")
-        if not conn.login:
-            raise missing(conn_id, arg, "login (user)")
-        if not conn.password:
-            hint = "; IAM authentication cannot be handed to PostHog" if extra_field(conn, "iam") else ""
-            raise missing(conn_id, arg, f"password{hint}")
-        database = self.database or conn.schema
-        if not database:
-            raise PostHogConfigError(
-                f"database is required: pass database= or set the database (schema field) of connection "
-                f"{arg}={conn_id!r}."
-            )
-        config: dict[str, Any] = {
-            "user": secret(conn.login),
-            "password": secret(conn.password),
-            "host": conn.host,
-            "database": database,
-        }
-        if conn.port:
-            config["port"] = int(conn.port)
+        hint = "; IAM authentication cannot be handed to PostHog" if extra_field(conn, "iam") else ""
+        config = sql_login_config(conn, conn_id, arg, self.database, password_hint=hint)
         optional = {
             "schema": self.schema,
             "table_name": self.table_name,

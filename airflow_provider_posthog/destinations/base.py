@@ -8,6 +8,7 @@ is registered with Airflow's log masker before it is used.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -139,6 +140,37 @@ def missing(conn_id: str, arg: str, field: str) -> PostHogConfigError:
     return PostHogConfigError(f"Connection {arg}={conn_id!r} has no {field}.")
 
 
+def sql_login_config(
+    conn: Connection, conn_id: str, arg: str, database: str | None, *, password_hint: str = ""
+) -> dict[str, Any]:
+    """``user``/``password``/``host``/``database``[/``port``] of a Postgres-style connection.
+
+    The Postgres and Amazon providers keep the *database* in the connection's schema field; ``database``
+    (the builder's setting) overrides it.
+    """
+    if not conn.host:
+        raise missing(conn_id, arg, "host")
+    if not conn.login:
+        raise missing(conn_id, arg, "login (user)")
+    if not conn.password:
+        raise missing(conn_id, arg, f"password{password_hint}")
+    database = database or conn.schema
+    if not database:
+        raise PostHogConfigError(
+            f"database is required: pass database= or set the database (schema field) of connection "
+            f"{arg}={conn_id!r}."
+        )
+    config: dict[str, Any] = {
+        "user": secret(conn.login),
+        "password": secret(conn.password),
+        "host": conn.host,
+        "database": database,
+    }
+    if conn.port:
+        config["port"] = int(conn.port)
+    return config
+
+
 def parse_json(value: Any, conn_id: str, arg: str, field: str) -> dict[str, Any]:
     """A JSON object given as a dict or a string; the error never quotes the (secret) content."""
     if isinstance(value, Mapping):
@@ -234,13 +266,15 @@ def resolve_destination(
     :param value: ``{"type": ..., "config": {...}}``, a :class:`DestinationBuilder` or ``None``.
     :param operator: the running operator; with ``context`` it renders the builder's ``template_fields``
         (the builder is not an operator template field, so nothing secret is ever stored as rendered).
+        A copy is rendered: the DAG's builder keeps its templates for the next run in the same process
+        (``dag.test()``) and for any other task sharing it.
     :param context: the task's context.
     """
     if value is None:
         return None
     if isinstance(value, DestinationBuilder):
         if operator is not None and context is not None:
-            operator.render_template(value, context)
+            value = _render(value, operator, context)
         return value.build()
     if isinstance(value, dict):
         return value
@@ -250,3 +284,18 @@ def resolve_destination(
         "destination must be a dict like {'type': 'S3', 'config': {...}} or a destination builder such as "
         f"S3Destination (got {type(value).__name__})."
     )
+
+
+def _render(builder: DestinationBuilder, operator: Any, context: Context) -> DestinationBuilder:
+    """A rendered shallow copy; a failing template is named (settings only: the message holds no secret)."""
+    rendered = copy.copy(builder)
+    for name in builder.template_fields:
+        raw = getattr(builder, name)
+        try:
+            setattr(rendered, name, operator.render_template(raw, context))
+        except Exception as exc:
+            raise PostHogConfigError(
+                f"destination: {type(builder).__name__}.{name}={raw!r} could not be rendered: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    return rendered

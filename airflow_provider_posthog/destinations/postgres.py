@@ -12,13 +12,11 @@ from typing import Any
 from airflow_provider_posthog.destinations.base import (
     DestinationBuilder,
     get_connection,
-    missing,
     optional_bool,
     optional_str,
     require_str,
-    secret,
+    sql_login_config,
 )
-from airflow_provider_posthog.exceptions import PostHogConfigError
 
 
 class PostgresDestination(DestinationBuilder):
@@ -63,27 +61,7 @@ class PostgresDestination(DestinationBuilder):
 
     def _config(self) -> dict[str, Any]:
         arg, conn_id = "postgres_conn_id", self.postgres_conn_id
-        conn = get_connection(conn_id, arg)
-        if not conn.host:
-            raise missing(conn_id, arg, "host")
-        if not conn.login:
-            raise missing(conn_id, arg, "login (user)")
-        if not conn.password:
-            raise missing(conn_id, arg, "password")
-        database = self.database or conn.schema
-        if not database:
-            raise PostHogConfigError(
-                f"database is required: pass database= or set the database (schema field) of connection "
-                f"{arg}={conn_id!r}."
-            )
-        config: dict[str, Any] = {
-            "user": secret(conn.login),
-            "password": secret(conn.password),
-            "host": conn.host,
-            "database": database,
-        }
-        if conn.port:
-            config["port"] = int(conn.port)
+        config = sql_login_config(get_connection(conn_id, arg), conn_id, arg, self.database)
         optional = {
             "schema": self.schema,
             "table_name": self.table_name,

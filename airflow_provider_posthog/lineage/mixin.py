@@ -1,9 +1,14 @@
-"""Lineage for the provider's operators and sensors: one mixin, three options, two calls.
+"""Lineage for the provider's operators and sensors: three options, one call on success.
 
-A task mixes ``PostHogLineageMixin`` in before ``BaseOperator``, calls ``_init_lineage`` at the end of its
-``__init__``, ``_lineage_target_from_api`` once it has read the export from PostHog, and
-``_lineage_success`` when it succeeds. OpenLineage then finds ``get_openlineage_facets_on_complete`` and
-``_on_failure`` on the task. Nothing here touches the network: the task passes in what it fetched.
+A task mixes ``PostHogLineageMixin`` in before ``BaseOperator`` (next to ``tasks.mixin.PostHogTaskMixin``,
+which gives it ``hook``), calls ``_init_lineage`` at the end of its ``__init__`` and adds
+``LINEAGE_TEMPLATE_FIELDS`` to its ``template_fields``. ``PostHogTaskMixin.finish_wait`` calls
+``_lineage_wait_succeeded`` after a verified success only, so a failure, a cancel, a timeout or a
+soft-fail skip never emits. OpenLineage then finds ``get_openlineage_facets_on_complete`` and
+``_on_failure`` on the task.
+
+PostHog is read after the success (the export once per task instance, cached, and the runs that completed)
+or, for OpenLineage, after a failure that came before the export was read; never when the DAG file is parsed.
 """
 
 from __future__ import annotations
@@ -20,26 +25,57 @@ from airflow_provider_posthog.lineage.assets import (
 from airflow_provider_posthog.lineage.target import ExportTarget
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Mapping, Sequence
 
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Asset, Context
+    from airflow.sdk.types import Logger
 
+    from airflow_provider_posthog.api.models import BatchExport, BatchExportRun
+    from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.lineage.assets import RunLike
 
 #: Add to the task's ``template_fields``.
 LINEAGE_TEMPLATE_FIELDS = ("asset_uri",)
 
 
+def latest_completed_runs(
+    runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.datetime
+) -> list[BatchExportRun]:
+    """What an interval wait succeeded on: the newest run of each data interval, if it completed."""
+    from airflow_provider_posthog.api.statuses import Outcome, run_outcome
+    from airflow_provider_posthog.tasks.decisions import newest_per_interval
+
+    return [r for r in newest_per_interval(runs, start, end) if run_outcome(r.status) is Outcome.SUCCEEDED]
+
+
 class PostHogLineageMixin:
-    """Asset events and OpenLineage facets for a task that watches a batch export succeed."""
+    """Asset events and OpenLineage facets for a task that waits for a batch export job to succeed.
+
+    :param emit_asset_events: emit an asset event for the export's destination on success (default).
+        ``False`` declares no alias and emits nothing.
+    :param asset_alias: the ``AssetAlias`` the event is attached to. Default
+        ``posthog-batch-export:{dag_id}.{task_id}``. Fixed when the DAG is parsed (not templated).
+    :param asset_uri: the asset's URI instead of the one derived from the destination (templated).
+    """
 
     emit_asset_events: bool
     asset_alias: str | None
     asset_uri: str | None
+    batch_export_id: Any
     _lineage_target: ExportTarget | None = None
+    _lineage_export_obj: BatchExport | None = None
     _lineage_runs: Sequence[RunLike] = ()
     _lineage_job_id: str | None = None
+    #: PostHog confirmed the job succeeded (a task that did not wait reports no lineage on completion).
+    _lineage_verified: bool = False
+    if TYPE_CHECKING:
+
+        @property
+        def hook(self) -> PostHogHook: ...
+        @property
+        def log(self) -> Logger: ...
 
     def _init_lineage(
         self, *, emit_asset_events: bool, asset_alias: str | None, asset_uri: str | None
@@ -75,6 +111,78 @@ class PostHogLineageMixin:
             self._lineage_job_id = job_id
         return self._lineage_target
 
+    # -- reading PostHog after a success ------------------------------------------------------------------
+    def _lineage_load(self, batch_export_id: str) -> BatchExport:
+        """The export, read once per task instance (``GET .../batch_exports/{id}/``, secrets stripped)."""
+        export = self._lineage_export_obj
+        if export is None or export.id != batch_export_id:
+            hook = self.hook
+            export = hook.get_batch_export(batch_export_id)
+            settings = hook._settings()  # base URL and project: what names the PostHog side; no request
+            self._lineage_export_obj = export
+            self._lineage_target_from_api(
+                export.raw, posthog_host=settings.base_url, project_id=settings.project_id
+            )
+        return export
+
+    def _lineage_completed_runs(
+        self, context: Context, event: Mapping[str, Any], export: BatchExport
+    ) -> Sequence[BatchExportRun]:
+        """The runs the wait succeeded on: a backfill's own completed runs, or the one run.
+
+        Tasks that wait for something else (an interval of runs) override this.
+        """
+        from airflow_provider_posthog.api.intervals import ExportSchedule
+        from airflow_provider_posthog.api.statuses import Outcome, run_outcome
+        from airflow_provider_posthog.exceptions import PostHogConfigError
+
+        batch_export_id = str(event["batch_export_id"])
+        backfill_id, run_id = event.get("backfill_id"), event.get("run_id")
+        if backfill_id:
+            backfill = self.hook.get_backfill(batch_export_id, str(backfill_id))
+            try:
+                schedule: ExportSchedule | None = ExportSchedule.of(export)
+            except PostHogConfigError:
+                schedule = None  # an interval this provider does not know: the hook lists by creation time
+            runs = self.hook.list_backfill_runs(batch_export_id, backfill, schedule)
+            return [
+                r for r in runs if r.backfill_id == backfill.id and run_outcome(r.status) is Outcome.SUCCEEDED
+            ]
+        if run_id:
+            return [self.hook.get_run(batch_export_id, str(run_id))]
+        return []
+
+    def _lineage_note_job(self, event: Any) -> None:
+        """Remember the backfill or run id of a wait's event, whatever its outcome (for OpenLineage)."""
+        if isinstance(event, dict):
+            job = event.get("backfill_id") or event.get("run_id")
+            if job:
+                self._lineage_job_id = str(job)
+
+    def _lineage_wait_succeeded(self, context: Context, event: Mapping[str, Any]) -> Asset | None:
+        """Called by ``finish_wait`` once PostHog confirmed the success: read the export and the runs,
+        then emit the asset event. Outside Airflow's task runner (no ``outlet_events``) nothing is read."""
+        from airflow_provider_posthog.exceptions import PostHogError
+
+        backfill_id = str(event["backfill_id"]) if event.get("backfill_id") else None
+        run_id = str(event["run_id"]) if event.get("run_id") else None
+        self._lineage_job_id = backfill_id or run_id or self._lineage_job_id
+        self._lineage_verified = True
+        if not self.emit_asset_events or "outlet_events" not in context:
+            return None
+        batch_export_id = str(event["batch_export_id"])
+        try:
+            export = self._lineage_load(batch_export_id)
+            runs = self._lineage_completed_runs(context, event, export)
+        except PostHogError:
+            self.log.error(
+                "PostHog reported success, but reading batch export %s for its asset event failed; "
+                "failing so that a retry emits it (set emit_asset_events=False to skip the event).",
+                batch_export_id,
+            )
+            raise
+        return self._lineage_success(context, runs, backfill_id=backfill_id, run_id=run_id)
+
     def _lineage_success(
         self,
         context: Context,
@@ -84,6 +192,7 @@ class PostHogLineageMixin:
         run_id: str | None = None,
     ) -> Asset | None:
         """Record the runs that completed and emit the asset event (unless turned off)."""
+        self._lineage_verified = True
         self._lineage_runs = tuple(runs)
         self._lineage_job_id = backfill_id or run_id or self._lineage_job_id
         target = self._lineage_target
@@ -96,20 +205,51 @@ class PostHogLineageMixin:
             export_id=target.export_id,
         )
         extra = asset_event_extra(target, self._lineage_runs, backfill_id=backfill_id)
-        return emit_asset_event(context, self.asset_alias, uri, extra)
+        asset = emit_asset_event(context, self.asset_alias, uri, extra)
+        self.log.info(
+            "Asset event for %s (alias %s): %s run(s), %s record(s).",
+            asset.uri,
+            self.asset_alias,
+            len(self._lineage_runs),
+            extra["records_completed"],
+        )
+        return asset
+
+    # -- OpenLineage --------------------------------------------------------------------------------------
+    def _lineage_target_or_read(self) -> ExportTarget | None:
+        """The target, read from PostHog if the task has not read it (best effort: lineage never fails
+        or hides the task's own outcome)."""
+        if self._lineage_target is not None:
+            return self._lineage_target
+        from airflow_provider_posthog.tasks.args import require_id
+
+        try:
+            self._lineage_load(require_id(self.batch_export_id, "batch_export_id"))
+        except Exception as exc:
+            self.log.warning("No OpenLineage datasets: could not read the batch export (%s).", exc)
+            return None
+        return self._lineage_target
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
-        """Input: the PostHog model; output: the destination, with the counts of the completed runs."""
+        """Input: the PostHog model; output: the destination, with the counts of the completed runs.
+
+        ``None`` when the task succeeded without waiting (``wait_for_completion=False``): nothing has been
+        exported yet, so no dataset is claimed.
+        """
         from airflow_provider_posthog.lineage.openlineage import operator_lineage
 
-        if self._lineage_target is None:
+        if not self._lineage_verified:
             return None
-        return operator_lineage(self._lineage_target, self._lineage_runs, external_id=self._lineage_job_id)
+        target = self._lineage_target_or_read()
+        if target is None:
+            return None
+        return operator_lineage(target, self._lineage_runs, external_id=self._lineage_job_id)
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
         """The same datasets without counts; the OpenLineage provider adds the error message."""
         from airflow_provider_posthog.lineage.openlineage import operator_lineage
 
-        if self._lineage_target is None:
+        target = self._lineage_target_or_read()
+        if target is None:
             return None
-        return operator_lineage(self._lineage_target, external_id=self._lineage_job_id)
+        return operator_lineage(target, external_id=self._lineage_job_id)

@@ -171,6 +171,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
             poll_interval=args.poll_interval,
             end_time=deadline(started, args.timeout, self.execution_timeout),
         )
+        wait.log_link(self.log, self.hook.ui_url)
         decision = self.poll_backfill(batch_export_id, backfill.id)
         if not decision.done and self.deferrable:
             self._defer(wait, decision.message, args.cancel_on_kill)

@@ -7,9 +7,10 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError, PostHogError
+from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
-from airflow_provider_posthog.tasks.args import check_past, require_id, to_bool
+from airflow_provider_posthog.tasks.args import check_past, to_bool
 from airflow_provider_posthog.tasks.cancel import cancel_if_active
 from airflow_provider_posthog.tasks.data_interval import resolve_range
 from airflow_provider_posthog.tasks.reattach import should_look, validate_reattach
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
+class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
     """Backfill a batch export over ``[start_at, end_at)`` and (by default) wait until every run completed.
 
     A zero-width range (``start_at == end_at`` after rendering, what Airflow 3 gives the runs of cron
@@ -37,6 +38,11 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
     :param reattach: ``"retry"`` (default): only a retry re-attaches to what this round created; ``"always"``:
         re-attach to any running or completed backfill of the range; ``"never"``: always create one.
     :param reuse_existing: deprecated alias of ``reattach`` (``True``: ``"always"``, ``False``: ``"never"``).
+    :param emit_asset_events: on success, emit an Airflow asset event for the export's destination through
+        the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event). See
+        :class:`~airflow_provider_posthog.lineage.mixin.PostHogLineageMixin`.
+    :param asset_alias: the alias (default ``posthog-batch-export:{dag_id}.{task_id}``; not templated).
+    :param asset_uri: the asset URI instead of the destination's (templated).
 
     Waiting parameters (``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
     ``cancel_on_kill``): see :class:`~airflow_provider_posthog.operators._base.PostHogBackfillWaitOperator`.
@@ -48,6 +54,7 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
         "batch_export_id",
         "start_at",
         "end_at",
+        *LINEAGE_TEMPLATE_FIELDS,
     )
     operator_extra_links = ALL_LINKS
     ui_color = "#f9bd2b"
@@ -60,9 +67,13 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
         end_at: Any,
         reattach: str = "retry",
         reuse_existing: bool | None = None,
+        emit_asset_events: bool = True,
+        asset_alias: str | None = None,
+        asset_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
         self.batch_export_id = batch_export_id
         self.start_at = start_at
         self.end_at = end_at
@@ -78,7 +89,7 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
     def execute(self, context: Context) -> str:
         started = time.time()
         mode = validate_reattach(self.reattach, self.reuse_existing)
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        batch_export_id = self.require_field("batch_export_id")
         start_at, end_at = resolve_range(
             self.start_at, self.end_at, context, start_name="start_at", end_name="end_at", log=self.log
         )
@@ -105,13 +116,16 @@ class PostHogCreateBackfillOperator(PostHogBackfillWaitOperator):
         return self.wait_for_backfill(context, batch_export_id, backfill, started)
 
 
-class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
+class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
     """Retry a run (PostHog starts a one-interval backfill) and wait for it like the backfill operator.
 
     :param batch_export_id: the export (templated).
     :param run_id: the run to retry (templated); any age.
     :param reattach: as :class:`PostHogCreateBackfillOperator`: ``"retry"`` (default), ``"always"``,
         ``"never"``.
+    :param emit_asset_events: as :class:`PostHogCreateBackfillOperator` (default ``True``).
+    :param asset_alias: as :class:`PostHogCreateBackfillOperator`.
+    :param asset_uri: as :class:`PostHogCreateBackfillOperator` (templated).
 
     Returns the backfill id.
     """
@@ -120,12 +134,24 @@ class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
         *PostHogBackfillWaitOperator.template_fields,
         "batch_export_id",
         "run_id",
+        *LINEAGE_TEMPLATE_FIELDS,
     )
     operator_extra_links = ALL_LINKS
     ui_color = "#f9bd2b"
 
-    def __init__(self, *, batch_export_id: str, run_id: str, reattach: str = "retry", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_export_id: str,
+        run_id: str,
+        reattach: str = "retry",
+        emit_asset_events: bool = True,
+        asset_alias: str | None = None,
+        asset_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
         self.batch_export_id = batch_export_id
         self.run_id = run_id
         self.reattach = reattach
@@ -133,8 +159,8 @@ class PostHogRetryRunOperator(PostHogBackfillWaitOperator):
     def execute(self, context: Context) -> str:
         started = time.time()
         mode = validate_reattach(self.reattach)
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
-        run_id = require_id(self.run_id, "run_id")
+        batch_export_id = self.require_field("batch_export_id")
+        run_id = self.require_field("run_id")
         self.validate_wait_args()
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
@@ -194,8 +220,8 @@ class PostHogCancelRunOperator(_PostHogCancelOperator):
         self.run_id = run_id
 
     def execute(self, context: Context) -> str:
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
-        run_id = require_id(self.run_id, "run_id")
+        batch_export_id = self.require_field("batch_export_id")
+        run_id = self.require_field("run_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
         return self._cancel(
@@ -224,8 +250,8 @@ class PostHogCancelBackfillOperator(_PostHogCancelOperator):
         self.backfill_id = backfill_id
 
     def execute(self, context: Context) -> str:
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
-        backfill_id = require_id(self.backfill_id, "backfill_id")
+        batch_export_id = self.require_field("batch_export_id")
+        backfill_id = self.require_field("backfill_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="backfill_id", value=backfill_id)
         return self._cancel(

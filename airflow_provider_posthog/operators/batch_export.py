@@ -2,15 +2,19 @@
 
 ``destination`` holds credentials, so it is deliberately **not** a template field (rendered fields are stored
 in the metadata DB and shown in the UI) and every secret value in it is registered with Airflow's log masker
-before anything is logged. Pull credentials from a connection or Variable in the DAG file, not a template.
+before anything is logged. Prefer a destination builder (``airflow_provider_posthog.destinations``): it names
+an Airflow connection, read only when the task runs, and its own templated settings are rendered in
+``execute`` without ever being stored as rendered fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogNotFoundError
+from airflow_provider_posthog.destinations import DestinationBuilder, resolve_destination
+from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError, PostHogNotFoundError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBaseOperator
 from airflow_provider_posthog.tasks.args import require_id, to_bool, to_datetime
@@ -40,19 +44,18 @@ SECRET_CONFIG_KEYS: frozenset[str] = frozenset(
 )
 
 
-def mask_destination_secrets(destination: Any) -> int:
-    """Register every secret value of a destination config with Airflow's masker; returns how many."""
+def mask_destination_secrets(destination: Any) -> list[str]:
+    """Register every secret value of a destination config with Airflow's masker; returns the values."""
     from airflow.sdk.log import mask_secret
 
-    count = 0
+    found: list[str] = []
 
     def walk(node: Any) -> None:
-        nonlocal count
         if isinstance(node, Mapping):
             for key, value in node.items():
                 if str(key).lower() in SECRET_CONFIG_KEYS and isinstance(value, (str, int)) and value != "":
                     mask_secret(str(value))
-                    count += 1
+                    found.append(str(value))
                 else:
                     walk(value)
         elif isinstance(node, (list, tuple)):
@@ -60,12 +63,43 @@ def mask_destination_secrets(destination: Any) -> int:
                 walk(item)
 
     walk(destination)
-    return count
+    return found
+
+
+@contextmanager
+def _secrets_scrubbed(secrets: Sequence[str]) -> Iterator[None]:
+    """PostHog may quote a submitted value in an error; the exception must not carry it out of the task.
+
+    The log masker hides it in task logs, but failure callbacks and notifiers get the exception object
+    itself, so its message (and PostHog's ``detail`` on it) is scrubbed here.
+    """
+    try:
+        yield
+    except PostHogError as exc:
+        seen: set[int] = set()
+        error: BaseException | None = exc
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            error.args = tuple(_scrub(a, secrets) if isinstance(a, str) else a for a in error.args)
+            if isinstance(getattr(error, "detail", None), str):
+                error.detail = _scrub(error.detail, secrets)  # type: ignore[attr-defined]
+            error = error.__cause__ or error.__context__
+        raise
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _validate_destination(destination: Any) -> dict[str, Any]:
     if not isinstance(destination, Mapping):
-        raise PostHogConfigError("destination must be a dict like {'type': 'S3', 'config': {...}}.")
+        raise PostHogConfigError(
+            "destination must be a dict like {'type': 'S3', 'config': {...}} or a destination builder such "
+            f"as S3Destination (got {type(destination).__name__})."
+        )
     if not isinstance(destination.get("type"), str) or not destination.get("type"):
         raise PostHogConfigError("destination['type'] is required (e.g. 'S3', 'Postgres', 'NoOp').")
     if "config" in destination and not isinstance(destination["config"], Mapping):
@@ -93,12 +127,13 @@ class _ExportFieldsMixin:
     filters: Any
     extra_fields: Any
 
-    def _payload(self, *, partial: bool) -> dict[str, Any]:
+    def _payload(self, *, partial: bool, destination: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``destination`` is the resolved one (a builder is built in ``execute``, never stored here)."""
         payload: dict[str, Any] = {}
         if self.name is not None:
             payload["name"] = require_id(self.name, "name")
-        if self.destination is not None:
-            payload["destination"] = _validate_destination(self.destination)
+        if destination is not None:
+            payload["destination"] = _validate_destination(destination)
         if self.interval is not None:
             payload["interval"] = _validate_choice(self.interval, "interval", VALID_INTERVALS)
         if self.model is not None:
@@ -130,7 +165,10 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     """Create a batch export, idempotently by ``name``. Returns the export id (XCom ``batch_export_id`` too).
 
     :param name: export name, the idempotency key (templated).
-    :param destination: ``{"type": ..., "config": {...}}`` (PostHog's destination). Not templated: secrets.
+    :param destination: ``{"type": ..., "config": {...}}`` (PostHog's destination) or a destination builder
+        such as :class:`~airflow_provider_posthog.destinations.S3Destination`, which reads its credentials
+        from an Airflow connection when the task runs. Not a template field (secrets); a builder's own
+        templated settings are rendered in ``execute``.
     :param interval: ``hour``, ``day``, ``week``, ``every 5 minutes`` or ``every 15 minutes`` (templated).
     :param model: ``events``, ``persons``, ``sessions`` or ``hogql`` (templated); ``None`` (default) sends
         nothing: PostHog creates ``events`` and an update leaves the model alone.
@@ -160,7 +198,7 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self,
         *,
         name: str,
-        destination: Mapping[str, Any],
+        destination: Mapping[str, Any] | DestinationBuilder,
         interval: str,
         model: str | None = None,
         paused: bool | None = None,
@@ -186,9 +224,17 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.if_exists = if_exists
 
     def execute(self, context: Context) -> str:
-        mask_destination_secrets(self.destination)
         if_exists = _validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
-        payload = self._payload(partial=False)
+        # A builder reads its connection here (never at parse time) and fails before any API call.
+        destination = resolve_destination(self.destination, operator=self, context=context)
+        secrets = mask_destination_secrets(destination)
+        payload = self._payload(partial=False, destination=destination)
+        with _secrets_scrubbed(secrets):
+            export_id = self._create_or_update(payload, if_exists)
+        self.push_export_xcom(context, export_id)
+        return export_id
+
+    def _create_or_update(self, payload: dict[str, Any], if_exists: str) -> str:
         existing = [e for e in self.hook.list_batch_exports() if e.name == payload["name"]]
         # A name conflict is not fixed by trying again: fail at once (PostHogConfigError is never retried).
         if len(existing) > 1:
@@ -196,24 +242,20 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
                 f"{len(existing)} batch exports are named {payload['name']!r} "
                 f"({', '.join(e.id for e in existing)}); rename or delete the duplicates."
             )
-        if existing:
-            export_id = existing[0].id
-            if if_exists == "error":
-                raise PostHogConfigError(
-                    f"A batch export named {payload['name']!r} already exists ({export_id}); "
-                    "if_exists='error'."
-                )
-            if if_exists == "skip":
-                self.log.info(
-                    "Batch export %r exists (%s); leaving it unchanged.", payload["name"], export_id
-                )
-            else:
-                self.hook.update_batch_export(export_id, payload, partial=True)
-                self.log.info("Updated batch export %r (%s).", payload["name"], export_id)
-        else:
+        if not existing:
             export_id = self.hook.create_batch_export(payload).id
             self.log.info("Created batch export %r (%s).", payload["name"], export_id)
-        self.push_export_xcom(context, export_id)
+            return export_id
+        export_id = existing[0].id
+        if if_exists == "error":
+            raise PostHogConfigError(
+                f"A batch export named {payload['name']!r} already exists ({export_id}); if_exists='error'."
+            )
+        if if_exists == "skip":
+            self.log.info("Batch export %r exists (%s); leaving it unchanged.", payload["name"], export_id)
+        else:
+            self.hook.update_batch_export(export_id, payload, partial=True)
+            self.log.info("Updated batch export %r (%s).", payload["name"], export_id)
         return export_id
 
 
@@ -221,7 +263,8 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     """Change some fields of an export (PATCH: fields left ``None`` are untouched). Returns the export id.
 
     Parameters as :class:`PostHogCreateBatchExportOperator`, all optional, plus ``batch_export_id``
-    (templated). ``destination.config`` is merged by PostHog, so secrets need not be resent.
+    (templated). ``destination`` may be a dict or a destination builder, as for create; a dict's
+    ``config`` is merged by PostHog, so secrets need not be resent.
     """
 
     template_fields: tuple[str, ...] = (
@@ -241,7 +284,7 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         *,
         batch_export_id: str,
         name: str | None = None,
-        destination: Mapping[str, Any] | None = None,
+        destination: Mapping[str, Any] | DestinationBuilder | None = None,
         interval: str | None = None,
         model: str | None = None,
         paused: bool | None = None,
@@ -266,11 +309,13 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.extra_fields = extra_fields
 
     def execute(self, context: Context) -> str:
-        mask_destination_secrets(self.destination)
-        export_id = require_id(self.batch_export_id, "batch_export_id")
-        payload = self._payload(partial=True)
+        export_id = self.require_field("batch_export_id")
+        destination = resolve_destination(self.destination, operator=self, context=context)
+        secrets = mask_destination_secrets(destination)
+        payload = self._payload(partial=True, destination=destination)
         self.push_export_xcom(context, export_id)
-        self.hook.update_batch_export(export_id, payload, partial=True)
+        with _secrets_scrubbed(secrets):
+            self.hook.update_batch_export(export_id, payload, partial=True)
         self.log.info("Updated batch export %s: %s.", export_id, ", ".join(sorted(payload)))
         return export_id
 
@@ -290,7 +335,7 @@ class PostHogDeleteBatchExportOperator(PostHogBaseOperator):
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> str:
-        export_id = require_id(self.batch_export_id, "batch_export_id")
+        export_id = self.require_field("batch_export_id")
         try:
             self.hook.delete_batch_export(export_id)
         except PostHogNotFoundError:
@@ -316,7 +361,7 @@ class PostHogPauseBatchExportOperator(PostHogBaseOperator):
         self.batch_export_id = batch_export_id
 
     def execute(self, context: Context) -> str:
-        export_id = require_id(self.batch_export_id, "batch_export_id")
+        export_id = self.require_field("batch_export_id")
         self.push_export_xcom(context, export_id)
         self.hook.pause_batch_export(export_id)
         self.log.info("Paused batch export %s.", export_id)
@@ -339,7 +384,7 @@ class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
         self.backfill = backfill
 
     def execute(self, context: Context) -> str:
-        export_id = require_id(self.batch_export_id, "batch_export_id")
+        export_id = self.require_field("batch_export_id")
         self.push_export_xcom(context, export_id)
         backfill = to_bool(self.backfill, "backfill")
         self.hook.unpause_batch_export(export_id, backfill=backfill)

@@ -15,12 +15,18 @@ from airflow.sdk import BaseSensorOperator
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.compat import AirflowSensorTimeout
 from airflow_provider_posthog.exceptions import PostHogRemoteFailureError
+from airflow_provider_posthog.lineage.mixin import (
+    LINEAGE_TEMPLATE_FIELDS,
+    PostHogLineageMixin,
+    latest_completed_runs,
+)
 from airflow_provider_posthog.links.posthog import ALL_LINKS
-from airflow_provider_posthog.tasks.args import optional_id, require_id, to_seconds
+from airflow_provider_posthog.tasks.args import to_seconds
 from airflow_provider_posthog.tasks.data_interval import resolve_range
 from airflow_provider_posthog.tasks.decisions import decide_interval, decide_run
 from airflow_provider_posthog.tasks.mixin import PostHogTaskMixin, default_deferrable
 from airflow_provider_posthog.tasks.waiting import (
+    ProgressLog,
     Wait,
     deadline,
     describe_backfill,
@@ -30,24 +36,37 @@ from airflow_provider_posthog.tasks.waiting import (
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Mapping, Sequence
 
     from airflow.sdk import Context
 
+    from airflow_provider_posthog.api.models import BatchExport, BatchExportRun
     from airflow_provider_posthog.tasks.decisions import Decision
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
 
 
-class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
+class _PostHogSensor(PostHogTaskMixin, PostHogLineageMixin, BaseSensorOperator):
     """Shared sensor logic: lazy hook, links, poke -> decision, defer -> same decision via the trigger.
+
+    On success (poke, reschedule or deferred) the sensor emits an asset event for the export's destination.
 
     :param batch_export_id: the export (templated).
     :param posthog_conn_id: Airflow connection id.
     :param project_id: overrides the connection's project id.
     :param deferrable: wait in the triggerer. Default: ``[operators] default_deferrable``.
     :param poke_interval: seconds between checks (default 60): a non-negative number or a ``timedelta``.
+    :param emit_asset_events: on success, emit an Airflow asset event for the export's destination through
+        the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event).
+    :param asset_alias: the alias (default ``posthog-batch-export:{dag_id}.{task_id}``; not templated).
+    :param asset_uri: the asset URI instead of the destination's (templated).
     """
 
-    template_fields: tuple[str, ...] = ("batch_export_id", "posthog_conn_id", "project_id")
+    template_fields: tuple[str, ...] = (
+        "batch_export_id",
+        "posthog_conn_id",
+        "project_id",
+        *LINEAGE_TEMPLATE_FIELDS,
+    )
     operator_extra_links = ALL_LINKS
     failure_error: ClassVar[type[Exception]] = PostHogRemoteFailureError
     timeout_error: ClassVar[type[Exception]] = AirflowSensorTimeout
@@ -60,6 +79,9 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
         project_id: int | str | None = None,
         deferrable: bool | None = None,
         poke_interval: float = 60,
+        emit_asset_events: bool = True,
+        asset_alias: str | None = None,
+        asset_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=to_seconds(poke_interval, "poke_interval"), **kwargs)
@@ -68,6 +90,8 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
         self.project_id = project_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self._links_pushed = False
+        self._progress_log = ProgressLog()
+        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
 
     # -- subclass API ---------------------------------------------------------------------------------------
     def _validate(self, context: Context) -> None:
@@ -84,12 +108,16 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
 
     # -- modes ----------------------------------------------------------------------------------------------
     def _start(self, context: Context) -> Wait:
-        batch_export_id = require_id(self.batch_export_id, "batch_export_id")
+        batch_export_id = self.require_field("batch_export_id")
         self._validate(context)
+        wait = self._wait(batch_export_id)
+        # One progress log for all pokes of this process (reschedule mode: a new process each poke).
+        wait.progress_log = self._progress_log
         if not self._links_pushed:
             self.push_export_xcom(context, batch_export_id)
+            wait.log_link(self.log, self.hook.ui_url)
             self._links_pushed = True
-        return self._wait(batch_export_id)
+        return wait
 
     def poke(self, context: Context) -> bool:
         wait = self._start(context)
@@ -104,7 +132,7 @@ class _PostHogSensor(PostHogTaskMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         # Argument errors fail here, before the poke loop (where soft_fail would turn them into a skip).
         if not self.deferrable:
-            require_id(self.batch_export_id, "batch_export_id")
+            self.require_field("batch_export_id")
             self._validate(context)
             return super().execute(context)
         wait = self._start(context)
@@ -141,10 +169,10 @@ class PostHogBackfillSensor(_PostHogSensor):
         self.backfill_id = backfill_id
 
     def _validate(self, context: Context) -> None:
-        require_id(self.backfill_id, "backfill_id")
+        self.require_field("backfill_id")
 
     def _wait(self, batch_export_id: str) -> Wait:
-        backfill_id = require_id(self.backfill_id, "backfill_id")
+        backfill_id = self.require_field("backfill_id")
         return Wait(
             what=describe_backfill(batch_export_id, backfill_id),
             batch_export_id=batch_export_id,
@@ -153,7 +181,7 @@ class PostHogBackfillSensor(_PostHogSensor):
         )
 
     def _decide(self, batch_export_id: str) -> Decision:
-        return self.poll_backfill(batch_export_id, require_id(self.backfill_id, "backfill_id"))
+        return self.poll_backfill(batch_export_id, self.require_field("backfill_id"))
 
     def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
@@ -201,10 +229,11 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         self.data_interval_start = data_interval_start
         self.data_interval_end = data_interval_end
         self._resolved: tuple[dt.datetime, dt.datetime] | None = None
+        self._listed_runs: Sequence[BatchExportRun] | None = None  # the last poll's runs (interval mode)
 
     def _validate(self, context: Context | None) -> None:
         """Check the rendered interval; a zero-width one becomes the schedule's last complete period."""
-        if optional_id(self.run_id, "run_id") is not None:
+        if self.optional_field("run_id") is not None:
             return
         self._resolved = resolve_range(
             self.data_interval_start,
@@ -222,7 +251,7 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         return self._resolved
 
     def _wait(self, batch_export_id: str) -> Wait:
-        run_id = optional_id(self.run_id, "run_id")
+        run_id = self.optional_field("run_id")
         if run_id is not None:
             what = describe_run(batch_export_id, run_id)
         else:
@@ -233,14 +262,34 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         )
 
     def _decide(self, batch_export_id: str) -> Decision:
-        run_id = optional_id(self.run_id, "run_id")
+        run_id = self.optional_field("run_id")
         if run_id is not None:
             return decide_run(self.hook.get_run(batch_export_id, run_id))
         start, end = self._interval()
-        runs = self.hook.list_runs(
+        runs = self._list_interval_runs(batch_export_id, start, end)
+        self._listed_runs = runs
+        return decide_interval(runs, start, end)
+
+    def _list_interval_runs(
+        self, batch_export_id: str, start: dt.datetime, end: dt.datetime
+    ) -> list[BatchExportRun]:
+        return self.hook.list_runs(
             batch_export_id, ordering="-data_interval_start", start=start.isoformat(), end=end.isoformat()
         )
-        return decide_interval(runs, start, end)
+
+    def _lineage_completed_runs(
+        self, context: Context, event: Mapping[str, Any], export: BatchExport
+    ) -> Sequence[BatchExportRun]:
+        """Interval mode: the runs the success was decided on (listed again after a deferral)."""
+        if event.get("run_id"):
+            return super()._lineage_completed_runs(context, event, export)
+        if self._resolved is None:
+            self._validate(context)
+        start, end = self._interval()
+        runs = self._listed_runs
+        if runs is None:
+            runs = self._list_interval_runs(str(event["batch_export_id"]), start, end)
+        return latest_completed_runs(runs, start, end)
 
     def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBatchExportRunTrigger

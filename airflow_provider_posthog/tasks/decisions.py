@@ -107,6 +107,23 @@ def decide_run(run: BatchExportRun) -> Decision:
     )
 
 
+def newest_per_interval(
+    runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.datetime
+) -> list[BatchExportRun]:
+    """The runs inside ``[start, end)``, only the newest of each data interval (a retried interval counts
+    once), oldest interval first."""
+    latest: dict[tuple[dt.datetime, dt.datetime], BatchExportRun] = {}
+    floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    for run in runs:
+        s, e = run.data_interval_start, run.data_interval_end
+        if s is None or e is None or s < start or e > end:
+            continue
+        current = latest.get((s, e))
+        if current is None or (run.created_at or floor) >= (current.created_at or floor):
+            latest[(s, e)] = run
+    return [latest[key] for key in sorted(latest)]
+
+
 def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.datetime) -> Decision:
     """Outcome of "every run covering ``[start, end)``".
 
@@ -114,18 +131,7 @@ def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.
     scheduled run that was retried and then completed does not fail the wait. The interval is done when the
     counted runs cover ``[start, end)`` without a gap and all of them completed; any failed one fails it.
     """
-    latest: dict[tuple[dt.datetime, dt.datetime], BatchExportRun] = {}
-    floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    for run in runs:
-        if run.data_interval_start is None or run.data_interval_end is None:
-            continue
-        if run.data_interval_start < start or run.data_interval_end > end:
-            continue
-        key = (run.data_interval_start, run.data_interval_end)
-        current = latest.get(key)
-        if current is None or (run.created_at or floor) >= (current.created_at or floor):
-            latest[key] = run
-    counted = sorted(latest.values(), key=lambda r: (r.data_interval_start, r.data_interval_end))
+    counted = newest_per_interval(runs, start, end)
     failed = tuple(run_summary(r) for r in counted if run_outcome(r.status) is Outcome.FAILED)
     n_done, records = _count(counted)
     window = f"[{start.isoformat()}, {end.isoformat()})"

@@ -15,9 +15,11 @@ from airflow_provider_posthog.exceptions import (
     PostHogJobFailedError,
     PostHogWaitTimeoutError,
 )
+from airflow_provider_posthog.lineage.mixin import PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import XCOM_BACKFILLS_URL, XCOM_BATCH_EXPORT_URL, XCOM_RUNS_URL
 from airflow_provider_posthog.tasks.cancel import cancel_if_active, log_best_effort
 from airflow_provider_posthog.tasks.decisions import Decision, decide_backfill
+from airflow_provider_posthog.tasks.templates import TemplateSourcesMixin
 from airflow_provider_posthog.tasks.waiting import LOG_TAIL_RUNS, complete, describe_backfill, tail_lines
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def default_deferrable() -> bool:
     return compat.airflow_conf().getboolean("operators", "default_deferrable", fallback=False)
 
 
-class PostHogTaskMixin:
+class PostHogTaskMixin(TemplateSourcesMixin):
     """The lazy hook, the link XComs, backfill polls and the end of every wait.
 
     Expects ``posthog_conn_id`` and ``project_id`` attributes (set by the task's constructor). A wait ends
@@ -122,8 +124,12 @@ class PostHogTaskMixin:
         """Validate ``event`` and end the wait with it: return on success, raise otherwise.
 
         Every waiting task ends here (sync, poke and deferred alike), so what a success adds for the task
-        (beyond the log line) belongs after ``complete`` returns.
+        (beyond the log line) belongs after ``complete`` returns: the asset event of a task with lineage
+        (``lineage.mixin``) is emitted there, so a failure, timeout or soft-fail skip never emits one.
         """
+        lineage = self if isinstance(self, PostHogLineageMixin) else None
+        if lineage is not None:
+            lineage._lineage_note_job(event)
         checked = complete(
             event,
             failure=self.failure_error,
@@ -133,6 +139,8 @@ class PostHogTaskMixin:
             require=require,
         )
         self.log.info("%s", checked["message"])
+        if lineage is not None:
+            lineage._lineage_wait_succeeded(context, checked)
         return checked
 
     def on_wait_timeout(self, event: Mapping[str, Any]) -> None:

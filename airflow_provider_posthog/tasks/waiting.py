@@ -1,10 +1,10 @@
 """Waiting on PostHog, the same for every path: the poll step, deadlines, events and the completion switch.
 
 Operators (sync poll loop), sensors (poke) and triggers (deferred poll) turn remote state into a
-``tasks.decisions.Decision``, advance with :meth:`Wait.step`, speak one event dict
-(:func:`make_event`) and end in :func:`complete`. Nothing here does I/O or reads a clock: callers pass
-``now`` (epoch seconds, ``time.time()``: the deadline is computed by the worker and compared in the
-triggerer, so it is never a monotonic clock).
+``tasks.decisions.Decision``, advance with :meth:`Wait.step`, speak one event dict (:func:`make_event`) and
+end in :func:`complete`. Nothing here does I/O (besides logging) or reads a clock: callers pass ``now``
+(epoch seconds, ``time.time()``: the deadline is computed by the worker and compared in the triggerer, so it
+is never a monotonic clock).
 
 Event schema::
 
@@ -28,6 +28,8 @@ from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.exceptions import PostHogTriggerError
 
 if TYPE_CHECKING:
+    from airflow.sdk.types import Logger
+
     from airflow_provider_posthog.api.models import LogEntry
     from airflow_provider_posthog.tasks.decisions import Decision
 
@@ -41,6 +43,8 @@ EVENT_STATUSES: frozenset[str] = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
 LOG_TAIL_LINES = 10
 #: How many failed runs a failure message fetches log lines for.
 LOG_TAIL_RUNS = 3
+#: While PostHog reports the same progress, a waiting task repeats the line at most this often (seconds).
+PROGRESS_HEARTBEAT_SECONDS = 300.0
 
 
 # --------------------------------------------------------------------------------------------------- events
@@ -160,11 +164,43 @@ class Step:
     progress: str | None = None
 
 
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{int(seconds)} s" if minutes < 1 else f"{minutes} min"
+
+
+@dataclasses.dataclass
+class ProgressLog:
+    """Which progress lines a wait logs: a change at once, the same line again only as a heartbeat.
+
+    A poll every few seconds would otherwise repeat "(2/12 runs finished)" for as long as a run takes. One
+    instance lives as long as the waiting loop's process (a sensor keeps one across its pokes).
+    """
+
+    heartbeat: float = PROGRESS_HEARTBEAT_SECONDS
+    message: str | None = None
+    since: float = 0.0
+    logged_at: float = 0.0
+
+    def line(self, message: str | None, now: float) -> str | None:
+        """The line to log for ``message`` polled at ``now`` (epoch seconds), or ``None`` to stay quiet."""
+        if message is None:
+            return None
+        if message != self.message:
+            self.message, self.since, self.logged_at = message, now, now
+            return message
+        if now - self.logged_at >= self.heartbeat:
+            self.logged_at = now
+            return f"{message} (unchanged for {_duration(now - self.since)})"
+        return None
+
+
 @dataclasses.dataclass
 class Wait:
     """One wait on one remote job, driven the same way by the worker's loop, a sensor's poke and a trigger.
 
-    ``end_time`` is epoch seconds (``None``: no deadline); ``what`` names the job in messages.
+    ``end_time`` is epoch seconds (``None``: no deadline); ``what`` names the job in messages;
+    ``progress_log`` keeps repeated progress lines out of the task log.
     """
 
     what: str
@@ -173,20 +209,36 @@ class Wait:
     run_id: str | None = None
     poll_interval: float = 60.0
     end_time: float | None = None
+    progress_log: ProgressLog = dataclasses.field(default_factory=ProgressLog, compare=False, repr=False)
+
+    @property
+    def ui_tab(self) -> str:
+        """The tab of the export's PostHog page that shows what this wait waits on."""
+        return "backfills" if self.backfill_id else "runs"
 
     def step(self, decision: Decision | None, now: float) -> Step:
         """The one poll step. ``decision`` is ``None`` when the poll failed and is to be repeated."""
         if decision is not None and decision.done:
             return Step(event=self.event(decision))
-        progress = self.progress(decision)
+        progress = self.progress(decision, now)
         if self.end_time is not None and now >= self.end_time:
             return Step(event=self.timeout_event(), progress=progress)
         return Step(sleep=self.sleep_until(now + self.poll_interval, now), progress=progress)
 
-    def progress(self, decision: Decision | None) -> str | None:
-        """The line a waiting task logs after a poll that found the job still running (every path logs
-        progress through here)."""
-        return None if decision is None else decision.message
+    def progress(self, decision: Decision | None, now: float) -> str | None:
+        """The line a waiting task logs after a poll that found the job still running, if any (every path
+        logs progress through here): only a change, or the unchanged state once per heartbeat."""
+        return self.progress_log.line(None if decision is None else decision.message, now)
+
+    def log_link(self, log: Logger, ui_url: Callable[[str, str], str]) -> None:
+        """Log the PostHog page that shows what this wait waits on (``ui_tab``), built by the hook's
+        ``ui_url``. A link is a convenience: failing to build it only warns."""
+        try:
+            url = ui_url(self.batch_export_id, self.ui_tab)
+        except Exception as exc:
+            log.warning("Could not build the PostHog UI URL: %s", exc)
+            return
+        log.info("Waiting for %s; follow it in PostHog: %s", self.what, url)
 
     def sleep_until(self, wake_at: float, now: float) -> float:
         """Seconds to sleep to wake at ``wake_at``, never past the deadline."""

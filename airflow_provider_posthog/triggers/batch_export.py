@@ -109,12 +109,15 @@ class _PostHogPollingTrigger(BaseTrigger):
 
     @cached_property
     def wait(self) -> Wait:
+        """The wait this trigger runs; it lives as long as the trigger, so progress lines are not repeated."""
+        ids = self._ids()
         return Wait(
             what=self._what(),
             batch_export_id=self.batch_export_id,
+            backfill_id=ids.get("backfill_id"),
+            run_id=ids.get("run_id"),
             poll_interval=self.poll_interval,
             end_time=self.end_time,
-            **self._ids(),
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -77,3 +77,29 @@ def test_a_template_in_a_setting_that_is_not_templated_is_refused(no_lookup: moc
     ):
         S3Destination(bucket_name="b", prefix="p/", file_format="{{ params.fmt }}")
     assert no_lookup.call_count == 0
+
+
+def test_each_run_renders_its_own_copy(set_conn: Callable[..., None]) -> None:
+    """The DAG's builder keeps its templates: a second run (or another task sharing it) renders afresh."""
+    set_conn("aws_test", **AWS)
+    builder = S3Destination(bucket_name="b", prefix="posthog/{{ ds }}/", aws_conn_id="aws_test")
+    op = _operator()
+    first = resolve_destination(builder, operator=op, context={"ds": "2024-03-01"})
+    second = resolve_destination(builder, operator=op, context={"ds": "2024-03-02"})
+    assert first is not None and second is not None
+    assert (first["config"]["prefix"], second["config"]["prefix"]) == (
+        "posthog/2024-03-01/",
+        "posthog/2024-03-02/",
+    )
+    assert builder.prefix == "posthog/{{ ds }}/"
+
+
+def test_a_template_that_fails_to_render_names_the_setting(no_lookup: mock.MagicMock) -> None:
+    builder = S3Destination(bucket_name="{{ 1 // 0 }}", prefix="p/")
+    with pytest.raises(
+        PostHogConfigError,
+        match=r"destination: S3Destination.bucket_name='\{\{ 1 // 0 \}\}' could not be rendered: "
+        r"ZeroDivisionError",
+    ):
+        resolve_destination(builder, operator=_operator(), context={})
+    assert no_lookup.call_count == 0

@@ -7,6 +7,7 @@ case, plus cancel-on-timeout, re-attach across attempts and the trigger's on_kil
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -172,15 +173,22 @@ def test_manage_exports_as_code_keeps_secrets_out(
 
     emu = posthog_conn
     dag = example_dags["posthog_manage_exports"]
-    create = dag.get_task("create_export")
-    config = {**create.destination["config"], "aws_secret_access_key": S3_SECRET}
-    monkeypatch.setattr(create, "destination", {**create.destination, "config": config})
+    aws = {
+        "conn_type": "aws",
+        "login": "AKIAE2EEXAMPLE",
+        "password": S3_SECRET,
+        "extra": {"region_name": "eu-central-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
     dr = dag.test(run_conf={"export_name": "e2e managed", "interval": "day", "backfill_gap": False})
     assert dr.state == "success"
     export_id = _xcoms(dag.dag_id, dr.run_id)[("create_export", "return_value")]
     stored = emu.control.get_export(export_id)
     assert stored["name"] == "e2e managed" and stored["interval"] == "day" and stored["paused"] is False
-    assert stored["destination"]["config"]["aws_secret_access_key"] == S3_SECRET  # it did reach PostHog
+    config = stored["destination"]["config"]
+    # The connection's credentials and region did reach PostHog...
+    assert config["aws_secret_access_key"] == S3_SECRET and config["aws_access_key_id"] == "AKIAE2EEXAMPLE"
+    assert config["region"] == "eu-central-1" and config["bucket_name"] == "analytics-raw"
     # ... but not the logs, XCom or the rendered template fields.
     assert S3_SECRET not in capfd.readouterr().out
     assert S3_SECRET not in repr(_xcoms(dag.dag_id, dr.run_id))

@@ -124,9 +124,9 @@ def test_destination_is_not_templated_and_secrets_are_masked() -> None:
 
     assert "destination" not in PostHogCreateBatchExportOperator.template_fields
     assert "destination" not in PostHogUpdateBatchExportOperator.template_fields
-    assert (
-        mask_destination_secrets({"config": {"nested": [{"password": "p4ssw0rd-xyz"}], "region": "eu"}}) == 1
-    )
+    assert mask_destination_secrets(
+        {"config": {"nested": [{"password": "p4ssw0rd-xyz"}], "region": "eu"}}
+    ) == ["p4ssw0rd-xyz"]
     assert "p4ssw0rd-xyz" not in str(redact("connecting with p4ssw0rd-xyz"))
 
 
@@ -199,3 +199,143 @@ def test_cancel_backfill_race_with_completion_is_not_an_error(factories: Any) ->
     )
     op = PostHogCancelBackfillOperator(task_id="c", batch_export_id="e1", backfill_id="b1")
     assert _run(op, hook) == "Completed"
+
+
+# -- destination builders -----------------------------------------------------------------------------------
+
+BUILDER_KEY_ID = "AKIAOPERATORUNIT0001"
+BUILDER_SECRET = "operator-unit/Secret+Key-0123456789"
+
+
+@pytest.fixture
+def aws_conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``aws`` connection the way a deployment defines one: ``AIRFLOW_CONN_AWS_UNIT`` JSON."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_UNIT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": BUILDER_KEY_ID,
+                "password": BUILDER_SECRET,
+                "extra": {"region_name": "eu-central-1"},
+            }
+        ),
+    )
+
+
+def _s3(**kwargs: Any) -> Any:
+    from airflow_provider_posthog.destinations import S3Destination
+
+    params: dict[str, Any] = {"bucket_name": "lake", "prefix": "posthog/{{ ds }}/", "aws_conn_id": "aws_unit"}
+    params.update(kwargs)
+    return S3Destination(**params)
+
+
+def _rendered_run(op: Any, hook: mock.MagicMock, **context: Any) -> Any:
+    """As the task runner does it: render the operator's template fields, then execute."""
+    ctx: dict[str, Any] = {"ds": "2024-03-01", "params": {}, "ti": mock.MagicMock(), **context}
+    op.render_template_fields(ctx)
+    op.__dict__["hook"] = hook
+    return op.execute(ctx)
+
+
+def test_create_with_a_builder_sends_the_connections_keys_and_the_rendered_prefix(
+    aws_conn: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
+
+    hook = _hook()
+    builder = _s3()
+    op = _create(destination=builder)
+    with caplog.at_level(logging.DEBUG):
+        assert _rendered_run(op, hook) == "new-id"
+    sent = hook.create_batch_export.call_args.args[0]["destination"]
+    assert sent == {
+        "type": "S3",
+        "config": {
+            "bucket_name": "lake",
+            "region": "eu-central-1",
+            "prefix": "posthog/2024-03-01/",
+            "aws_access_key_id": BUILDER_KEY_ID,
+            "aws_secret_access_key": BUILDER_SECRET,
+        },
+    }
+    assert BUILDER_SECRET not in caplog.text
+    assert BUILDER_SECRET not in str(redact(f"sending {sent}"))  # registered with the masker
+    # The DAG's builder is untouched: the next run (same process) renders its own date.
+    assert op.destination is builder and builder.prefix == "posthog/{{ ds }}/"
+    assert "destination" not in op.template_fields
+
+
+def test_update_with_a_builder_patches_the_built_destination(aws_conn: None) -> None:
+    hook = _hook()
+    op = PostHogUpdateBatchExportOperator(
+        task_id="u", batch_export_id="e1", destination=_s3(prefix="v2/{{ ds }}/", file_format="Parquet")
+    )
+    assert _rendered_run(op, hook) == "e1"
+    (export_id, payload), kwargs = hook.update_batch_export.call_args
+    assert export_id == "e1" and kwargs == {"partial": True} and list(payload) == ["destination"]
+    config = payload["destination"]["config"]
+    assert config["prefix"] == "v2/2024-03-01/" and config["file_format"] == "Parquet"
+    assert config["aws_secret_access_key"] == BUILDER_SECRET
+
+
+@pytest.mark.parametrize("operator", ["create", "update"])
+def test_a_missing_connection_fails_before_any_api_call(operator: str) -> None:
+    hook = _hook()
+    builder = _s3(aws_conn_id="aws_nowhere")
+    if operator == "create":
+        op: Any = _create(destination=builder)
+    else:
+        op = PostHogUpdateBatchExportOperator(task_id="u", batch_export_id="e1", destination=builder)
+    with pytest.raises(PostHogConfigError, match="aws_conn_id='aws_nowhere': no Airflow connection"):
+        _rendered_run(op, hook)
+    assert hook.method_calls == []  # neither a list, nor a create, nor a PATCH
+
+
+def test_a_builder_template_that_cannot_render_is_named(aws_conn: None) -> None:
+    from airflow.sdk import DAG
+
+    hook = _hook()
+    with DAG(dag_id="builder_render_error", schedule=None):  # a DAG's templates are strict
+        op = _create(destination=_s3(bucket_name="{{ params.bucket }}"))
+    with pytest.raises(
+        PostHogConfigError, match=r"S3Destination.bucket_name='\{\{ params.bucket \}\}' could not be rendered"
+    ):
+        _rendered_run(op, hook)
+    assert hook.method_calls == []
+
+
+def test_a_bad_builder_setting_fails_when_the_dag_file_is_parsed() -> None:
+    with pytest.raises(PostHogConfigError, match=r"compression='zstd' is not allowed with file_format"):
+        _create(destination=_s3(compression="zstd"))
+
+
+def test_anything_but_a_dict_or_a_builder_is_refused_naming_both() -> None:
+    hook = _hook()
+    with pytest.raises(PostHogConfigError, match="or a destination builder such as S3Destination"):
+        _run(_create(destination="S3"), hook)
+    assert hook.method_calls == []
+
+
+@pytest.mark.parametrize("operator", ["create", "update"])
+def test_an_api_error_quoting_a_destination_secret_is_scrubbed(operator: str) -> None:
+    echoed = PostHogValidationError(
+        f"PostHog API POST /x failed with HTTP 400 (invalid_input): bad key {SECRET} [field: destination]",
+        detail=f"bad key {SECRET}",
+    )
+    hook = _hook(
+        create_batch_export=mock.Mock(side_effect=echoed),
+        update_batch_export=mock.Mock(side_effect=echoed),
+    )
+    if operator == "create":
+        op: Any = _create()
+    else:
+        op = PostHogUpdateBatchExportOperator(task_id="u", batch_export_id="e1", destination=DESTINATION)
+    with pytest.raises(PostHogValidationError) as raised:
+        _run(op, hook)
+    assert raised.value is echoed  # the same error (type, status, attr), only scrubbed
+    assert str(raised.value).endswith("bad key *** [field: destination]")
+    assert raised.value.detail == "bad key ***"
