@@ -1,4 +1,4 @@
-"""Use case 3: run my models when PostHog has exported.
+"""Use case 4: run my models when PostHog has exported.
 
 This DAG has no time schedule: Airflow runs it each time the backfill task of ``posthog_backfill_and_wait``
 succeeded. That task (like the retry-run operator and both sensors) emits an asset event for the export's

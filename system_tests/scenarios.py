@@ -231,6 +231,32 @@ class ExampleDags(Scenario):
             f"expected {n_backfill_dag_runs} PostHog backfills of the example export, got {len(remote)}",
         )
         check(all(b["status"] == "Completed" for b in remote), f"backfills: {[b['status'] for b in remote]}")
+        self.check_models_ran_on_asset_events(sut, {b["id"] for b in remote})
+
+    def check_models_ran_on_asset_events(self, sut: SystemUnderTest, backfill_ids: set[str]) -> None:
+        """The scheduler ran the models DAG off the backfill task's asset events (scheduled on the alias).
+
+        Airflow may fold several queued events into one asset-triggered run, so the runs' events are
+        compared with the PostHog backfills rather than the runs counted.
+        """
+        models = "posthog_models_on_export"
+
+        def consumed() -> set[str] | None:
+            runs = sut.rest("GET", f"dags/{models}/dagRuns")["dag_runs"]
+            if not runs or any(r["state"] not in ("success", "failed") for r in runs):
+                return None
+            check(all(r["run_type"] == "asset_triggered" for r in runs), f"{models} runs: {runs}")
+            check(all(r["state"] == "success" for r in runs), f"{models} runs: {runs}")
+            ids: set[str] = set()
+            for r in runs:
+                events = sut.rest("GET", f"dags/{models}/dagRuns/{r['dag_run_id']}/upstreamAssetEvents")
+                ids |= {str((e.get("extra") or {}).get("backfill_id")) for e in events["asset_events"]}
+            return ids if ids >= backfill_ids else None
+
+        ids = wait_until(f"{models} to run on every backfill's asset event", consumed, 180, 3.0)
+        self.result.notes.append(
+            f"{models}: asset-triggered runs consumed the events of backfills {sorted(ids)}"
+        )
 
 
 # -- 2. triggerer SIGKILL ------------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ def _exec_dags(code: str, page: Path, monkeypatch: pytest.MonkeyPatch) -> list[A
 def test_page_dag_parses_and_serializes_without_connections(
     page: Path, no_lookup: mock.MagicMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.serialization.serialized_objects import DagSerialization
+    from tests.airflow_versions import dag_serialization
+
+    DagSerialization = dag_serialization()
 
     blocks = FENCE.findall(page.read_text())
     assert len(blocks) == 1, "one copyable DAG per page"

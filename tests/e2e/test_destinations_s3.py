@@ -44,7 +44,7 @@ def record_failure(context):
     path = os.environ.get("POSTHOG_E2E_FAILURES")
     if path:
         with open(path, "a") as out:
-            out.write(repr(context["exception"]) + "\\n")
+            out.write(repr(context.get("exception")) + "\\n")
 
 
 DEFAULTS = {{"retries": 2, "retry_delay": dt.timedelta(0), "on_failure_callback": record_failure}}
@@ -222,7 +222,9 @@ def test_the_dag_file_parses_with_no_connection_and_no_network(
 ) -> None:
     from unittest import mock
 
-    from airflow.serialization.serialized_objects import DagSerialization
+    from tests.airflow_versions import dag_serialization
+
+    DagSerialization = dag_serialization()
 
     from airflow_provider_posthog.compat import dagbag_class
     from airflow_provider_posthog.destinations import S3Destination
@@ -309,9 +311,13 @@ def test_an_error_quoting_the_secret_is_scrubbed_before_it_leaves_the_task(
     assert "The AWS secret access key *** was rejected by S3. [field: destination]" in out.out
     assert SECRET not in out.out and SECRET not in out.err
     assert SECRET not in _log_files(dag.dag_id)
+    from airflow import __version__ as airflow_version
+
     seen = failures.read_text()
-    assert "PostHogValidationError" in seen and "The AWS secret access key *** was rejected" in seen
     assert SECRET not in seen
+    if tuple(int(p) for p in airflow_version.split(".")[:2]) >= (3, 2):
+        # Airflow 3.1's dag.test() hands failure callbacks no exception; 3.2+ hands them the task's.
+        assert "PostHogValidationError" in seen and "The AWS secret access key *** was rejected" in seen
 
 
 def test_a_missing_connection_fails_once_before_any_request(

@@ -7,6 +7,7 @@ emulator (which strips secrets like PostHog does), so what reaches the metadata 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,12 +112,12 @@ def _queued(dag_id: str) -> tuple[bool, bool]:
 def _register(dags: list[DAG], *, unpause: tuple[str, ...] = ()) -> None:
     """Serialize DAGs into the metadata DB as the DAG processor would; unpause the given ones."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
     from sqlalchemy import update
 
     from airflow_provider_posthog.compat import dagbag_class
+    from tests.airflow_versions import sync_bag_to_db
 
     DagBundlesManager().sync_bundles_to_db()
     bag = dagbag_class()(dag_folder="/nonexistent-lineage-e2e-dags")
@@ -237,7 +238,14 @@ def test_the_scheduler_creates_the_models_run_with_the_event(
     with create_session() as session:
         before = set(session.scalars(select(DagRun.run_id).where(DagRun.dag_id == MODELS_DAG)))
         model = session.scalars(select(DagModel).where(DagModel.dag_id == MODELS_DAG)).one()
-        SchedulerJobRunner(job=Job())._create_dag_runs_asset_triggered(dag_models=[model], session=session)
+        runner = SchedulerJobRunner(job=Job())
+        if "triggered_date_by_dag" in inspect.signature(runner._create_dag_runs_asset_triggered).parameters:
+            _, triggered = DagModel.dags_needing_dagruns(session)  # Airflow 3.1 takes them as an argument
+            runner._create_dag_runs_asset_triggered(
+                dag_models=[model], triggered_date_by_dag=triggered, session=session
+            )
+        else:
+            runner._create_dag_runs_asset_triggered(dag_models=[model], session=session)
         session.flush()
         created = session.scalars(
             select(DagRun)

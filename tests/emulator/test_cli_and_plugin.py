@@ -189,7 +189,11 @@ def test_the_default_connection_does_not_make_airflow_warn_about_short_secrets(
     assert not _warns_short_secret(emulator.airflow_conn_json(), monkeypatch)
     assert not _warns_short_secret(emulator.airflow_conn_uri(), monkeypatch)
     one_digit = PostHogEmulator(EmulatorSettings(project_id=1), port=8010)
-    assert _warns_short_secret(one_digit.airflow_conn_json(), monkeypatch)  # what the old default did
+    from airflow import __version__ as airflow_version
+
+    # What the old default did, from Airflow 3.2 on (3.1's task-side masker has no short-secret warning).
+    warns_for_short = tuple(int(p) for p in airflow_version.split(".")[:2]) >= (3, 2)
+    assert _warns_short_secret(one_digit.airflow_conn_json(), monkeypatch) is warns_for_short
 
 
 def test_help_is_self_contained_and_links_the_docs() -> None:

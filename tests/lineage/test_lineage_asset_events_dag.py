@@ -60,11 +60,11 @@ def _emit_operator() -> type:
 def _run(suffix: str, mode: str) -> tuple[str, str, Any]:
     """Build producer + two consumers, register them as the DAG processor would, run the producer."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG, Asset, AssetAlias
 
     from airflow_provider_posthog.compat import dagbag_class
+    from tests.airflow_versions import sync_bag_to_db
 
     emit = _emit_operator()
     dags: list[DAG] = []

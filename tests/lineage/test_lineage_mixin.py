@@ -93,10 +93,10 @@ def test_openlineage_hooks_need_the_export_first() -> None:
 
 def _run_dag(dag_id: str, **op_kwargs: Any) -> Any:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.sdk import DAG
 
     from airflow_provider_posthog.compat import dagbag_class
+    from tests.airflow_versions import sync_bag_to_db
 
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         task = _op_class()(task_id="export", **op_kwargs)

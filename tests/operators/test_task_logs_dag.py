@@ -95,7 +95,7 @@ def _templates_dag() -> Any:
     from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor
 
     try:
-        from airflow.dag_processing.dagbag import sync_bag_to_db
+        from tests.airflow_versions import sync_bag_to_db
     except ImportError:  # Airflow < 3.2
         from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef,unused-ignore]
 
