@@ -34,19 +34,26 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login"],
                     "relabeling": {"host": "PostHog host", "password": "Personal API key"},
+                    # Extra fields render in the collapsed "Extra Fields" section without placeholders, so
+                    # the always-visible host field points at the required Project ID there (a "description"
+                    # placeholder would be prefixed as an extra field by Airflow and never shown).
                     "placeholders": {
-                        "host": "https://us.posthog.com (or https://eu.posthog.com, or a self-hosted URL)",
+                        "host": "https://us.posthog.com, https://eu.posthog.com or self-hosted; "
+                        "then set Project ID under Extra Fields",
                         "password": "phx_... (scopes batch_export:read, batch_export:write)",
-                        "project_id": "12345",
-                        "timeout": "30",
-                        "extra": '{"project_id": "12345", "timeout": 30}',
+                        "extra": '{"project_id": 12345, "timeout": 30}',
                     },
                 },
                 "conn-fields": {
                     "project_id": {
                         "label": "Project ID",
-                        "description": "Numeric PostHog project (environment) id, from Settings > Project.",
-                        "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$"},
+                        "description": (
+                            "Required. The numeric PostHog project (environment) id, e.g. 12345: shown in "
+                            "PostHog under Settings > Project and in its URLs (/project/12345/)."
+                        ),
+                        # A non-null integer: the UI renders a number input (minimum 1), marks it required
+                        # and keeps Save disabled while it is empty.
+                        "schema": {"type": "integer", "minimum": 1},
                     },
                     "timeout": {
                         "label": "Request timeout (seconds)",

@@ -154,22 +154,29 @@ def legacy_ui_field_behaviour(conn_type: str) -> dict[str, Any]:
 
 
 def legacy_connection_form_widgets(conn_type: str) -> dict[str, Any]:
-    """``get_connection_form_widgets()`` for Airflow 3.1: a text field per declared ``conn-fields`` entry.
+    """``get_connection_form_widgets()`` for Airflow 3.1: one field per declared ``conn-fields`` entry.
 
-    Only Airflow's UI calls this (it stubs wtforms/FAB when they are not installed), so the imports are local.
+    Integer fields become ``IntegerField`` (a number input in the UI), the rest text fields. Only Airflow's
+    UI calls this (it stubs wtforms/FAB when they are not installed), so the imports are local.
     """
     from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
     from flask_babel import lazy_gettext
-    from wtforms import StringField
-    from wtforms.validators import Optional
+    from wtforms import IntegerField, StringField
+    from wtforms.validators import NumberRange, Optional
 
     entry = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
-    return {
-        name: StringField(
+    widgets: dict[str, Any] = {}
+    for name, spec in entry.get("conn-fields", {}).items():
+        schema = spec.get("schema", {})
+        types = schema.get("type")
+        is_integer = "integer" in (types if isinstance(types, list) else [types])
+        validators: list[Any] = [Optional()]
+        if is_integer and schema.get("minimum") is not None:
+            validators.append(NumberRange(min=schema["minimum"]))
+        widgets[name] = (IntegerField if is_integer else StringField)(
             lazy_gettext(spec["label"]),
             widget=BS3TextFieldWidget(),
-            validators=[Optional()],
+            validators=validators,
             description=spec.get("description", ""),
         )
-        for name, spec in entry.get("conn-fields", {}).items()
-    }
+    return widgets

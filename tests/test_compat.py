@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
 
 from airflow_provider_posthog import compat
 
@@ -91,4 +97,69 @@ def test_connection_form_in_the_ui_on_this_airflow() -> None:
     assert fields.login is not None and fields.login.hidden
     extra = meta.extra_fields or {}
     assert extra["project_id"]["schema"]["title"] == "Project ID"
+    # A non-null integer: the UI renders a number input with a minimum and treats the field as required.
+    assert extra["project_id"]["schema"]["type"] in ("integer", ["integer", "null"])
+    assert "e.g. 12345" in extra["project_id"]["description"]
     assert extra["timeout"]["schema"]["title"] == "Request timeout (seconds)"
+
+
+def test_project_id_is_a_required_number_field_in_the_api_format_the_ui_receives() -> None:
+    """What ``ProvidersManager().connection_form_widgets`` hands the UI (the FlexibleForm param format)."""
+    import warnings
+
+    from airflow.providers_manager import ProvidersManager
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        widgets = ProvidersManager().connection_form_widgets
+        behaviour = ProvidersManager().field_behaviours["posthog"]
+    field = widgets["extra__posthog__project_id"].field
+    if not compat.DECLARATIVE_CONNECTION_FORM_SUPPORTED:  # 3.1: a wtforms IntegerField
+        assert type(field).__name__ in ("UnboundField", "MockIntegerField")
+        return
+    assert field["value"] is None
+    # "integer" (not a string with a pattern the UI ignores), no "null": the UI renders a number input,
+    # enforces the minimum, marks it required and disables Save while it is empty.
+    assert field["schema"] == {"type": "integer", "minimum": 1, "title": "Project ID"}
+    assert "e.g. 12345" in field["description"] and "Settings > Project" in field["description"]
+    # Extra fields sit in a collapsed section and show no placeholder: a visible field points there.
+    assert "Project ID under Extra Fields" in behaviour["placeholders"]["host"]
+    assert "extra__posthog__project_id" not in behaviour["placeholders"]
+    timeout = widgets["extra__posthog__timeout"].field
+    assert timeout["schema"]["type"] == ["number", "null"] and timeout["value"] == 30
+
+
+def test_legacy_form_widgets_make_project_id_an_integer_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3.1 reads the hook's widgets: the project id is an IntegerField with a minimum of 1.
+
+    wtforms/FAB are not installed with Airflow 3.x core, so minimal stand-ins record what is built.
+    """
+
+    class Field:
+        def __init__(self, label: str, **kwargs: Any) -> None:
+            self.label, self.kwargs = label, kwargs
+
+    class IntegerField(Field): ...
+
+    class StringField(Field): ...
+
+    class NumberRange:
+        def __init__(self, min: int) -> None:
+            self.min = min
+
+    modules = {
+        "wtforms": types.SimpleNamespace(IntegerField=IntegerField, StringField=StringField),
+        "wtforms.validators": types.SimpleNamespace(NumberRange=NumberRange, Optional=lambda: None),
+        "flask_babel": types.SimpleNamespace(lazy_gettext=str),
+        "flask_appbuilder": types.SimpleNamespace(),
+        "flask_appbuilder.fieldwidgets": types.SimpleNamespace(BS3TextFieldWidget=lambda: None),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    widgets = compat.legacy_connection_form_widgets("posthog")
+    project = widgets["project_id"]
+    assert type(project) is IntegerField and project.label == "Project ID"
+    ranges = [v for v in project.kwargs["validators"] if isinstance(v, NumberRange)]
+    assert len(ranges) == 1 and ranges[0].min == 1
+    assert "e.g. 12345" in project.kwargs["description"]
+    assert type(widgets["timeout"]) is StringField

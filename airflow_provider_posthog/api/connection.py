@@ -1,4 +1,5 @@
-"""Airflow connection fields -> validated PostHog client settings (pure: no I/O, no Airflow imports).
+"""Airflow connection fields -> validated PostHog client settings (no Airflow imports; no I/O but one
+``os.path`` check of the ``verify`` CA bundle path).
 
 One place decides what a PostHog connection means, so the UI form, ``airflow connections add``, the
 ``AIRFLOW_CONN_POSTHOG_DEFAULT`` URI and its JSON form all normalise to the same base URL, key, project and
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -140,7 +142,7 @@ def parse_project_id(value: Any, *, source: str = "connection extra 'project_id'
     if value is None or (isinstance(value, str) and not value.strip()):
         raise PostHogConfigError(
             "No PostHog project id: set the connection's 'project_id' field "
-            '(extra {"project_id": "12345"}) to the numeric id shown in PostHog\'s project settings, '
+            '(extra {"project_id": 12345}) to the numeric id shown in PostHog\'s project settings, '
             "or pass project_id= to the hook."
         )
     if isinstance(value, bool):
@@ -189,7 +191,15 @@ def _parse_verify(value: Any) -> bool | str:
         return True
     if text.lower() in ("false", "0", "no"):
         return False
-    return text  # a CA bundle path for self-hosted PostHog behind a private CA
+    # A CA bundle path for self-hosted PostHog behind a private CA. Checked here, when the hook first needs
+    # its settings (never at DAG parse time), so a typo is a clear error rather than an OSError mid-request.
+    if not (os.path.isfile(text) or os.path.isdir(text)):
+        raise PostHogConfigError(
+            f"Connection extra 'verify' is {text[:200]!r}, which is not an existing file or directory "
+            "on this machine. 'verify' accepts true, false, or the path to an existing CA bundle file (PEM) "
+            "or directory of CA certificates, readable by the Airflow worker and triggerer."
+        )
+    return text
 
 
 def settings_from_connection(

@@ -198,14 +198,71 @@ def invalid_json_error(*, method: str, path: str, status: int, content_type: str
     )
 
 
+def _error_texts(error: BaseException) -> str:
+    """Every message in the chain requests/urllib3 and httpx/httpcore wrap around the OS or TLS error."""
+    seen: set[int] = set()
+    stack: list[Any] = [error]
+    texts: list[str] = []
+    while stack and len(seen) < 20:
+        exc = stack.pop()
+        if not isinstance(exc, BaseException) or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        texts.append(f"{type(exc).__name__}: {exc}")
+        stack += [exc.__cause__, exc.__context__, getattr(exc, "reason", None), *exc.args]
+    return "\n".join(texts)
+
+
+def diagnose_network_error(error: BaseException, base_url: str | None) -> str | None:
+    """One readable line with the likely fix for a TLS, refused or DNS failure of either transport."""
+    parts = urlsplit(base_url or "")
+    host = parts.hostname or "the host"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    text = _error_texts(error)
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return (
+            f"TLS handshake with {host}:{port} failed: the server speaks plain HTTP; use http:// in the "
+            "connection host."
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed: ", 1)[1].split(" (_ssl", 1)[0].split("\n")[0]
+        return (
+            f"The TLS certificate of {host} could not be verified ({reason}); set the connection extra "
+            "'verify' to the CA bundle that signed it (or false to skip verification)."
+        )
+    if "ConnectionRefusedError" in text or "Connection refused" in text:
+        return (
+            f"Connection to {host}:{port} was refused: is the server running, and are the connection's "
+            "host and port right?"
+        )
+    if "gaierror" in text or "NameResolutionError" in text or "Name or service not known" in text:
+        return f"The host name {host!r} could not be resolved (DNS): check the connection host."
+    return None
+
+
 def transport_error(
-    *, method: str, path: str, error: BaseException, sent: bool, secrets: Iterable[str] = ()
+    *,
+    method: str,
+    path: str,
+    error: BaseException,
+    sent: bool,
+    secrets: Iterable[str] = (),
+    base_url: str | None = None,
 ) -> PostHogTransportError:
     """A connection/timeout failure. ``sent=False`` means the request provably never reached PostHog."""
+    cls = PostHogTransportError if sent else PostHogConnectError
+    hint = diagnose_network_error(error, base_url)
+    if hint is not None:
+        return cls(
+            f"PostHog API {method} {path}: {hint}",
+            method=method,
+            path=path,
+            code=type(error).__name__,
+            detail=hint,
+        )
     text = _scrub(str(error), secrets)[:300]
     message = f"PostHog API {method} {path}: {type(error).__name__}: {text}" if text else ""
     message = message or f"PostHog API {method} {path}: {type(error).__name__}"
-    cls = PostHogTransportError if sent else PostHogConnectError
     return cls(message, method=method, path=path, code=type(error).__name__, detail=text or None)
 
 

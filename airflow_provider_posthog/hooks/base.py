@@ -166,7 +166,12 @@ class PostHogHookBase(BaseHook):
         spec: RequestSpec, settings: ConnectionSettings, exc: BaseException, *, sent: bool
     ) -> PostHogTransportError:
         return transport_error(
-            method=spec.method, path=spec.path, error=exc, sent=sent, secrets=(settings.api_key,)
+            method=spec.method,
+            path=spec.path,
+            error=exc,
+            sent=sent,
+            secrets=(settings.api_key,),
+            base_url=settings.base_url,
         )
 
     @staticmethod
@@ -239,6 +244,8 @@ def connection_test_message(exc: BaseException, s: ConnectionSettings) -> str:
             "(Settings > Project) and the host: https://us.posthog.com (US), https://eu.posthog.com (EU), or "
             "your self-hosted URL."
         )
+    if isinstance(exc, PostHogTransportError) and detail and f"{exc.code}: " not in str(exc):
+        return f"Could not reach PostHog at {s.base_url}: {detail}"  # a diagnosed TLS/refused/DNS failure
     if isinstance(exc, PostHogTransportError):
         return (
             f"Could not reach PostHog at {s.base_url} ({exc.code}: {detail or exc}). Check the host, port, "

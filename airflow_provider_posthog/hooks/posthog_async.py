@@ -32,6 +32,7 @@ from airflow_provider_posthog.hooks.base import (
 )
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Mapping, Sequence
 
     import httpx
@@ -60,6 +61,16 @@ def _httpx_not_sent(exc: BaseException) -> bool:
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
+def _ssl_context(ca_path: str) -> ssl.SSLContext:
+    """A CA bundle file or directory as httpx wants it (a path string for ``verify`` is deprecated there)."""
+    import os
+    import ssl
+
+    if os.path.isdir(ca_path):
+        return ssl.create_default_context(capath=ca_path)
+    return ssl.create_default_context(cafile=ca_path)
+
+
 def shared_async_client(base_url: str, verify: bool | str = True) -> httpx.AsyncClient:
     """The pooled client of the running event loop for ``base_url`` (created on first use).
 
@@ -82,7 +93,7 @@ def shared_async_client(base_url: str, verify: bool | str = True) -> httpx.Async
                 keepalive_expiry=4.0,
             ),
             follow_redirects=False,
-            verify=verify,
+            verify=_ssl_context(verify) if isinstance(verify, str) else verify,
         )
         per_loop[key] = client
     return client

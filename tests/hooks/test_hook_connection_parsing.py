@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,7 +16,10 @@ from airflow_provider_posthog.api.connection import (
     settings_from_connection,
 )
 from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.hooks.posthog import PostHogHook
+from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 KEY = "phx_abcdefghijklmnop"
 
@@ -191,3 +196,158 @@ def test_incomplete_connections_fail_before_any_request(
     ok, msg = hook.test_connection()
     assert not ok and message in msg
     assert requests_mock.call_count == 0  # type: ignore[attr-defined]
+
+
+# -- verify: a CA bundle path must exist, checked when the hook first needs its settings ---------------------
+
+
+def test_verify_accepts_booleans_and_existing_paths(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for value, expected in [(None, True), ("true", True), (False, False), ("0", False)]:
+        extra = {"project_id": 1, "verify": value}
+        assert settings_from_connection(host=None, password=KEY, extra=extra).verify is expected
+    for path in (bundle, tmp_path):  # a bundle file or a directory of CA certificates
+        extra = {"project_id": 1, "verify": str(path)}
+        assert settings_from_connection(host=None, password=KEY, extra=extra).verify == str(path)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_missing_ca_bundle_is_a_config_error_at_run_time_not_an_oserror(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str, requests_mock: object
+) -> None:
+    missing = str(tmp_path / "internal-ca.pem")
+    conn = {"conn_type": "posthog", "password": KEY, "extra": {"project_id": 1, "verify": missing}}
+    monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_CA", json.dumps(conn))
+    hook = (PostHogHook if kind == "sync" else PostHogAsyncHook)(posthog_conn_id="posthog_ca")  # no error yet
+    if kind == "sync":
+        with pytest.raises(PostHogConfigError) as exc:
+            hook.list_batch_exports()  # type: ignore[union-attr]
+        ok, message = hook.test_connection()  # type: ignore[misc]
+    else:
+        with pytest.raises(PostHogConfigError) as exc:
+            asyncio.run(hook.list_batch_exports())  # type: ignore[arg-type]
+        ok, message = asyncio.run(hook.test_connection())  # type: ignore[arg-type]
+    assert missing in str(exc.value) and "true, false, or the path to an existing CA bundle" in str(exc.value)
+    assert not ok and message == str(exc.value)
+    assert requests_mock.call_count == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", [12345, "12345", 12345.0])
+def test_project_id_from_the_ui_number_field_or_a_cli_string(value: object) -> None:
+    """The UI's number input saves an int; CLI/env connections keep strings: both mean the same project."""
+    s = settings_from_connection(host=None, password=KEY, extra={"project_id": value})
+    assert s.project_id == 12345
+    with pytest.raises(PostHogConfigError, match="must be a positive number such as 12345"):
+        settings_from_connection(host=None, password=KEY, extra={"project_id": "my-project"})
+
+
+# -- TLS, refused and DNS failures: one readable line, both transports, real sockets on 127.0.0.1 ------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_network_failures_read_as_one_line_with_the_fix(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    import socket
+
+    from airflow_provider_posthog.emulator.server import PostHogEmulator
+    from airflow_provider_posthog.exceptions import PostHogTransportError
+
+    def attempt(host: str) -> tuple[BaseException, str]:
+        conn = {"conn_type": "posthog", "host": host, "password": KEY, "extra": {"project_id": 1}}
+        monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_NET", json.dumps(conn))
+        kwargs = {"posthog_conn_id": "posthog_net", "max_attempts": 1}
+        if kind == "sync":
+            hook = PostHogHook(**kwargs)
+            with pytest.raises(PostHogTransportError) as exc:
+                hook.list_batch_exports()
+            return exc.value, hook.test_connection()[1]
+        ahook = PostHogAsyncHook(**kwargs)
+
+        async def run() -> tuple[BaseException, str]:
+            try:
+                with pytest.raises(PostHogTransportError) as exc:
+                    await ahook.list_batch_exports()
+                return exc.value, (await ahook.test_connection())[1]
+            finally:
+                from airflow_provider_posthog.hooks.posthog import aclose_shared_clients
+
+                await aclose_shared_clients()
+
+        return asyncio.run(run())
+
+    with PostHogEmulator() as emu:  # plain HTTP
+        error, message = attempt(f"https://127.0.0.1:{emu.port}")
+    assert "the server speaks plain HTTP; use http:// in the connection host" in str(error)
+    assert message.startswith(f"Could not reach PostHog at https://127.0.0.1:{emu.port}: TLS handshake")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    error, message = attempt(f"http://127.0.0.1:{port}")
+    assert f"Connection to 127.0.0.1:{port} was refused: is the server running" in str(error)
+    assert "was refused" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_tls_certificates_and_dns_read_as_one_line_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    """A self-signed server: untrusted by default (named, pointing at ``verify``), trusted through a CA bundle
+    file in ``verify``; an unresolvable host name is named."""
+    import socket
+
+    from airflow_provider_posthog.emulator.server import PostHogEmulator
+    from airflow_provider_posthog.emulator.settings import EmulatorSettings
+    from airflow_provider_posthog.emulator.tls import make_tls_files
+    from airflow_provider_posthog.exceptions import PostHogTransportError
+    from airflow_provider_posthog.hooks.posthog import aclose_shared_clients
+
+    def hook_for(host: str, extra: dict[str, Any]) -> Any:
+        conn = {
+            "conn_type": "posthog",
+            "host": host,
+            "password": KEY,
+            "extra": {"project_id": 12345, **extra},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_POSTHOG_TLS", json.dumps(conn))
+        cls = PostHogHook if kind == "sync" else PostHogAsyncHook
+        return cls(posthog_conn_id="posthog_tls", max_attempts=1)
+
+    def call(hook: Any) -> tuple[BaseException | None, tuple[bool, str]]:
+        if kind == "sync":
+            try:
+                hook.list_batch_exports()
+            except PostHogTransportError as exc:
+                return exc, hook.test_connection()
+            return None, hook.test_connection()
+
+        async def run() -> tuple[BaseException | None, tuple[bool, str]]:
+            try:
+                try:
+                    await hook.list_batch_exports()
+                except PostHogTransportError as exc:
+                    return exc, await hook.test_connection()
+                return None, await hook.test_connection()
+            finally:
+                await aclose_shared_clients()
+
+        return asyncio.run(run())
+
+    files = make_tls_files(tmp_path / "tls")
+    settings = EmulatorSettings(api_key=KEY, project_id=12345)
+    with PostHogEmulator(settings, ssl_certfile=str(files.certfile), ssl_keyfile=str(files.keyfile)) as emu:
+        error, (ok, message) = call(hook_for(emu.base_url, {}))
+        assert error is not None and not ok
+        assert "The TLS certificate of 127.0.0.1 could not be verified" in str(error)
+        assert "set the connection extra 'verify' to the CA bundle that signed it" in str(error)
+        assert message.startswith(f"Could not reach PostHog at {emu.base_url}: The TLS certificate")
+        error, (ok, message) = call(hook_for(emu.base_url, {"verify": str(files.ca_bundle)}))
+        assert error is None and ok, message
+
+    def no_dns(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    error, (ok, message) = call(hook_for("https://posthog.example.internal", {}))
+    assert "The host name 'posthog.example.internal' could not be resolved (DNS)" in str(error)
+    assert not ok and "could not be resolved" in message
