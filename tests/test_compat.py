@@ -112,11 +112,18 @@ def test_project_id_is_a_required_number_field_in_the_api_format_the_ui_receives
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         widgets = ProvidersManager().connection_form_widgets
-        behaviour = ProvidersManager().field_behaviours["posthog"]
-    field = widgets["extra__posthog__project_id"].field
-    if not compat.DECLARATIVE_CONNECTION_FORM_SUPPORTED:  # 3.1: a wtforms IntegerField
-        assert type(field).__name__ in ("UnboundField", "MockIntegerField")
+    if not compat.DECLARATIVE_CONNECTION_FORM_SUPPORTED:
+        # Airflow 3.1 builds widgets from the hook's wtforms fields, only where flask_appbuilder (its UI) is
+        # installed; the legacy test below checks those fields.
+        import importlib.util
+
+        has_fab = importlib.util.find_spec("flask_appbuilder") is not None
+        assert ("extra__posthog__project_id" in widgets) is has_fab
         return
+    field = widgets["extra__posthog__project_id"].field
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        behaviour = ProvidersManager().field_behaviours["posthog"]
     assert field["value"] is None
     # "integer" (not a string with a pattern the UI ignores), no "null": the UI renders a number input,
     # enforces the minimum, marks it required and disables Save while it is empty.

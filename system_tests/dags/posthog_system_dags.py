@@ -21,6 +21,11 @@ COMMON: dict[str, Any] = {
     "catchup": False,
     "max_active_tasks": 64,
     "tags": ["system"],
+    # These DAGs run up to 50 waits on one export that finish at the same moment. Airflow 3.3 creates an
+    # asset first seen through an alias without guarding against a concurrent insert ("UNIQUE constraint
+    # failed: asset.name, asset.uri"), and fails the losing task outright. The example-dags scenario covers
+    # asset events (and the DAG they schedule); these scenarios are about faults.
+    "default_args": {"emit_asset_events": False},
 }
 CONN = "{{ params.conn_id }}"
 EXPORT = "{{ params.batch_export_id }}"
@@ -39,6 +44,7 @@ with DAG(
 ):
     # N deferrable waits, one backfill each; a retry re-attaches instead of creating a second backfill.
     PostHogCreateBackfillOperator.partial(
+        emit_asset_events=False,  # as in default_args, stated on the mapped task itself
         task_id="wait",
         posthog_conn_id=CONN,
         batch_export_id=EXPORT,
@@ -56,6 +62,7 @@ with DAG(
 ):
     # A wait that holds a worker slot (not deferrable): what a worker crash interrupts.
     PostHogCreateBackfillOperator.partial(
+        emit_asset_events=False,  # as in default_args, stated on the mapped task itself
         task_id="wait",
         posthog_conn_id=CONN,
         batch_export_id=EXPORT,
