@@ -31,10 +31,11 @@ TOO_MANY_BACKFILLS_CODE = "too_many_concurrent_backfills"
 _MAX_DETAIL = 500
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret of 4+ characters replaced by ``***`` (longest first, so a secret that
+    contains another is replaced whole)."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
 
 
@@ -132,7 +133,7 @@ def error_from_response(
             detail = raw_detail if isinstance(raw_detail, str) else json.dumps(raw_detail)
         attr = str(envelope["attr"]) if envelope.get("attr") is not None else None
     if detail is not None:
-        detail = _scrub(detail, secrets)[:_MAX_DETAIL]
+        detail = scrub(detail, secrets)[:_MAX_DETAIL]
     elif envelope is None and content:
         kind = (content_type or "unknown content type").split(";")[0].strip()
         detail = f"non-JSON error body ({kind}, {len(content)} bytes)"
@@ -260,7 +261,7 @@ def transport_error(
             code=type(error).__name__,
             detail=hint,
         )
-    text = _scrub(str(error), secrets)[:300]
+    text = scrub(str(error), secrets)[:300]
     message = f"PostHog API {method} {path}: {type(error).__name__}: {text}" if text else ""
     message = message or f"PostHog API {method} {path}: {type(error).__name__}"
     return cls(message, method=method, path=path, code=type(error).__name__, detail=text or None)

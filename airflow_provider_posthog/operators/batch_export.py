@@ -76,22 +76,17 @@ def _secrets_scrubbed(secrets: Sequence[str]) -> Iterator[None]:
     try:
         yield
     except PostHogError as exc:
+        from airflow_provider_posthog.api.errors import scrub
+
         seen: set[int] = set()
         error: BaseException | None = exc
         while error is not None and id(error) not in seen:
             seen.add(id(error))
-            error.args = tuple(_scrub(a, secrets) if isinstance(a, str) else a for a in error.args)
+            error.args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in error.args)
             if isinstance(getattr(error, "detail", None), str):
-                error.detail = _scrub(error.detail, secrets)  # type: ignore[attr-defined]
+                error.detail = scrub(error.detail, secrets)  # type: ignore[attr-defined]
             error = error.__cause__ or error.__context__
         raise
-
-
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _validate_destination(destination: Any) -> dict[str, Any]:
