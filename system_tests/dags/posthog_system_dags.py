@@ -37,22 +37,27 @@ def ranges(**context: Any) -> list[dict[str, str]]:
     return [{"start_at": s, "end_at": e} for s, e in context["params"]["ranges"]]
 
 
+def backfill_waits(*, deferrable: bool, retries: int, retry_delay: timedelta) -> None:
+    """One mapped backfill wait per range of the conf."""
+    PostHogCreateBackfillOperator.partial(
+        emit_asset_events=False,  # set on the mapped task itself, not only through default_args
+        task_id="wait",
+        posthog_conn_id=CONN,
+        batch_export_id=EXPORT,
+        deferrable=deferrable,
+        poll_interval="{{ params.poll_interval }}",
+        retries=retries,
+        retry_delay=retry_delay,
+    ).expand_kwargs(ranges())
+
+
 with DAG(
     "system_deferred_waits",
     params={"conn_id": "", "batch_export_id": "", "ranges": [], "poll_interval": 2},
     **COMMON,
 ):
     # N deferrable waits, one backfill each; a retry re-attaches instead of creating a second backfill.
-    PostHogCreateBackfillOperator.partial(
-        emit_asset_events=False,  # as in default_args, stated on the mapped task itself
-        task_id="wait",
-        posthog_conn_id=CONN,
-        batch_export_id=EXPORT,
-        deferrable=True,
-        poll_interval="{{ params.poll_interval }}",
-        retries=2,
-        retry_delay=timedelta(seconds=5),
-    ).expand_kwargs(ranges())
+    backfill_waits(deferrable=True, retries=2, retry_delay=timedelta(seconds=5))
 
 
 with DAG(
@@ -61,16 +66,7 @@ with DAG(
     **COMMON,
 ):
     # A wait that holds a worker slot (not deferrable): what a worker crash interrupts.
-    PostHogCreateBackfillOperator.partial(
-        emit_asset_events=False,  # as in default_args, stated on the mapped task itself
-        task_id="wait",
-        posthog_conn_id=CONN,
-        batch_export_id=EXPORT,
-        deferrable=False,
-        poll_interval="{{ params.poll_interval }}",
-        retries=1,
-        retry_delay=timedelta(seconds=3),
-    ).expand_kwargs(ranges())
+    backfill_waits(deferrable=False, retries=1, retry_delay=timedelta(seconds=3))
 
 
 with DAG(
