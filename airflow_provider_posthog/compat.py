@@ -62,6 +62,7 @@ __all__ = [
     "aget_connection",
     "airflow_conf",
     "amask_secret",
+    "atask_state",
     "dagbag_class",
     "legacy_connection_form_widgets",
     "legacy_ui_field_behaviour",
@@ -74,6 +75,31 @@ DECLARATIVE_CONNECTION_FORM_SUPPORTED: bool = AIRFLOW_VERSION >= (3, 2)
 #: Airflow 3.3 calls ``BaseTrigger.on_kill`` when a user marks a deferred task failed/success or clears it.
 #: Older triggerers never call it, so the remote job keeps running there (documented in docs/triggers.md).
 TRIGGER_ON_KILL_SUPPORTED: bool = AIRFLOW_VERSION >= (3, 3)
+
+
+async def atask_state(ti: Any) -> str | None:
+    """The state of the task instance a trigger serves, read through the triggerer's Task SDK channel.
+
+    Airflow 3.3.2's triggerer cancels a trigger "by user action", and so calls its ``on_kill``, also when the
+    trigger merely moves to another triggerer (one of two triggerers goes away): the task is then still
+    ``deferred``. Raises when the state cannot be read (outside a triggerer, older Airflow).
+    """
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    comms = task_runner.SUPERVISOR_COMMS
+    map_index = int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1)
+    response = await comms.asend(
+        GetTaskStates(
+            dag_id=ti.dag_id,
+            task_ids=[ti.task_id],
+            run_ids=[ti.run_id],
+            map_index=map_index if map_index >= 0 else None,
+        )
+    )
+    states = getattr(response, "task_states", {}).get(ti.run_id, {})
+    state = states.get(ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}")
+    return None if state is None else str(state)
 
 
 async def aget_connection(conn_id: str) -> Any:

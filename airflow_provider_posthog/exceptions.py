@@ -13,8 +13,6 @@ Messages name the method, the path and PostHog's ``detail``; never the API key a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 try:
     from airflow_provider_posthog.compat import AirflowException, AirflowFailException
 except ModuleNotFoundError as missing:  # no Airflow: the client core alone
@@ -26,10 +24,6 @@ except ModuleNotFoundError as missing:  # no Airflow: the client core alone
 
     class AirflowFailException(AirflowException):  # type: ignore[no-redef]
         """Stand-in for Airflow's "fail without retrying" exception."""
-
-
-if TYPE_CHECKING:
-    from airflow_provider_posthog.api.models import Backfill
 
 
 class PostHogError(AirflowException):
@@ -91,10 +85,10 @@ class PostHogBackfillAlreadyRunningError(PostHogAPIError):
     """A backfill of the same export over the same range is still running (PostHog refuses a second one).
 
     :param backfill_id: id of the running backfill.
-    :param backfill: the running backfill's record, to re-attach to it.
+    :param backfill: the running backfill's record (an ``api.models.Backfill``), to re-attach to it.
     """
 
-    def __init__(self, message: str, *, backfill_id: str, backfill: Backfill, **kwargs: object) -> None:
+    def __init__(self, message: str, *, backfill_id: str, backfill: object, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.backfill_id = backfill_id
         self.backfill = backfill
@@ -135,11 +129,26 @@ class PostHogTransportError(PostHogAPIError):
     """Connection refused, reset, DNS failure or timeout after the retry budget was spent."""
 
 
+class PostHogDeadlineError(PostHogTransportError):
+    """A request was cut short at its overall deadline: its own (connect + read timeout of the connection,
+    however slowly the answer trickled in) or the end of the wait it polled for."""
+
+
+class PostHogResponseTooLargeError(PostHogAPIError, AirflowFailException):
+    """An answer larger than the connection's ``max_response_bytes`` was refused instead of read into
+    memory. Not retried: the same request would get the same answer."""
+
+
 class PostHogConnectError(PostHogTransportError):
     """The request provably never reached PostHog (DNS, refused, connect timeout, pool timeout).
 
     The only transport failure after which a non-idempotent POST (create export/backfill) may be resent.
     """
+
+
+class PostHogUnreachableError(PostHogError):
+    """A wait gave up because PostHog stayed unreachable longer than its ``unreachable_timeout``. Says
+    nothing about the export, which may still be running; a task retry waits again."""
 
 
 class PostHogJobFailedError(PostHogError):

@@ -243,17 +243,17 @@ def share_polls(ttl: float) -> Any:
     Patches ``PostHogAsyncHook._send`` (one HTTP exchange with retries) in this process only; returns a
     function that undoes it. Key: base URL, API key, path and query, so only identical reads are shared.
     """
-    from airflow_provider_posthog.hooks import posthog as hook_module
+    from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook
 
-    cls = hook_module.PostHogAsyncHook
+    cls: Any = PostHogAsyncHook
     original = cls._send
     cache: dict[Any, tuple[float, Any]] = {}
     inflight: dict[Any, asyncio.Future[Any]] = {}
 
-    async def shared_send(self: Any, spec: Any, settings: Any, policy: Any = None) -> Any:
+    async def shared_send(self: Any, spec: Any, settings: Any, *args: Any, **kwargs: Any) -> Any:
         if spec.method != "GET":
-            return await original(self, spec, settings, policy)
-        key = (settings.base_url, settings.api_key, spec.path, tuple(spec.params), spec.url)
+            return await original(self, spec, settings, *args, **kwargs)
+        key = (settings.base_url, settings.api_key, spec.api_path(settings.project_id), spec.params, spec.url)
         hit = cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < ttl:
             return hit[1]
@@ -263,7 +263,7 @@ def share_polls(ttl: float) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         inflight[key] = future
         try:
-            result = await original(self, spec, settings, policy)
+            result = await original(self, spec, settings, *args, **kwargs)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: the waiters re-raise it themselves
@@ -275,10 +275,10 @@ def share_polls(ttl: float) -> Any:
         finally:
             inflight.pop(key, None)
 
-    cls._send = shared_send  # type: ignore[method-assign]
+    cls._send = shared_send
 
     def restore() -> None:
-        cls._send = original  # type: ignore[method-assign]
+        cls._send = original
 
     return restore
 

@@ -118,10 +118,11 @@ def main(argv: list[str]) -> int:
             sut, pick("example-dags", "worker-kill", "timeouts", "mark-failed", "rate-limit")
         ):
             t.join()
-        # Phase 2: restarting the scheduler kills LocalExecutor workers, so no sync wait may be running.
-        for t in run_concurrently(sut, pick("scheduler-restart")):
-            t.join()
+        # Phase 2: restarting the scheduler kills LocalExecutor workers, so no sync wait may be running (the
+        # outage's sync waits and poke sensor have no task retries either).
         for t in outage:
+            t.join()
+        for t in run_concurrently(sut, pick("scheduler-restart")):
             t.join()
         # Phase 3: triggerer faults last, alone (every deferred wait would be affected).
         for name in ("triggerer-kill", "two-triggerers"):

@@ -6,6 +6,7 @@ environment variables of the Airflow processes), ``run`` once Airflow is healthy
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -419,52 +420,159 @@ class SchedulerRestart(Scenario):
 
 # -- 5. PostHog outage ---------------------------------------------------------------------------------------
 class Outage(Scenario):
-    """7 waits (deferred and sync; polling every 2 s or every 60 s); then 90 s of 503s and 90 s of dropped
-    connections on every API call. Asserts no wait lost, no duplicate backfill; records how each rode it."""
+    """Waits as users run them (``retries=0``, the default poll interval unless named otherwise) through a
+    3-minute outage: 90 s of 503s, then 90 s of dropped connections on every API call. PostHog completes every
+    backfill in the middle of it. Every wait must succeed in its first try, without a duplicate backfill.
+    """
 
     name = "outage"
-    emulator_args = ("--run-duration", "30")
+    # Runs outlast the scenario: the backfills complete when the emulator's clock is advanced past them.
+    emulator_args = ("--run-duration", "3600")
     dag = "system_outage_waits"
-    tasks = (
+    #: wait task -> the task that created the backfill it waits on
+    waits = {
+        "sync_default": "sync_default",
+        "sync_poll2": "sync_poll2",
+        "deferred_default": "deferred_default",
+        "deferred_poll2_0": "deferred_poll2_0",
+        "deferred_poll2_1": "deferred_poll2_1",
+        "poke_sensor": "start_poke_backfill",
+        "reschedule_sensor": "start_reschedule_backfill",
+    }
+    #: waits whose polls keep a fixed cadence under a minute and a half (a poll interval of at most 60 s plus
+    #: one poll's retries), so each of them meets both phases and tells the outage's start and end in its
+    #: log; a rescheduled poke also waits on the scheduler, and each poke is a process of its own.
+    steady = (
+        "sync_default",
+        "sync_poll2",
+        "deferred_default",
         "deferred_poll2_0",
         "deferred_poll2_1",
-        "deferred_poll2_2",
-        "deferred_poll60",
-        "sync_poll2_0",
-        "sync_poll2_1",
-        "sync_poll60",
+        "poke_sensor",
     )
     phase_seconds = 90.0
+    #: waiting states of each kind of task before the outage starts
+    waiting_states = frozenset({"running", "deferred", "up_for_reschedule"})
 
     def run(self, sut: SystemUnderTest) -> None:
         assert self.emu is not None
         emu, run = self.emu, "outage"
-        sut.trigger(self.dag, run, self.conf(hour_ranges(past_hour(14), len(self.tasks))))
+        sut.trigger(self.dag, run, self.conf(hour_ranges(past_hour(14), len(self.waits))))
+        ids: dict[str, str] = {}
 
         def waiting() -> bool:
-            states = {t["task_id"]: t["state"] for t in sut.task_instances(self.dag, run)}
-            posts = sum(1 for e in emu.requests() if e["method"] == "POST")
-            return posts >= len(self.tasks) and all(
-                states.get(t) in ("deferred", "running") for t in self.tasks
-            )
+            # Every wait waiting, its backfill answered once since the wait started (it saw it running).
+            tis = {t["task_id"]: t for t in sut.task_instances(self.dag, run)}
+            ids.update(self.backfill_ids(sut, run))
+            answered = [
+                (e["path"] + "?" + e["query"], _instant(e["timestamp"]))
+                for e in emu.requests()
+                if e["status"] == 200
+            ]
+
+            def polled(wait: str, creator: str) -> bool:
+                ti = tis.get(wait)
+                if ti is None or ti["state"] not in self.waiting_states or creator not in ids:
+                    return False
+                since = _instant(ti["start_date"])
+                return any(ids[creator] in about and at >= since for about, at in answered)
+
+            return all(polled(wait, creator) for wait, creator in self.waits.items())
 
         wait_until("every outage wait waiting on its backfill", waiting, 300, 2.0)
         started = time.monotonic()
+        first = self.emulator_now()
         emu.admin("POST", "faults", {"path_regex": "^/api/", "status": 503, "count": None})
         time.sleep(self.phase_seconds)
         emu.admin("DELETE", "faults")
         emu.admin("POST", "faults", {"path_regex": "^/api/", "drop_connection": True, "count": None})
+        # PostHog finishes every backfill now, while nothing reaches it: the emulator's clock jumps past the
+        # runs' hour. (After the switch: a poll slipping between the two calls above still sees them running.)
+        emu.admin("POST", "advance", {"seconds": 3660})
         time.sleep(self.phase_seconds)
+        last = self.emulator_now()
         emu.admin("DELETE", "faults")
-        self.result.notes.append(f"outage {time.monotonic() - started:.0f}s (503s, then dropped connections)")
+        self.result.notes.append(
+            f"outage {time.monotonic() - started:.0f}s (503s, then dropped connections); every backfill "
+            "completed in PostHog when the dropped connections began"
+        )
+
         state = sut.wait_dag_run(self.dag, run, 600)
         tis = {t["task_id"]: t for t in sut.task_instances(self.dag, run)}
-        tries = {t: int(tis[t]["try_number"]) for t in self.tasks}
-        self.result.retries = sum(n - 1 for n in tries.values())
+        tries = {t: int(ti["try_number"]) for t, ti in sorted(tis.items())}
+        self.result.retries = sum(max(0, n - 1) for n in tries.values())
+        faults = self.faults_per_wait(ids)
         self.result.notes.append(f"tries per task: {tries}")
-        bad = {t: tis[t]["state"] for t in self.tasks if tis[t]["state"] != "success"}
+        self.result.notes.append(f"503s/dropped connections per wait: {faults}")
+        bad = {t: ti["state"] for t, ti in tis.items() if ti["state"] != "success"}
         check(state == "success" and not bad, f"{self.dag}/{run} {state}; not successful: {bad}")
-        self.assert_backfills(len(self.tasks), "Completed")
+        check(all(n == 1 for n in tries.values()), f"a task needed a retry: {tries}")
+        self.assert_backfills(len(self.waits), "Completed")
+        finished = [b["finished_at"] for b in self.remote_backfills()]
+        check(
+            all(first < _instant(f) < last for f in finished),
+            f"backfills not finished during the outage ({first} - {last}): {finished}",
+        )
+        check(
+            all(n503 > 0 and dropped > 0 for n503, dropped in (faults[w] for w in self.steady)),
+            f"a wait did not poll through both phases of the outage: {faults}",
+        )
+        check(sum(faults["reschedule_sensor"]) > 0, f"the rescheduled sensor never met the outage: {faults}")
+        # The log tells when PostHog became unreachable and when it answered again, on every path (a
+        # rescheduled sensor's pokes are separate processes: the task state store carries the outage's start).
+        for task in (*self.steady, "reschedule_sensor"):
+            text = self.task_log(sut, run, task)
+            for line in ("PostHog is unreachable since", "PostHog answered again"):
+                check(line in text, f"the log of {task} does not say {line!r}")
+        pokes = self.task_log(sut, run, "reschedule_sensor").count("PostHog is unreachable since")
+        self.result.notes.append(f"rescheduled pokes that found PostHog unreachable: {pokes}")
+
+    def emulator_now(self) -> datetime:
+        assert self.emu is not None
+        return _instant(self.emu.admin("GET", "now")["now"])
+
+    def backfill_ids(self, sut: SystemUnderTest, run: str) -> dict[str, str]:
+        """The backfill id each creating task pushed (XCom ``backfill_id``), read from the metadata DB."""
+        rows = sut.sql(
+            "select task_id, value from xcom where dag_id = ? and run_id = ? and key = 'backfill_id'",
+            self.dag,
+            run,
+        )
+        return {task: _json_text(value) for task, value in rows}
+
+    def faults_per_wait(self, ids: dict[str, str]) -> dict[str, tuple[int, int]]:
+        """(503s, dropped connections) of the requests about each wait's backfill (path or query)."""
+        assert self.emu is not None
+        log = self.emu.requests()
+        out: dict[str, tuple[int, int]] = {}
+        for wait, creator in self.waits.items():
+            mine = [e["status"] for e in log if ids[creator] in e["path"] + "?" + e["query"]]
+            out[wait] = (mine.count(503), mine.count(0))
+        return out
+
+    def task_log(self, sut: SystemUnderTest, run: str, task: str) -> str:
+        """Everything the first try of ``task`` logged (the worker's file and the triggerer's, if any)."""
+        folder = sut.home / "logs" / f"dag_id={self.dag}" / f"run_id={run}" / f"task_id={task}"
+        return "".join(p.read_text(errors="replace") for p in sorted(folder.glob("attempt=1*")))
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _json_text(value: Any) -> str:
+    """An XCom string as stored (JSON, possibly encoded twice), back to the plain string."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    while isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            break
+        if not isinstance(decoded, str):
+            break
+        value = decoded
+    return str(value)
 
 
 # -- 6. rate limit -------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_posthog import compat
+
 
 def sync_bag_to_db(*args: Any, **kwargs: Any) -> Any:
     """``sync_bag_to_db``: ``airflow.dag_processing.dagbag`` (3.2+) or ``airflow.models.dagbag`` (3.1)."""
@@ -45,3 +47,8 @@ def merged_params(params: Any, conf: dict[str, Any]) -> Any:
     merged = copy.deepcopy(params)
     merged.update(conf)
     return merged
+
+
+#: Airflow 3.3 gives tasks ``context["task_state_store"]``, which carries a rescheduled sensor's outage from
+#: poke to poke; on 3.1/3.2 each poke counts afresh.
+TASK_STATE_STORE: bool = compat.AIRFLOW_VERSION >= (3, 3)

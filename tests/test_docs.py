@@ -65,6 +65,9 @@ PYTHON_FILES = sorted(
 #: Modules whose docstrings the API reference may render.
 PUBLIC_MODULES = (
     "airflow_provider_posthog.hooks.posthog",
+    "airflow_provider_posthog.hooks.posthog_async",
+    "airflow_provider_posthog.api.jobs",
+    "airflow_provider_posthog.api.decisions",
     "airflow_provider_posthog.operators.backfill",
     "airflow_provider_posthog.operators.batch_export",
     "airflow_provider_posthog.sensors.batch_export",

@@ -32,11 +32,11 @@ from airflow_provider_posthog.api.http import (
     Operation,
     RequestSpec,
     Sleep,
+    export_path,
     format_datetime,
     json_object,
     next_cursor_request,
     page_results,
-    project_path,
 )
 from airflow_provider_posthog.api.intervals import ExportSchedule, check_backfill_range
 from airflow_provider_posthog.api.models import Backfill, to_utc
@@ -112,10 +112,10 @@ def _backfills(body: Any) -> list[Backfill]:
 
 
 def newest_backfill(
-    project_id: int, batch_export_id: str, keep: Callable[[Backfill], bool], *, max_pages: int = MAX_PAGES
+    batch_export_id: str, keep: Callable[[Backfill], bool], *, max_pages: int = MAX_PAGES
 ) -> Operation[Backfill | None]:
     """The newest backfill ``keep`` accepts, reading pages newest first and stopping at the first match."""
-    spec: RequestSpec | None = list_backfills_request(project_id, batch_export_id, ordering="-created_at")
+    spec: RequestSpec | None = list_backfills_request(batch_export_id, ordering="-created_at")
     for _ in range(max_pages):
         if spec is None:
             break
@@ -128,7 +128,6 @@ def newest_backfill(
 
 
 def find_backfill(
-    project_id: int,
     batch_export_id: str,
     start_at: DateLike,
     end_at: DateLike,
@@ -147,7 +146,7 @@ def find_backfill(
     def keep(b: Backfill) -> bool:
         return target.matches(b) and (not active_only or b.outcome is Outcome.RUNNING)
 
-    return (yield from newest_backfill(project_id, batch_export_id, keep))
+    return (yield from newest_backfill(batch_export_id, keep))
 
 
 # -- waiting for a new backfill's row -----------------------------------------------------------------------
@@ -171,15 +170,13 @@ def _not_visible(
     )
 
 
-def _await_by_id(
-    project_id: int, batch_export_id: str, backfill_id: str, lookup: BackfillLookup
-) -> Operation[Backfill]:
+def _await_by_id(batch_export_id: str, backfill_id: str, lookup: BackfillLookup) -> Operation[Backfill]:
     """GET the backfill by its UUID, tolerating 404 while PostHog's workflow creates the row."""
     deadline: DateTime = (yield NOW).add(seconds=lookup.timeout)
     waits = _sleep_schedule(lookup)
     while True:
         try:
-            return (yield from get_backfill(project_id, batch_export_id, backfill_id))
+            return (yield from get_backfill(batch_export_id, backfill_id))
         except PostHogNotFoundError:
             remaining = (deadline - (yield NOW)).total_seconds()
             if remaining <= 0:
@@ -188,14 +185,14 @@ def _await_by_id(
 
 
 def _await_by_range(
-    project_id: int, batch_export_id: str, keep: Callable[[Backfill], bool], lookup: BackfillLookup
+    batch_export_id: str, keep: Callable[[Backfill], bool], lookup: BackfillLookup
 ) -> Operation[Backfill | None]:
     """Poll the newest page of backfills until ``keep`` accepts one (older PostHog answers a workflow id)."""
     deadline: DateTime = (yield NOW).add(seconds=lookup.timeout)
     waits = _sleep_schedule(lookup)
     while True:
         # The newest page is enough: the new row is the newest.
-        found = yield from newest_backfill(project_id, batch_export_id, keep, max_pages=1)
+        found = yield from newest_backfill(batch_export_id, keep, max_pages=1)
         if found is not None:
             return found
         remaining = (deadline - (yield NOW)).total_seconds()
@@ -250,7 +247,7 @@ def _is_uuid(value: str) -> bool:
 
 
 def _submit_backfill(
-    project_id: int, batch_export_id: str, post: _Post, target: _Target, lookup: BackfillLookup
+    batch_export_id: str, post: _Post, target: _Target, lookup: BackfillLookup
 ) -> Operation[Backfill]:
     """POST a backfill-creating request (resent only if provably nothing was created) and resolve it.
 
@@ -260,7 +257,7 @@ def _submit_backfill(
     """
     created_after: DateTime = (yield NOW).subtract(seconds=lookup.clock_skew)
     # Which backfills exist already (the newest page is enough: a new row is the newest).
-    snapshot: ApiResponse = yield list_backfills_request(project_id, batch_export_id, ordering="-created_at")
+    snapshot: ApiResponse = yield list_backfills_request(batch_export_id, ordering="-created_at")
     existing = _backfills(snapshot.body)
     running = _newest(existing, lambda b: b.outcome is Outcome.RUNNING and target.exact(b))
     if running is not None:
@@ -280,20 +277,17 @@ def _submit_backfill(
         except PostHogConnectError:
             raise  # never reached PostHog; the transport already retried it within the policy
         except (PostHogServerError, PostHogTransportError) as exc:
-            found = yield from _look_after_ambiguous_failure(
-                project_id, batch_export_id, exc, target, is_new, lookup
-            )
+            found = yield from _look_after_ambiguous_failure(batch_export_id, exc, target, is_new, lookup)
             if found is not None:
                 return found
             if post_number >= lookup.max_posts:
                 raise
         else:
-            return (yield from _resolve(project_id, batch_export_id, response, is_new, lookup))
+            return (yield from _resolve(batch_export_id, response, is_new, lookup))
     raise AssertionError("unreachable")  # pragma: no cover - the last POST returns or raises
 
 
 def _look_after_ambiguous_failure(
-    project_id: int,
     batch_export_id: str,
     exc: PostHogAPIError,
     target: _Target,
@@ -304,18 +298,16 @@ def _look_after_ambiguous_failure(
     log.warning("Backfill request for %s failed ambiguously (%s); checking PostHog.", batch_export_id, exc)
     if exc.http_status == 500:  # what PostHog answers while the same backfill workflow is still running
         running = yield from newest_backfill(
-            project_id,
             batch_export_id,
             lambda b: b.outcome is Outcome.RUNNING and target.matches(b),
             max_pages=1,
         )
         if running is not None:
             raise _already_running(batch_export_id, running) from None
-    return (yield from _await_by_range(project_id, batch_export_id, is_new, lookup))
+    return (yield from _await_by_range(batch_export_id, is_new, lookup))
 
 
 def _resolve(
-    project_id: int,
     batch_export_id: str,
     response: ApiResponse,
     is_new: Callable[[Backfill], bool],
@@ -324,20 +316,16 @@ def _resolve(
     """The row of an accepted backfill: by its UUID, or by range where PostHog answered a workflow id."""
     backfill_id = str(json_object(response).get("backfill_id") or "")
     if backfill_id and _is_uuid(backfill_id):
-        return (yield from _await_by_id(project_id, batch_export_id, backfill_id, lookup))
-    found = yield from _await_by_range(project_id, batch_export_id, is_new, lookup)
+        return (yield from _await_by_id(batch_export_id, backfill_id, lookup))
+    found = yield from _await_by_range(batch_export_id, is_new, lookup)
     if found is None:
         raise _not_visible(batch_export_id, backfill_id, lookup)
     return found
 
 
-def _create_request(
-    project_id: int, batch_export_id: str, start_at: DateLike, end_at: DateLike
-) -> RequestSpec:
+def _create_request(batch_export_id: str, start_at: DateLike, end_at: DateLike) -> RequestSpec:
     body = {"start_at": format_datetime(start_at), "end_at": format_datetime(end_at)}
-    return RequestSpec(
-        "POST", project_path(project_id, batch_export_id, "backfills"), json=body, idempotent=False
-    )
+    return RequestSpec("POST", export_path(batch_export_id, "backfills"), json=body, idempotent=False)
 
 
 def _asks_for_dates(detail: str) -> bool:
@@ -349,7 +337,7 @@ def _asks_for_datetimes(detail: str) -> bool:
 
 
 def create_backfill(
-    project_id: int, batch_export_id: str, start_at: DateLike, end_at: DateLike, *, lookup: BackfillLookup
+    batch_export_id: str, start_at: DateLike, end_at: DateLike, *, lookup: BackfillLookup
 ) -> Operation[Backfill]:
     """Create a backfill of ``[start_at, end_at)`` and return its row, in every PostHog version.
 
@@ -364,14 +352,13 @@ def create_backfill(
         raise PostHogConfigError(
             f"Backfill start_at {start.isoformat()} must be before end_at {end.isoformat()}."
         )
-    export = yield from get_batch_export(project_id, batch_export_id)
+    export = yield from get_batch_export(batch_export_id)
     schedule = ExportSchedule.of(export)
     check_backfill_range(start, end, schedule)
-    datetimes = _create_request(project_id, batch_export_id, start, end)
+    datetimes = _create_request(batch_export_id, start, end)
     post = _Post(datetimes)
     if schedule.wall_clock:
         dates = _create_request(
-            project_id,
             batch_export_id,
             schedule.local_date(start).isoformat(),
             schedule.local_date(end).isoformat(),
@@ -380,17 +367,15 @@ def create_backfill(
             post = _Post(dates, datetimes, _asks_for_datetimes)
         else:
             post = _Post(datetimes, dates, _asks_for_dates)
-    return (yield from _submit_backfill(project_id, batch_export_id, post, _Target(start, end), lookup))
+    return (yield from _submit_backfill(batch_export_id, post, _Target(start, end), lookup))
 
 
-def retry_run(
-    project_id: int, batch_export_id: str, run_id: str, *, lookup: BackfillLookup
-) -> Operation[Backfill]:
+def retry_run(batch_export_id: str, run_id: str, *, lookup: BackfillLookup) -> Operation[Backfill]:
     """Re-export one run's interval (PostHog starts a one-interval backfill) and return that backfill."""
-    run = yield from get_run(project_id, batch_export_id, run_id)
+    run = yield from get_run(batch_export_id, run_id)
     if run.data_interval_end is None:
         raise PostHogAPIError(f"PostHog run {run_id} has no data_interval_end; cannot track its retry.")
-    path = project_path(project_id, batch_export_id, "runs", run_id, "retry")
+    path = export_path(batch_export_id, "runs", run_id, "retry")
     post = _Post(RequestSpec("POST", path, ANY_AGE, json={}, idempotent=False))  # starts a backfill
     target = _Target(start=run.data_interval_start, end=run.data_interval_end)
-    return (yield from _submit_backfill(project_id, batch_export_id, post, target, lookup))
+    return (yield from _submit_backfill(batch_export_id, post, target, lookup))

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 DEFAULT_HOST = "https://us.posthog.com"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
+#: Answers above this size are refused rather than read into memory (one triggerer serves hundreds of waits;
+#: PostHog's largest page, 100 runs, is well under 1 MB).
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 CONN_TYPE = "posthog"
 
 #: PostHog's public ingestion hosts: they do not serve the private REST API.
@@ -38,6 +41,12 @@ class ConnectionSettings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     verify: bool | str = True
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+    @property
+    def request_timeout(self) -> float:
+        """The overall deadline of one attempt: connect plus the whole answer, however slowly it comes."""
+        return self.connect_timeout + self.read_timeout
 
     def with_project(self, project_id: int | str | None) -> ConnectionSettings:
         """The same settings for another project (per-call override)."""
@@ -181,6 +190,21 @@ def parse_timeouts(extra: Mapping[str, Any]) -> tuple[float, float]:
     return connect, read
 
 
+def parse_max_response_bytes(value: Any) -> int:
+    """Extra ``max_response_bytes``: a positive whole number of bytes (default 10 MiB)."""
+    if value is None or value == "":
+        return DEFAULT_MAX_RESPONSE_BYTES
+    text = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))  # a JSON number typed as 1048576.0
+    if isinstance(value, bool) or not text.isdigit() or int(text) <= 0:
+        raise PostHogConfigError(
+            f"Connection extra 'max_response_bytes' must be a positive whole number of bytes, such as "
+            f"{DEFAULT_MAX_RESPONSE_BYTES} (10 MiB, the default when it is not set); got {text[:40]!r}."
+        )
+    return int(text)
+
+
 def _parse_verify(value: Any) -> bool | str:
     if value is None or value == "":
         return True
@@ -227,4 +251,5 @@ def settings_from_connection(
         connect_timeout=connect,
         read_timeout=read,
         verify=_parse_verify(extra_value(extra, "verify")),
+        max_response_bytes=parse_max_response_bytes(extra_value(extra, "max_response_bytes")),
     )

@@ -1,7 +1,8 @@
 """One operation per PostHog batch-exports endpoint, each building its own request (sans-I/O).
 
-The sync and async hooks drive the same generators, so paging, log windows and cancel checks cannot drift
-apart between the worker and the triggerer. Backfill creation and lookup live in ``api/backfills.py``.
+The sync and async hooks drive the same generators, so paging and log windows cannot drift apart between
+the worker and the triggerer. Backfill creation and lookup live in ``api/backfills.py``; polls and cancels
+of a job in ``api/jobs.py``.
 """
 
 from __future__ import annotations
@@ -19,21 +20,18 @@ from airflow_provider_posthog.api.http import (
     DateLike,
     Operation,
     RequestSpec,
+    export_path,
     fetch_object,
     follow_cursor,
     next_offset_request,
     page_results,
-    project_path,
     query,
 )
 from airflow_provider_posthog.api.intervals import ExportSchedule
 from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
-from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
 from airflow_provider_posthog.exceptions import (
     PostHogAuthError,
-    PostHogCancelNotEffectiveError,
     PostHogConfigError,
-    PostHogValidationError,
 )
 
 if TYPE_CHECKING:
@@ -52,10 +50,10 @@ ANY_AGE = (("after", RUNS_SINCE),)
 # -- exports ------------------------------------------------------------------------------------------------
 
 
-def list_batch_exports(project_id: int) -> Operation[list[BatchExport]]:
+def list_batch_exports() -> Operation[list[BatchExport]]:
     """Every export of the project, following limit/offset pages."""
     spec: RequestSpec | None = RequestSpec(
-        "GET", project_path(project_id), query([("limit", EXPORTS_PAGE_SIZE), ("offset", 0)])
+        "GET", export_path(), query([("limit", EXPORTS_PAGE_SIZE), ("offset", 0)])
     )
     out: list[BatchExport] = []
     pages = 0
@@ -67,44 +65,43 @@ def list_batch_exports(project_id: int) -> Operation[list[BatchExport]]:
     return out
 
 
-def get_batch_export(project_id: int, batch_export_id: str) -> Operation[BatchExport]:
-    spec = RequestSpec("GET", project_path(project_id, batch_export_id))
+def get_batch_export(batch_export_id: str) -> Operation[BatchExport]:
+    spec = RequestSpec("GET", export_path(batch_export_id))
     return BatchExport.from_api((yield from fetch_object(spec)))
 
 
-def create_batch_export(project_id: int, payload: Mapping[str, Any]) -> Operation[BatchExport]:
-    spec = RequestSpec("POST", project_path(project_id), json=dict(payload), idempotent=False)
+def create_batch_export(payload: Mapping[str, Any]) -> Operation[BatchExport]:
+    spec = RequestSpec("POST", export_path(), json=dict(payload), idempotent=False)
     return BatchExport.from_api((yield from fetch_object(spec)))
 
 
 def update_batch_export(
-    project_id: int, batch_export_id: str, payload: Mapping[str, Any], *, partial: bool = True
+    batch_export_id: str, payload: Mapping[str, Any], *, partial: bool = True
 ) -> Operation[BatchExport]:
     method = "PATCH" if partial else "PUT"
-    spec = RequestSpec(method, project_path(project_id, batch_export_id), json=dict(payload))
+    spec = RequestSpec(method, export_path(batch_export_id), json=dict(payload))
     return BatchExport.from_api((yield from fetch_object(spec)))
 
 
-def delete_batch_export(project_id: int, batch_export_id: str) -> Operation[None]:
-    yield RequestSpec("DELETE", project_path(project_id, batch_export_id))
+def delete_batch_export(batch_export_id: str) -> Operation[None]:
+    yield RequestSpec("DELETE", export_path(batch_export_id))
     return None
 
 
-def pause_batch_export(project_id: int, batch_export_id: str) -> Operation[None]:
+def pause_batch_export(batch_export_id: str) -> Operation[None]:
     # Pausing twice is a no-op on PostHog's side: safe to resend.
-    yield RequestSpec("POST", project_path(project_id, batch_export_id, "pause"), json={})
+    yield RequestSpec("POST", export_path(batch_export_id, "pause"), json={})
     return None
 
 
-def unpause_batch_export(project_id: int, batch_export_id: str, *, backfill: bool = False) -> Operation[None]:
+def unpause_batch_export(batch_export_id: str, *, backfill: bool = False) -> Operation[None]:
     # Unpausing an unpaused export is a no-op (no second gap backfill): safe to resend.
     body = {"backfill": True} if backfill else {}
-    yield RequestSpec("POST", project_path(project_id, batch_export_id, "unpause"), json=body)
+    yield RequestSpec("POST", export_path(batch_export_id, "unpause"), json=body)
     return None
 
 
 def get_batch_export_logs(
-    project_id: int,
     batch_export_id: str,
     *,
     after: DateLike | None = None,
@@ -135,9 +132,7 @@ def get_batch_export_logs(
         ]
     )
     try:
-        response: ApiResponse = yield RequestSpec(
-            "GET", project_path(project_id, batch_export_id, "logs"), params
-        )
+        response: ApiResponse = yield RequestSpec("GET", export_path(batch_export_id, "logs"), params)
     except PostHogAuthError as exc:
         if not refuses_personal_keys(exc):
             raise
@@ -150,7 +145,6 @@ def get_batch_export_logs(
 
 
 def list_runs(
-    project_id: int,
     batch_export_id: str,
     *,
     after: DateLike | None = None,
@@ -172,66 +166,17 @@ def list_runs(
             ("status", statuses or None),
         ]
     )
-    rows = yield from follow_cursor(
-        RequestSpec("GET", project_path(project_id, batch_export_id, "runs"), params)
-    )
+    rows = yield from follow_cursor(RequestSpec("GET", export_path(batch_export_id, "runs"), params))
     return [BatchExportRun.from_api(r) for r in rows]
 
 
-def get_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[BatchExportRun]:
+def get_run(batch_export_id: str, run_id: str) -> Operation[BatchExportRun]:
     """One run, whatever its age (the request carries an explicit ``after``)."""
-    spec = RequestSpec("GET", project_path(project_id, batch_export_id, "runs", run_id), ANY_AGE)
+    spec = RequestSpec("GET", export_path(batch_export_id, "runs", run_id), ANY_AGE)
     return BatchExportRun.from_api((yield from fetch_object(spec)))
 
 
-def _cancel(
-    spec: RequestSpec, read_back: Operation[str], *, kind: str, object_id: str, batch_export_id: str
-) -> Operation[str]:
-    """Send a cancel, then read the status back: PostHog can answer success without cancelling.
-
-    Already cancelled (e.g. a resent request) counts as done; any other 400 is raised. Returns the status
-    read back; raises :class:`PostHogCancelNotEffectiveError` if it is still Starting/Running.
-    """
-    try:
-        yield spec
-    except PostHogValidationError as exc:
-        if "in 'Cancelled' status" not in (exc.detail or ""):
-            raise
-        log.info("PostHog %s %s was already cancelled.", kind, object_id)
-        read_back.close()
-        return "Cancelled"
-    status = yield from read_back
-    if status in CANCELLABLE_STATUSES:
-        raise PostHogCancelNotEffectiveError(
-            f"PostHog answered the cancel of {kind} {object_id} of batch export {batch_export_id} with "
-            f"success, but the {kind} is still {status}.",
-            kind=kind,
-            object_id=object_id,
-            status=status,
-        )
-    return status
-
-
-def _run_status(project_id: int, batch_export_id: str, run_id: str) -> Operation[str]:
-    return (yield from get_run(project_id, batch_export_id, run_id)).status
-
-
-def cancel_run(project_id: int, batch_export_id: str, run_id: str) -> Operation[str]:
-    """Cancel a Starting/Running run and return its status read back (``"Cancelled"``)."""
-    path = project_path(project_id, batch_export_id, "runs", run_id, "cancel")
-    return (
-        yield from _cancel(
-            RequestSpec("POST", path, ANY_AGE, json={}),
-            _run_status(project_id, batch_export_id, run_id),
-            kind="run",
-            object_id=run_id,
-            batch_export_id=batch_export_id,
-        )
-    )
-
-
 def get_run_logs(
-    project_id: int,
     batch_export_id: str,
     run_id: str,
     *,
@@ -245,13 +190,13 @@ def get_run_logs(
     Concurrent runs of the same export (a backfill) can contribute lines to the same window. Where logs are
     closed to personal API keys this returns ``[]`` with a warning.
     """
-    run = yield from get_run(project_id, batch_export_id, run_id)
+    run = yield from get_run(batch_export_id, run_id)
     after = run.created_at.subtract(seconds=1) if run.created_at else None
     finished = run.finished_at or (yield NOW)
     before = finished.add(seconds=1)
     return (
         yield from get_batch_export_logs(
-            project_id, batch_export_id, after=after, before=before, level=level, limit=limit
+            batch_export_id, after=after, before=before, level=level, limit=limit
         )
     )
 
@@ -259,50 +204,26 @@ def get_run_logs(
 # -- backfills ----------------------------------------------------------------------------------------------
 
 
-def list_backfills_request(
-    project_id: int, batch_export_id: str, *, ordering: str | None = None
-) -> RequestSpec:
+def list_backfills_request(batch_export_id: str, *, ordering: str | None = None) -> RequestSpec:
     """First page of an export's backfills (50 a page)."""
-    return RequestSpec(
-        "GET", project_path(project_id, batch_export_id, "backfills"), query([("ordering", ordering)])
-    )
+    return RequestSpec("GET", export_path(batch_export_id, "backfills"), query([("ordering", ordering)]))
 
 
-def list_backfills(
-    project_id: int, batch_export_id: str, *, ordering: str | None = None
-) -> Operation[list[Backfill]]:
-    rows = yield from follow_cursor(list_backfills_request(project_id, batch_export_id, ordering=ordering))
+def list_backfills(batch_export_id: str, *, ordering: str | None = None) -> Operation[list[Backfill]]:
+    rows = yield from follow_cursor(list_backfills_request(batch_export_id, ordering=ordering))
     return [Backfill.from_api(r) for r in rows]
 
 
-def get_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[Backfill]:
-    spec = RequestSpec("GET", project_path(project_id, batch_export_id, "backfills", backfill_id))
+def get_backfill(batch_export_id: str, backfill_id: str) -> Operation[Backfill]:
+    spec = RequestSpec("GET", export_path(batch_export_id, "backfills", backfill_id))
     return Backfill.from_api((yield from fetch_object(spec)))
-
-
-def _backfill_status(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[str]:
-    return (yield from get_backfill(project_id, batch_export_id, backfill_id)).status
-
-
-def cancel_backfill(project_id: int, batch_export_id: str, backfill_id: str) -> Operation[str]:
-    """Cancel a Starting/Running backfill and return its status read back (``"Cancelled"``)."""
-    path = project_path(project_id, batch_export_id, "backfills", backfill_id, "cancel")
-    return (
-        yield from _cancel(
-            RequestSpec("POST", path, json={}),
-            _backfill_status(project_id, batch_export_id, backfill_id),
-            kind="backfill",
-            object_id=backfill_id,
-            batch_export_id=batch_export_id,
-        )
-    )
 
 
 # -- a backfill's runs -------------------------------------------------------------------------------------
 
 
 def list_backfill_runs(
-    project_id: int, batch_export_id: str, backfill: Backfill, *, schedule: ExportSchedule | None = None
+    batch_export_id: str, backfill: Backfill, *, schedule: ExportSchedule | None = None
 ) -> Operation[list[BatchExportRun]]:
     """Every run of ``backfill`` (matched on the run's ``backfill``), the first one included.
 
@@ -315,12 +236,11 @@ def list_backfill_runs(
     starts = [t for t in (backfill.start_at, backfill.adjusted_start_at) if t is not None]
     if starts and backfill.end_at is not None and schedule is None:
         try:
-            schedule = ExportSchedule.of((yield from get_batch_export(project_id, batch_export_id)))
+            schedule = ExportSchedule.of((yield from get_batch_export(batch_export_id)))
         except PostHogConfigError as exc:  # an interval this provider does not know: list by creation
             log.warning("Listing the runs of backfill %s by creation time: %s", backfill.id, exc)
     if starts and backfill.end_at is not None and schedule is not None:
         runs = yield from list_runs(
-            project_id,
             batch_export_id,
             ordering="data_interval_start",
             start=schedule.floor(min(starts)) - schedule.length,
@@ -328,5 +248,5 @@ def list_backfill_runs(
         )
     else:
         created: DateTime = backfill.created_at or (yield NOW).subtract(days=30)
-        runs = yield from list_runs(project_id, batch_export_id, after=created.subtract(hours=1))
+        runs = yield from list_runs(batch_export_id, after=created.subtract(hours=1))
     return [r for r in runs if r.backfill_id == backfill.id]

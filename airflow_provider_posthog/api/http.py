@@ -1,10 +1,11 @@
 """The protocol between operations and drivers: requests as data, decoded answers, paths, paging. No I/O.
 
-An operation (``api/endpoints.py``, ``api/backfills.py``) is a generator. It yields a :class:`RequestSpec`
-(the driver sends it with the retry policy and sends back an :class:`ApiResponse`, or throws the mapped
-exception into the generator), a :class:`Sleep` (the driver sleeps) or :data:`NOW` (the driver sends back
-the current UTC time), and returns a typed result. Operations never read the clock or know the host:
-paths and next links are relative and the driver joins them to the connection's base URL.
+An operation (``api/endpoints.py``, ``api/backfills.py``, ``api/jobs.py``) is a generator. It yields a
+:class:`RequestSpec` (the driver sends it with the retry policy and sends back an :class:`ApiResponse`, or
+throws the mapped exception into the generator), a :class:`Sleep` (the driver sleeps) or :data:`NOW` (the
+driver sends back the current UTC time), and returns a typed result. Operations never read the clock, know
+the host or the project: paths are relative to the project's API root (``/api/projects/{id}/``), next links
+to the host, and the driver joins them to the connection's base URL and project.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ DateLike = dt.datetime | dt.date | str
 class RequestSpec:
     """One HTTP request, transport-independent.
 
-    :param path: path from the host root, starting with ``/api/``.
+    :param path: path below the project's API root, e.g. ``batch_exports/{id}/runs/`` (see
+        :func:`export_path`); :meth:`api_path` gives the path from the host root.
     :param params: query parameters as ordered pairs (a name may repeat, e.g. ``status``).
     :param json: JSON body, or ``None``. Never logged and never put in exception messages.
     :param idempotent: safe to resend after an ambiguous failure (the server may have processed it).
@@ -51,12 +53,16 @@ class RequestSpec:
     idempotent: bool = True
     url: str | None = None
 
-    def full_url(self, base_url: str) -> str:
-        """Join with the connection's base URL (query string included)."""
+    def api_path(self, project_id: int) -> str:
+        """The path from the host root, ``/api/projects/{project_id}/...`` (what messages name)."""
+        return f"/api/projects/{int(project_id)}/{self.path}"
+
+    def full_url(self, base_url: str, project_id: int) -> str:
+        """Join with the connection's base URL and project (query string included)."""
         if self.url is not None:
             return f"{base_url}{self.url}"
         query = f"?{urlencode(self.params)}" if self.params else ""
-        return f"{base_url}{self.path}{query}"
+        return f"{base_url}{self.api_path(project_id)}{query}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +117,10 @@ def _segment(value: object) -> str:
     return quote(text, safe="")
 
 
-def project_path(project_id: int, *parts: object) -> str:
-    """``/api/projects/{project_id}/batch_exports/...`` with a trailing slash (optional for PostHog)."""
+def export_path(*parts: object) -> str:
+    """``batch_exports/...`` below the project's API root, with a trailing slash (optional for PostHog)."""
     segments = "/".join(_segment(p) for p in parts)
-    return f"/api/projects/{int(project_id)}/batch_exports/" + (f"{segments}/" if segments else "")
+    return "batch_exports/" + (f"{segments}/" if segments else "")
 
 
 def format_datetime(value: DateLike) -> str:

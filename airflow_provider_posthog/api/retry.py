@@ -17,13 +17,18 @@ After an ambiguous failure (5xx, read timeout, dropped connection) the backfill 
 backfill PostHog may have created before trying again (see ``api/backfills.py``).
 
 Bounds: ``max_attempts`` attempts in total and ``max_elapsed`` seconds including the next wait (a wait that
-would cross the budget stops retrying at once).
+would cross the budget stops retrying at once), and the caller's :class:`Deadline`: a wait's polls never
+retry past the wait's own end.
+
+The same classification serves the waits one level up: :func:`transient` is "PostHog may answer again
+later" (a wait keeps waiting through it until its deadline), anything else ends a wait at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from typing import Any
 
 import tenacity
@@ -40,6 +45,46 @@ from airflow_provider_posthog.exceptions import (
 DEFAULT_MAX_ATTEMPTS = 5
 
 
+def transient(exc: BaseException) -> bool:
+    """Trouble PostHog (or the network) recovers from on its own: 5xx, throttling, dropped connections,
+    timeouts. A wait keeps waiting through it; everything else (400, 401/403, 404, a config error, an
+    answer this provider cannot read) is final."""
+    if isinstance(exc, PostHogTooManyBackfillsError):
+        return False
+    if isinstance(exc, (PostHogRateLimitError, PostHogTransportError, TimeoutError)):
+        return True
+    return isinstance(exc, PostHogServerError)
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadline:
+    """The end of a call on the monotonic clock (``at=None``: none). Callers hand over epoch seconds (a
+    wait's end is computed by the worker and compared in the triggerer); the drivers convert once."""
+
+    at: float | None = None
+
+    @classmethod
+    def from_epoch(cls, epoch: float | None) -> Deadline:
+        if epoch is None:
+            return NO_DEADLINE
+        return cls(time.monotonic() + (epoch - time.time()))
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or ``None`` without a deadline."""
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+    def clamp(self, seconds: float) -> float:
+        """``seconds``, cut to what is left."""
+        left = self.remaining()
+        return seconds if left is None else min(seconds, left)
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+
+NO_DEADLINE = Deadline()
+
+
 class _Budget(tenacity.stop.stop_base):
     """When to give up: failures after ``max_attempts`` or ``max_elapsed``; throttles after ``max_throttled``.
 
@@ -48,14 +93,21 @@ class _Budget(tenacity.stop.stop_base):
     its own, longer time budget and does not count against the attempts.
     """
 
-    def __init__(self, max_attempts: int, max_elapsed: float, max_throttled: float) -> None:
+    def __init__(
+        self, max_attempts: int, max_elapsed: float, max_throttled: float, deadline: Deadline = NO_DEADLINE
+    ) -> None:
         self.max_attempts = max_attempts
         self.max_elapsed = max_elapsed
         self.max_throttled = max_throttled
+        self.deadline = deadline
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         outcome = retry_state.outcome
-        elapsed = (retry_state.seconds_since_start or 0.0) + (retry_state.upcoming_sleep or 0.0)
+        upcoming = retry_state.upcoming_sleep or 0.0
+        left = self.deadline.remaining()
+        if left is not None and upcoming >= left:
+            return True  # the caller's deadline comes first: no retry can finish before it
+        elapsed = (retry_state.seconds_since_start or 0.0) + upcoming
         if outcome is not None and isinstance(outcome.exception(), PostHogRateLimitError):
             return elapsed >= self.max_throttled
         return elapsed >= self.max_elapsed or retry_state.attempt_number >= self.max_attempts
@@ -104,9 +156,9 @@ class RetryPolicy:
             return True  # never reached PostHog
         if not idempotent:
             return False
-        if isinstance(exc, PostHogTransportError):
-            return True
-        return isinstance(exc, PostHogServerError) and exc.http_status in RETRYABLE_SERVER_STATUSES
+        if isinstance(exc, PostHogServerError):
+            return exc.http_status in RETRYABLE_SERVER_STATUSES
+        return transient(exc)
 
     def backoff(self, attempt_number: int) -> float:
         """Exponential backoff with equal jitter for the wait after attempt ``attempt_number`` (1-based)."""
@@ -122,7 +174,7 @@ class RetryPolicy:
             return wait + random.uniform(0, max(wait, self.backoff_initial) / 2)
         return self.backoff(attempt_number)
 
-    def _kwargs(self, *, idempotent: bool, log: Any, describe: str) -> dict[str, Any]:
+    def _kwargs(self, *, idempotent: bool, log: Any, deadline: Deadline) -> dict[str, Any]:
         def _wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             return self.wait_for(exc, state.attempt_number)
@@ -134,21 +186,24 @@ class RetryPolicy:
             return exc is not None and self.should_retry(exc, idempotent=idempotent)
 
         def _before_sleep(state: tenacity.RetryCallState) -> None:
+            # INFO: a retry that then succeeds is routine, and a wait that cannot reach PostHog says so once
+            # itself; the final failure is raised with "gave up after N attempts".
             if log is None:
                 return
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning(
-                "%s failed (attempt %d of %d): %s; retrying in %.2fs",
-                describe,
+            log.info(
+                "Attempt %d of %d failed, retrying in %.2fs: %s",
                 state.attempt_number,
                 self.max_attempts,
-                exc,
                 wait,
+                exc,
             )
 
         return {
-            "stop": _Budget(self.max_attempts, self.max_elapsed, max(self.max_elapsed, self.max_throttled)),
+            "stop": _Budget(
+                self.max_attempts, self.max_elapsed, max(self.max_elapsed, self.max_throttled), deadline
+            ),
             "wait": _wait,
             "retry": _retry,
             "before_sleep": _before_sleep,
@@ -160,15 +215,15 @@ class RetryPolicy:
         *,
         idempotent: bool,
         log: Any = None,
-        describe: str = "PostHog request",
+        deadline: Deadline = NO_DEADLINE,
     ) -> tenacity.Retrying:
-        return tenacity.Retrying(**self._kwargs(idempotent=idempotent, log=log, describe=describe))
+        return tenacity.Retrying(**self._kwargs(idempotent=idempotent, log=log, deadline=deadline))
 
     def async_retrying(
         self,
         *,
         idempotent: bool,
         log: Any = None,
-        describe: str = "PostHog request",
+        deadline: Deadline = NO_DEADLINE,
     ) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(**self._kwargs(idempotent=idempotent, log=log, describe=describe))
+        return tenacity.AsyncRetrying(**self._kwargs(idempotent=idempotent, log=log, deadline=deadline))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .control import RequestLogEntry
@@ -29,12 +29,14 @@ from .timeutil import fmt
 from .ui import UiPages
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from datetime import datetime
 
     from starlette.requests import Request
     from starlette.types import Receive, Scope, Send
 
     from .control import Control
+    from .faults import Fault
 
 logger = logging.getLogger(__name__)
 # transports of live connections, keyed by (client addr, server addr); filled by server.py's protocol classes
@@ -75,6 +77,27 @@ class DropConnection(Response):
 
 def _addr(value: Any) -> Any:
     return tuple(value[:2]) if value else None
+
+
+def trickled(answer: Response, seconds: float) -> Response:
+    """``answer`` with its body sent one byte every ``seconds`` (a ``trickle`` fault).
+
+    Status and headers go out at once and keep the body's ``Content-Length`` (uvicorn sends a declared
+    length over several body messages), so only the timing differs from the real answer. When the client
+    hangs up, Starlette stops the stream.
+    """
+    body = bytes(answer.body)
+    if not body:
+        return answer
+
+    async def one_byte_at_a_time() -> AsyncIterator[bytes]:
+        for i in range(len(body)):
+            await asyncio.sleep(seconds)
+            yield body[i : i + 1]
+
+    return StreamingResponse(
+        one_byte_at_a_time(), status_code=answer.status_code, headers=dict(answer.headers.items())
+    )
 
 
 HTML_PAGE = (
@@ -276,9 +299,14 @@ class EmulatorApp:
 
     # -- API ----------------------------------------------------------------------------------------------
     async def api(self, request: Request) -> Response:
-        control = self.control
         method, path = request.method, request.url.path
-        fault = control.faults.take(method, path) if path.startswith("/api/") else None
+        fault = self.control.faults.take(method, path) if path.startswith("/api/") else None
+        response = await self._answer(request, method, path, fault)
+        if fault is not None and fault.trickle > 0 and not isinstance(response, DropConnection):
+            return trickled(response, fault.trickle)
+        return response
+
+    async def _answer(self, request: Request, method: str, path: str, fault: Fault | None) -> Response:
         if fault is not None:
             if fault.latency:
                 await asyncio.sleep(fault.latency)
@@ -464,7 +492,13 @@ class EmulatorApp:
                 c.clear_faults()
                 return {"ok": True}
             return [
-                {"path_regex": f.path_regex, "method": f.method, "status": f.status, "hits": f.hits}
+                {
+                    "path_regex": f.path_regex,
+                    "method": f.method,
+                    "status": f.status,
+                    "trickle": f.trickle,
+                    "hits": f.hits,
+                }
                 for f in c.faults.active
             ]
         if name == "requests":

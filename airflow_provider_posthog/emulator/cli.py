@@ -43,6 +43,7 @@ control API (no auth, JSON bodies), to seed objects and script outcomes:
   POST /_emulator/runs            keys batch_export_id, data_interval_start, data_interval_end, status
   POST /_emulator/fail_next_run   {{"batch_export_id": "<id>", "error": "S3 said no"}}
   POST /_emulator/faults          {{"path_regex": "/runs/", "status": 503, "count": 2}}
+                                  {{"path_regex": "/runs/", "trickle": 2}}  (the answer, 1 byte per 2 s)
   POST /_emulator/advance         {{"seconds": 3600}}   (move the emulated clock)
   POST /_emulator/reset;  GET /_emulator/requests  (the API calls received)
 

@@ -10,6 +10,7 @@ import copy
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .clock import ACTIVE, Clock, StateMachine
@@ -23,6 +24,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 UTC = timezone.utc
+
+
+class _Unset(Enum):
+    """An argument not given (where ``None`` means something)."""
+
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,20 +324,36 @@ class Control:
         self,
         path_regex: str,
         method: str | None = None,
-        status: int | None = 503,
+        status: int | _Unset | None = UNSET,
         count: int | None = 1,
         retry_after: float | None = None,
         latency: float = 0.0,
         drop_connection: bool = False,
         html: bool = False,
         body: dict[str, Any] | None = None,
+        trickle: float = 0.0,
     ) -> Fault:
         """Script a fault for the next ``count`` matching API calls (``count=None``: until cleared).
 
-        ``status=None`` with ``latency`` only delays the real answer.
+        ``status`` defaults to 503. ``status=None`` with ``latency`` only delays the real answer.
+        ``trickle=seconds`` sends the answer's body one byte every ``seconds``: the real answer unless a
+        ``status`` is given too.
         """
+        if isinstance(status, _Unset):
+            status = None if trickle else 503
         return self.faults.add(
-            Fault(path_regex, method, status, count, retry_after, latency, drop_connection, html, body)
+            Fault(
+                path_regex,
+                method,
+                status,
+                count,
+                retry_after=retry_after,
+                latency=latency,
+                drop_connection=drop_connection,
+                html=html,
+                body=body,
+                trickle=float(trickle),
+            )
         )
 
     def clear_faults(self) -> None:

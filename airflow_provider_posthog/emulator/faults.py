@@ -14,7 +14,11 @@ from .errors import ApiError
 
 @dataclass
 class Fault:
-    """One scripted fault: affects the next ``count`` matching calls (``None`` = every call)."""
+    """One scripted fault: affects the next ``count`` matching calls (``None`` = every call).
+
+    ``trickle``: seconds between the bytes of the answer's body (the status line and headers, with the
+    body's ``Content-Length``, go out at once), like a slow proxy or an overloaded server.
+    """
 
     path_regex: str
     method: str | None = None
@@ -25,6 +29,7 @@ class Fault:
     drop_connection: bool = False
     html: bool = False
     body: dict[str, object] | None = None
+    trickle: float = 0.0
     hits: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
@@ -32,6 +37,8 @@ class Fault:
         self._pattern = re.compile(self.path_regex)
         if self.method is not None:
             self.method = self.method.upper()
+        if self.trickle < 0:
+            raise ValueError("trickle must not be negative")
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:

@@ -27,17 +27,24 @@ from airflow_provider_posthog.api.http import (
     Operation,
     RequestSpec,
     Sleep,
-    project_path,
+    export_path,
     query,
     ui_url,
 )
-from airflow_provider_posthog.api.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_ELAPSED, RetryPolicy
+from airflow_provider_posthog.api.retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_ELAPSED,
+    Deadline,
+    RetryPolicy,
+)
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
     PostHogConfigError,
+    PostHogDeadlineError,
     PostHogError,
     PostHogNotFoundError,
+    PostHogResponseTooLargeError,
     PostHogTransportError,
 )
 
@@ -132,8 +139,40 @@ class PostHogHookBase(BaseHook):
     # -- one request --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _describe(spec: RequestSpec) -> str:
-        return f"PostHog API {spec.method} {spec.path}"
+    def _attempt_budget(settings: ConnectionSettings, deadline: Deadline) -> float:
+        """Seconds one attempt may take: connect plus the whole answer, and never past the call's deadline."""
+        return deadline.clamp(settings.request_timeout)
+
+    @staticmethod
+    def _cut_short(spec: RequestSpec, settings: ConnectionSettings, seconds: float) -> PostHogDeadlineError:
+        path = spec.api_path(settings.project_id)
+        return PostHogDeadlineError(
+            f"PostHog API {spec.method} {path}: no complete answer within {seconds:.1f}s (the request's "
+            f"overall deadline: connect_timeout + timeout of the connection, or the end of the wait).",
+            method=spec.method,
+            path=path,
+            code="deadline",
+            detail=f"no complete answer within {seconds:.1f}s",
+        )
+
+    @staticmethod
+    def _too_large(spec: RequestSpec, settings: ConnectionSettings) -> PostHogResponseTooLargeError:
+        path = spec.api_path(settings.project_id)
+        return PostHogResponseTooLargeError(
+            f"PostHog API {spec.method} {path} answered with more than {settings.max_response_bytes} bytes; "
+            "refused instead of read into memory. Check that the connection host is the PostHog app, or "
+            "raise the connection extra 'max_response_bytes'.",
+            method=spec.method,
+            path=path,
+        )
+
+    @staticmethod
+    def _declared_too_large(settings: ConnectionSettings, headers: Mapping[str, str]) -> bool:
+        try:
+            declared = int(headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        return declared > settings.max_response_bytes
 
     @staticmethod
     def _headers(settings: ConnectionSettings) -> dict[str, str]:
@@ -152,7 +191,7 @@ class PostHogHookBase(BaseHook):
     ) -> ApiResponse:
         return decode_response(
             method=spec.method,
-            path=spec.path,
+            path=spec.api_path(settings.project_id),
             status=status,
             content=content,
             content_type=headers.get("Content-Type"),
@@ -167,7 +206,7 @@ class PostHogHookBase(BaseHook):
     ) -> PostHogTransportError:
         return transport_error(
             method=spec.method,
-            path=spec.path,
+            path=spec.api_path(settings.project_id),
             error=exc,
             sent=sent,
             secrets=(settings.api_key,),
@@ -175,10 +214,11 @@ class PostHogHookBase(BaseHook):
         )
 
     @staticmethod
-    def _unsendable(spec: RequestSpec, exc: BaseException) -> PostHogAPIError:
+    def _unsendable(spec: RequestSpec, settings: ConnectionSettings, exc: BaseException) -> PostHogAPIError:
         """A request the HTTP library refused to build or send (bad URL, scheme): not retried."""
+        path = spec.api_path(settings.project_id)
         return PostHogAPIError(
-            f"PostHog API {spec.method} {spec.path}: {type(exc).__name__}", method=spec.method, path=spec.path
+            f"PostHog API {spec.method} {path}: {type(exc).__name__}", method=spec.method, path=path
         )
 
     @staticmethod
@@ -194,7 +234,7 @@ class PostHogHookBase(BaseHook):
     @staticmethod
     def _connection_test_request(settings: ConnectionSettings) -> RequestSpec:
         """The cheapest request that needs host, key, scope and project: one export of the list."""
-        return RequestSpec("GET", project_path(settings.project_id), query([("limit", 1), ("offset", 0)]))
+        return RequestSpec("GET", export_path(), query([("limit", 1), ("offset", 0)]))
 
     #: One attempt: a connection test answers within a UI request.
     _CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=1)

@@ -1,8 +1,8 @@
-"""PostHogHook (requests, for workers) and, re-exported, PostHogAsyncHook (httpx, for triggers).
+"""PostHogHook (requests, for workers): transport, and one line per public method over an operation.
 
-The hooks only resolve the Airflow connection, carry bytes and sleep. What to send, how to page, how to map
-errors, when to retry and how to find a new backfill live in ``airflow_provider_posthog.api``; everything
-else without I/O lives in ``hooks/base.py``, so the two transports cannot drift apart.
+What to send, how to page, how to map errors, when to retry, how to find a new backfill, how to poll or cancel
+a job live in ``airflow_provider_posthog.api``; everything else without I/O lives in ``hooks/base.py``. The
+triggers' twin is ``hooks/posthog_async.py``.
 
 ``requests`` is imported inside methods: operator modules may import this module at DAG parse time under
 ``TYPE_CHECKING`` only, and nothing here does I/O before a method is called.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import log as sdk_log
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api import backfills, endpoints
+from airflow_provider_posthog.api import backfills, endpoints, jobs
 from airflow_provider_posthog.api.http import (
     LOGS_MAX_LIMIT,
     ApiResponse,
@@ -26,17 +26,14 @@ from airflow_provider_posthog.api.http import (
     RequestSpec,
     Sleep,
 )
+from airflow_provider_posthog.api.retry import NO_DEADLINE, Deadline
 from airflow_provider_posthog.exceptions import PostHogError
-from airflow_provider_posthog.hooks.base import (
-    COMMON_HEADERS,
-    PostHogHookBase,
-    advance,
-    connection_test_message,
-)
-from airflow_provider_posthog.hooks.posthog_async import (
-    PostHogAsyncHook,
-    aclose_shared_clients,
-    shared_async_client,
+from airflow_provider_posthog.hooks.base import PostHogHookBase, advance, connection_test_message
+from airflow_provider_posthog.hooks.requests_session import (
+    READ_CHUNK,
+    Watchdog,
+    new_session,
+    requests_not_sent,
 )
 
 if TYPE_CHECKING:
@@ -49,32 +46,7 @@ if TYPE_CHECKING:
     from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
     from airflow_provider_posthog.api.retry import RetryPolicy
 
-__all__ = [
-    "PostHogAsyncHook",
-    "PostHogHook",
-    "aclose_shared_clients",
-    "connection_test_message",
-    "shared_async_client",
-]
-
 T = TypeVar("T")
-
-
-def _requests_not_sent(exc: BaseException) -> bool:
-    """True when requests failed before the request could reach the server."""
-    import requests
-    import urllib3
-
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason: Any = exc.args[0] if exc.args else None
-        if isinstance(reason, urllib3.exceptions.MaxRetryError):
-            reason = reason.reason
-        return isinstance(
-            reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
-        )
-    return False
 
 
 class PostHogHook(PostHogHookBase):
@@ -82,7 +54,8 @@ class PostHogHook(PostHogHookBase):
 
     Connection: host = PostHog app URL (default ``https://us.posthog.com``), password = personal API key
     (``phx_...``), extra ``project_id`` (numeric), optional extra ``timeout`` / ``connect_timeout`` seconds,
-    ``scheme`` (``http`` for a scheme-less local host) and ``verify`` (false or a CA bundle path).
+    ``scheme`` (``http`` for a scheme-less local host), ``verify`` (false or a CA bundle path) and
+    ``max_response_bytes``.
     """
 
     if not compat.DECLARATIVE_CONNECTION_FORM_SUPPORTED:
@@ -115,11 +88,7 @@ class PostHogHook(PostHogHookBase):
     def get_conn(self) -> requests.Session:
         """The pooled ``requests.Session`` (no Authorization header on it: it is added per request)."""
         if self._session is None:
-            import requests
-
-            session = requests.Session()
-            session.headers.update(COMMON_HEADERS)
-            self._session = session
+            self._session = new_session()
         return self._session
 
     def close(self) -> None:
@@ -127,52 +96,101 @@ class PostHogHook(PostHogHookBase):
             self._session.close()
             self._session = None
 
-    def _send_once(self, spec: RequestSpec, settings: ConnectionSettings) -> ApiResponse:
+    def _send_once(self, spec: RequestSpec, settings: ConnectionSettings, deadline: Deadline) -> ApiResponse:
+        """One attempt with an overall deadline (requests' timeouts apply to each read, not to the answer)."""
         import requests
 
-        try:
-            resp = self.get_conn().request(
-                spec.method,
-                spec.full_url(settings.base_url),
-                json=spec.json,
-                headers=self._headers(settings),
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                allow_redirects=False,
-                verify=settings.verify,
-            )
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise self._transport_error(spec, settings, exc, sent=not _requests_not_sent(exc)) from None
-        except requests.RequestException as exc:
-            raise self._unsendable(spec, exc) from None
-        return self._decode(spec, settings, resp.status_code, resp.content, resp.headers)
+        budget = self._attempt_budget(settings, deadline)
+        if budget <= 0:
+            raise self._cut_short(spec, settings, 0.0)
+        with Watchdog(budget) as watchdog:
+            try:
+                resp = self.get_conn().request(
+                    spec.method,
+                    spec.full_url(settings.base_url, settings.project_id),
+                    json=spec.json,
+                    headers=self._headers(settings),
+                    timeout=(min(settings.connect_timeout, budget), min(settings.read_timeout, budget)),
+                    allow_redirects=False,
+                    verify=settings.verify,
+                    stream=True,
+                )
+                with contextlib.closing(resp):
+                    content = self._read(spec, settings, resp)
+                    cut = watchdog.stop()
+            except PostHogError:
+                raise
+            except Exception as exc:
+                # A shut socket surfaces as whatever the read was doing: a reset, a truncated body, ...
+                if watchdog.stop():
+                    raise self._cut_short(spec, settings, budget) from None
+                if isinstance(
+                    exc,
+                    (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError),
+                ):
+                    raise self._transport_error(
+                        spec, settings, exc, sent=not requests_not_sent(exc)
+                    ) from None
+                if isinstance(exc, requests.RequestException):
+                    raise self._unsendable(spec, settings, exc) from None
+                raise
+        if cut:  # even headers cut short can pass for an answer: urllib3 hands over what it parsed
+            raise self._cut_short(spec, settings, budget)
+        return self._decode(spec, settings, resp.status_code, content, resp.headers)
+
+    def _read(self, spec: RequestSpec, settings: ConnectionSettings, resp: requests.Response) -> bytes:
+        """The whole body, refusing it once it passes ``max_response_bytes``."""
+        if self._declared_too_large(settings, resp.headers):
+            raise self._too_large(spec, settings)
+        body = bytearray()
+        for chunk in resp.iter_content(READ_CHUNK):
+            body += chunk
+            if len(body) > settings.max_response_bytes:
+                raise self._too_large(spec, settings)
+        return bytes(body)
 
     def _send(
-        self, spec: RequestSpec, settings: ConnectionSettings, policy: RetryPolicy | None = None
+        self,
+        spec: RequestSpec,
+        settings: ConnectionSettings,
+        policy: RetryPolicy | None = None,
+        deadline: Deadline = NO_DEADLINE,
     ) -> ApiResponse:
         retrying = self._policy(policy).retrying(
-            idempotent=spec.idempotent, log=self.log, describe=self._describe(spec)
+            idempotent=spec.idempotent,
+            log=self.log,
+            deadline=deadline,
         )
         started = time.monotonic()
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send_once(spec, settings)
+                    return self._send_once(spec, settings, deadline)
         except PostHogError as exc:
             raise self._gave_up(exc, retrying, started) from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _run(self, op: Operation[T], settings: ConnectionSettings) -> T:
-        """Drive an operation: send its requests (with retries), sleep its sleeps, return its result."""
+    def run(
+        self, op: Operation[T], project_id: int | str | None = None, *, deadline: float | None = None
+    ) -> T:
+        """Drive an operation of ``airflow_provider_posthog.api``: send its requests (retried by the hook's
+        policy), sleep its sleeps, return its result.
+
+        ``deadline`` (epoch seconds) bounds the whole call: a request still retrying, throttled or being
+        answered slowly at that time is cut short with ``PostHogDeadlineError``.
+        """
+        settings = self._settings(project_id)
+        until = Deadline.from_epoch(deadline)
         with contextlib.closing(op):
             try:
                 command = advance(op)
                 while True:
                     if isinstance(command, Sleep):
-                        time.sleep(command.seconds)
+                        time.sleep(until.clamp(command.seconds))
                         command = advance(op)
                         continue
                     try:
-                        response = self._send(command, settings)
+                        response = self._send(command, settings, deadline=until)
                     except PostHogError as exc:
                         command = advance(op, error=exc)
                     else:
@@ -184,19 +202,17 @@ class PostHogHook(PostHogHookBase):
 
     def list_batch_exports(self, *, project_id: int | None = None) -> list[BatchExport]:
         """Every export of the project (all limit/offset pages), newest first."""
-        s = self._settings(project_id)
-        return self._run(endpoints.list_batch_exports(s.project_id), s)
+        return self.run(endpoints.list_batch_exports(), project_id)
 
     def get_batch_export(self, batch_export_id: str, *, project_id: int | None = None) -> BatchExport:
-        s = self._settings(project_id)
-        return self._run(endpoints.get_batch_export(s.project_id, batch_export_id), s)
+        """One export (PostHog strips the destination's secrets)."""
+        return self.run(endpoints.get_batch_export(batch_export_id), project_id)
 
     def create_batch_export(
         self, payload: Mapping[str, Any], *, project_id: int | None = None
     ) -> BatchExport:
         """Create an export. Resent only if the request provably never reached PostHog (or was throttled)."""
-        s = self._settings(project_id)
-        return self._run(endpoints.create_batch_export(s.project_id, payload), s)
+        return self.run(endpoints.create_batch_export(payload), project_id)
 
     def update_batch_export(
         self,
@@ -207,24 +223,21 @@ class PostHogHook(PostHogHookBase):
         project_id: int | None = None,
     ) -> BatchExport:
         """PATCH (``partial=True``) or PUT the export; ``destination.config`` is merged by PostHog."""
-        s = self._settings(project_id)
-        op = endpoints.update_batch_export(s.project_id, batch_export_id, payload, partial=partial)
-        return self._run(op, s)
+        return self.run(endpoints.update_batch_export(batch_export_id, payload, partial=partial), project_id)
 
     def delete_batch_export(self, batch_export_id: str, *, project_id: int | None = None) -> None:
-        s = self._settings(project_id)
-        self._run(endpoints.delete_batch_export(s.project_id, batch_export_id), s)
+        """Delete the export (PostHog also cancels its running backfills)."""
+        self.run(endpoints.delete_batch_export(batch_export_id), project_id)
 
     def pause_batch_export(self, batch_export_id: str, *, project_id: int | None = None) -> None:
-        s = self._settings(project_id)
-        self._run(endpoints.pause_batch_export(s.project_id, batch_export_id), s)
+        """Pause the export's schedule (a no-op when it is paused already)."""
+        self.run(endpoints.pause_batch_export(batch_export_id), project_id)
 
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | None = None
     ) -> None:
         """Unpause; ``backfill=True`` makes PostHog backfill the paused gap."""
-        s = self._settings(project_id)
-        self._run(endpoints.unpause_batch_export(s.project_id, batch_export_id, backfill=backfill), s)
+        self.run(endpoints.unpause_batch_export(batch_export_id, backfill=backfill), project_id)
 
     def get_batch_export_logs(
         self,
@@ -242,18 +255,18 @@ class PostHogHook(PostHogHookBase):
 
         ``[]`` with one warning where this PostHog version refuses logs to personal API keys.
         """
-        s = self._settings(project_id)
-        op = endpoints.get_batch_export_logs(
-            s.project_id,
-            batch_export_id,
-            after=after,
-            before=before,
-            level=level,
-            search=search,
-            instance_id=instance_id,
-            limit=limit,
+        return self.run(
+            endpoints.get_batch_export_logs(
+                batch_export_id,
+                after=after,
+                before=before,
+                level=level,
+                search=search,
+                instance_id=instance_id,
+                limit=limit,
+            ),
+            project_id,
         )
-        return self._run(op, s)
 
     # -- runs -----------------------------------------------------------------------------------------------
 
@@ -274,42 +287,38 @@ class PostHogHook(PostHogHookBase):
         PostHog applies a 7-day window by default: ``after``/``before`` bound ``created_at`` (default
         ordering), ``start``/``end`` bound the data interval when ordering by ``data_interval_start``.
         """
-        s = self._settings(project_id)
-        op = endpoints.list_runs(
-            s.project_id,
-            batch_export_id,
-            after=after,
-            before=before,
-            start=start,
-            end=end,
-            ordering=ordering,
-            status=status,
+        return self.run(
+            endpoints.list_runs(
+                batch_export_id,
+                after=after,
+                before=before,
+                start=start,
+                end=end,
+                ordering=ordering,
+                status=status,
+            ),
+            project_id,
         )
-        return self._run(op, s)
 
     def get_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> BatchExportRun:
         """One run, whatever its age (PostHog hides runs older than 7 days unless asked with ``after``)."""
-        s = self._settings(project_id)
-        return self._run(endpoints.get_run(s.project_id, batch_export_id, run_id), s)
+        return self.run(endpoints.get_run(batch_export_id, run_id), project_id)
 
     def cancel_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> str:
         """Cancel a Starting/Running run and return its status read back afterwards (``"Cancelled"``).
 
-        Already cancelled is fine; other finished states raise ``PostHogValidationError`` (400). Raises
+        A run that already finished is left as it is and its status returned. Raises
         ``PostHogCancelNotEffectiveError`` when PostHog said yes but the run is still Starting/Running.
         """
-        s = self._settings(project_id)
-        return self._run(endpoints.cancel_run(s.project_id, batch_export_id, run_id), s)
+        result = self.run(jobs.cancel(jobs.RunJob(batch_export_id, run_id)), project_id)
+        return result.status
 
     def retry_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> Backfill:
         """Re-export a run's interval; returns the one-interval backfill PostHog starts for it.
 
         Raises ``PostHogBackfillAlreadyRunningError`` when that interval's backfill is still running.
         """
-        s = self._settings(project_id)
-        return self._run(
-            backfills.retry_run(s.project_id, batch_export_id, run_id, lookup=self.backfill_lookup), s
-        )
+        return self.run(backfills.retry_run(batch_export_id, run_id, lookup=self.backfill_lookup), project_id)
 
     def get_run_logs(
         self,
@@ -321,23 +330,21 @@ class PostHogHook(PostHogHookBase):
         project_id: int | None = None,
     ) -> list[LogEntry]:
         """A run's log lines, newest first, from the export logs inside the run's lifetime."""
-        s = self._settings(project_id)
-        op = endpoints.get_run_logs(s.project_id, batch_export_id, run_id, level=level, limit=limit)
-        return self._run(op, s)
+        return self.run(endpoints.get_run_logs(batch_export_id, run_id, level=level, limit=limit), project_id)
 
     # -- backfills ------------------------------------------------------------------------------------------
 
     def list_backfills(
         self, batch_export_id: str, *, ordering: str | None = None, project_id: int | None = None
     ) -> list[Backfill]:
-        s = self._settings(project_id)
-        return self._run(endpoints.list_backfills(s.project_id, batch_export_id, ordering=ordering), s)
+        """Every backfill of the export (all cursor pages)."""
+        return self.run(endpoints.list_backfills(batch_export_id, ordering=ordering), project_id)
 
     def get_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | None = None
     ) -> Backfill:
-        s = self._settings(project_id)
-        return self._run(endpoints.get_backfill(s.project_id, batch_export_id, backfill_id), s)
+        """One backfill, with its ``progress`` where PostHog reports it."""
+        return self.run(endpoints.get_backfill(batch_export_id, backfill_id), project_id)
 
     def create_backfill(
         self, batch_export_id: str, start_at: DateLike, end_at: DateLike, *, project_id: int | None = None
@@ -351,11 +358,10 @@ class PostHogHook(PostHogHookBase):
         when the team's concurrent-backfill limit is reached, and ``PostHogBackfillAlreadyRunningError``
         (carrying the running backfill) when a backfill over the same range is still running.
         """
-        s = self._settings(project_id)
-        op = backfills.create_backfill(
-            s.project_id, batch_export_id, start_at, end_at, lookup=self.backfill_lookup
+        return self.run(
+            backfills.create_backfill(batch_export_id, start_at, end_at, lookup=self.backfill_lookup),
+            project_id,
         )
-        return self._run(op, s)
 
     def find_backfill(
         self,
@@ -367,9 +373,9 @@ class PostHogHook(PostHogHookBase):
         project_id: int | None = None,
     ) -> Backfill | None:
         """Newest backfill over exactly ``[start_at, end_at)`` (re-attach after a task retry), or ``None``."""
-        s = self._settings(project_id)
-        op = backfills.find_backfill(s.project_id, batch_export_id, start_at, end_at, active_only=active_only)
-        return self._run(op, s)
+        return self.run(
+            backfills.find_backfill(batch_export_id, start_at, end_at, active_only=active_only), project_id
+        )
 
     def cancel_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | None = None
@@ -378,8 +384,8 @@ class PostHogHook(PostHogHookBase):
 
         Same rules as :meth:`cancel_run`.
         """
-        s = self._settings(project_id)
-        return self._run(endpoints.cancel_backfill(s.project_id, batch_export_id, backfill_id), s)
+        result = self.run(jobs.cancel(jobs.BackfillJob(batch_export_id, backfill_id)), project_id)
+        return result.status
 
     def list_backfill_runs(
         self,
@@ -393,9 +399,9 @@ class PostHogHook(PostHogHookBase):
 
         ``schedule``: the export's schedule if the caller has it; otherwise the export is read once.
         """
-        s = self._settings(project_id)
-        op = endpoints.list_backfill_runs(s.project_id, batch_export_id, backfill, schedule=schedule)
-        return self._run(op, s)
+        return self.run(
+            endpoints.list_backfill_runs(batch_export_id, backfill, schedule=schedule), project_id
+        )
 
     # -- misc -----------------------------------------------------------------------------------------------
 
@@ -416,9 +422,3 @@ class PostHogHook(PostHogHookBase):
         except Exception as exc:
             return False, connection_test_message(exc, s)
         return True, self._connection_ok(s, response)
-
-
-# One docstring per public method, written on the sync hook, for both twins.
-for _name, _method in vars(PostHogAsyncHook).items():
-    if callable(_method) and not _name.startswith("_") and _method.__doc__ is None:
-        _method.__doc__ = getattr(PostHogHook, _name).__doc__

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api import backfills, endpoints
+from airflow_provider_posthog.api import backfills, endpoints, jobs
 from airflow_provider_posthog.api.http import (
     LOGS_MAX_LIMIT,
     ApiResponse,
@@ -23,87 +22,27 @@ from airflow_provider_posthog.api.http import (
     RequestSpec,
     Sleep,
 )
+from airflow_provider_posthog.api.retry import NO_DEADLINE, Deadline
 from airflow_provider_posthog.exceptions import PostHogError
-from airflow_provider_posthog.hooks.base import (
-    COMMON_HEADERS,
-    PostHogHookBase,
-    advance,
-    connection_test_message,
+from airflow_provider_posthog.hooks.base import PostHogHookBase, advance, connection_test_message
+from airflow_provider_posthog.hooks.httpx_client import (
+    ASYNC_POOL_TIMEOUT,
+    aclose_shared_clients,
+    httpx_not_sent,
+    shared_async_client,
 )
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Mapping, Sequence
-
-    import httpx
 
     from airflow_provider_posthog.api.connection import ConnectionSettings
     from airflow_provider_posthog.api.intervals import ExportSchedule
     from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
     from airflow_provider_posthog.api.retry import RetryPolicy
 
+__all__ = ["PostHogAsyncHook", "aclose_shared_clients", "shared_async_client"]
+
 T = TypeVar("T")
-
-#: Pool size of each shared async client. PostHog allows ~8 requests/s per key (480/min); against the emulator
-#: a burst of 1000 requests took 3.0 s with 16 connections and 9.6 s with 64 (pool scheduling overhead).
-ASYNC_MAX_CONNECTIONS = 16
-ASYNC_POOL_TIMEOUT = 60.0
-
-# One httpx.AsyncClient per (event loop, base URL, TLS verify): shared TCP/TLS connections across hooks.
-_ASYNC_CLIENTS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str], httpx.AsyncClient]
-] = weakref.WeakKeyDictionary()
-
-
-def _httpx_not_sent(exc: BaseException) -> bool:
-    import httpx
-
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-
-
-def _ssl_context(ca_path: str) -> ssl.SSLContext:
-    """A CA bundle file or directory as httpx wants it (a path string for ``verify`` is deprecated there)."""
-    import os
-    import ssl
-
-    if os.path.isdir(ca_path):
-        return ssl.create_default_context(capath=ca_path)
-    return ssl.create_default_context(cafile=ca_path)
-
-
-def shared_async_client(base_url: str, verify: bool | str = True) -> httpx.AsyncClient:
-    """The pooled client of the running event loop for ``base_url`` (created on first use).
-
-    Every PostHogAsyncHook in one triggerer loop shares it, so thousands of triggers reuse a few TCP/TLS
-    connections instead of opening one per poll. Authorization is sent per request, so hooks with different
-    keys can share a client.
-    """
-    import httpx
-
-    loop = asyncio.get_running_loop()
-    per_loop = _ASYNC_CLIENTS.setdefault(loop, {})
-    key = (base_url, str(verify))
-    client = per_loop.get(key)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            headers=COMMON_HEADERS,
-            limits=httpx.Limits(
-                max_connections=ASYNC_MAX_CONNECTIONS,
-                max_keepalive_connections=ASYNC_MAX_CONNECTIONS,
-                keepalive_expiry=4.0,
-            ),
-            follow_redirects=False,
-            verify=_ssl_context(verify) if isinstance(verify, str) else verify,
-        )
-        per_loop[key] = client
-    return client
-
-
-async def aclose_shared_clients() -> None:
-    """Close the pooled clients of the running loop (tests, graceful shutdown)."""
-    clients = _ASYNC_CLIENTS.pop(asyncio.get_running_loop(), {})
-    for client in clients.values():
-        await client.aclose()
 
 
 class PostHogAsyncHook(PostHogHookBase):
@@ -125,7 +64,25 @@ class PostHogAsyncHook(PostHogHookBase):
             self._settings_cache = settings
         return self._settings_cache.with_project(project_id)
 
-    async def _send_once(self, spec: RequestSpec, settings: ConnectionSettings) -> ApiResponse:
+    async def _send_once(
+        self, spec: RequestSpec, settings: ConnectionSettings, deadline: Deadline
+    ) -> ApiResponse:
+        """One attempt with an overall deadline (httpx's timeouts apply to each read, not to the answer)."""
+        import httpx
+
+        budget = self._attempt_budget(settings, deadline)
+        if budget <= 0:
+            raise self._cut_short(spec, settings, 0.0)
+        try:
+            return await asyncio.wait_for(self._exchange(spec, settings), budget)
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise self._unsendable(spec, settings, exc) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise self._transport_error(spec, settings, exc, sent=not httpx_not_sent(exc)) from None
+        except (asyncio.TimeoutError, TimeoutError):  # two classes before Python 3.11
+            raise self._cut_short(spec, settings, budget) from None
+
+    async def _exchange(self, spec: RequestSpec, settings: ConnectionSettings) -> ApiResponse:
         import httpx
 
         client = shared_async_client(settings.base_url, settings.verify)
@@ -134,47 +91,68 @@ class PostHogAsyncHook(PostHogHookBase):
             connect=settings.connect_timeout,
             pool=max(ASYNC_POOL_TIMEOUT, settings.read_timeout),
         )
+        request = client.build_request(
+            spec.method,
+            spec.full_url(settings.base_url, settings.project_id),
+            json=spec.json,
+            headers=self._headers(settings),
+            timeout=timeout,
+        )
+        resp = await client.send(request, stream=True)
         try:
-            resp = await client.request(
-                spec.method,
-                spec.full_url(settings.base_url),
-                json=spec.json,
-                headers=self._headers(settings),
-                timeout=timeout,
-            )
-        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
-            raise self._unsendable(spec, exc) from None
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise self._transport_error(spec, settings, exc, sent=not _httpx_not_sent(exc)) from None
-        return self._decode(spec, settings, resp.status_code, resp.content, resp.headers)
+            if self._declared_too_large(settings, resp.headers):
+                raise self._too_large(spec, settings)
+            body = bytearray()
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > settings.max_response_bytes:
+                    raise self._too_large(spec, settings)
+        finally:
+            await resp.aclose()
+        return self._decode(spec, settings, resp.status_code, bytes(body), resp.headers)
 
     async def _send(
-        self, spec: RequestSpec, settings: ConnectionSettings, policy: RetryPolicy | None = None
+        self,
+        spec: RequestSpec,
+        settings: ConnectionSettings,
+        policy: RetryPolicy | None = None,
+        deadline: Deadline = NO_DEADLINE,
     ) -> ApiResponse:
         retrying = self._policy(policy).async_retrying(
-            idempotent=spec.idempotent, log=self.log, describe=self._describe(spec)
+            idempotent=spec.idempotent,
+            log=self.log,
+            deadline=deadline,
         )
         started = time.monotonic()
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send_once(spec, settings)
+                    return await self._send_once(spec, settings, deadline)
         except PostHogError as exc:
             raise self._gave_up(exc, retrying, started) from exc.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _run(self, op: Operation[T], settings: ConnectionSettings) -> T:
-        """Drive an operation: send its requests (with retries), sleep its sleeps, return its result."""
+    async def arun(
+        self, op: Operation[T], project_id: int | str | None = None, *, deadline: float | None = None
+    ) -> T:
+        """Drive an operation of ``airflow_provider_posthog.api``: send its requests (retried by the hook's
+        policy), sleep its sleeps, return its result.
+
+        ``deadline`` (epoch seconds) bounds the whole call: a request still retrying, throttled or being
+        answered slowly at that time is cut short with ``PostHogDeadlineError``.
+        """
+        settings = await self._asettings(project_id)
+        until = Deadline.from_epoch(deadline)
         with contextlib.closing(op):
             try:
                 command = advance(op)
                 while True:
                     if isinstance(command, Sleep):
-                        await asyncio.sleep(command.seconds)
+                        await asyncio.sleep(until.clamp(command.seconds))
                         command = advance(op)
                         continue
                     try:
-                        response = await self._send(command, settings)
+                        response = await self._send(command, settings, deadline=until)
                     except PostHogError as exc:
                         command = advance(op, error=exc)
                     else:
@@ -182,24 +160,21 @@ class PostHogAsyncHook(PostHogHookBase):
             except StopIteration as stop:
                 return stop.value
 
-    # The public methods below mirror PostHogHook's one for one (a test compares the signatures); their
-    # docstrings are PostHogHook's (copied in hooks/posthog.py).
-
     # -- batch exports --------------------------------------------------------------------------------------
 
     async def list_batch_exports(self, *, project_id: int | None = None) -> list[BatchExport]:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.list_batch_exports(s.project_id), s)
+        """Every export of the project (all limit/offset pages), newest first."""
+        return await self.arun(endpoints.list_batch_exports(), project_id)
 
     async def get_batch_export(self, batch_export_id: str, *, project_id: int | None = None) -> BatchExport:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.get_batch_export(s.project_id, batch_export_id), s)
+        """One export (PostHog strips the destination's secrets)."""
+        return await self.arun(endpoints.get_batch_export(batch_export_id), project_id)
 
     async def create_batch_export(
         self, payload: Mapping[str, Any], *, project_id: int | None = None
     ) -> BatchExport:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.create_batch_export(s.project_id, payload), s)
+        """Create an export. Resent only if the request provably never reached PostHog (or was throttled)."""
+        return await self.arun(endpoints.create_batch_export(payload), project_id)
 
     async def update_batch_export(
         self,
@@ -209,23 +184,24 @@ class PostHogAsyncHook(PostHogHookBase):
         partial: bool = True,
         project_id: int | None = None,
     ) -> BatchExport:
-        s = await self._asettings(project_id)
-        op = endpoints.update_batch_export(s.project_id, batch_export_id, payload, partial=partial)
-        return await self._run(op, s)
+        """PATCH (``partial=True``) or PUT the export; ``destination.config`` is merged by PostHog."""
+        return await self.arun(
+            endpoints.update_batch_export(batch_export_id, payload, partial=partial), project_id
+        )
 
     async def delete_batch_export(self, batch_export_id: str, *, project_id: int | None = None) -> None:
-        s = await self._asettings(project_id)
-        await self._run(endpoints.delete_batch_export(s.project_id, batch_export_id), s)
+        """Delete the export (PostHog also cancels its running backfills)."""
+        await self.arun(endpoints.delete_batch_export(batch_export_id), project_id)
 
     async def pause_batch_export(self, batch_export_id: str, *, project_id: int | None = None) -> None:
-        s = await self._asettings(project_id)
-        await self._run(endpoints.pause_batch_export(s.project_id, batch_export_id), s)
+        """Pause the export's schedule (a no-op when it is paused already)."""
+        await self.arun(endpoints.pause_batch_export(batch_export_id), project_id)
 
     async def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | None = None
     ) -> None:
-        s = await self._asettings(project_id)
-        await self._run(endpoints.unpause_batch_export(s.project_id, batch_export_id, backfill=backfill), s)
+        """Unpause; ``backfill=True`` makes PostHog backfill the paused gap."""
+        await self.arun(endpoints.unpause_batch_export(batch_export_id, backfill=backfill), project_id)
 
     async def get_batch_export_logs(
         self,
@@ -239,18 +215,22 @@ class PostHogAsyncHook(PostHogHookBase):
         limit: int = LOGS_MAX_LIMIT,
         project_id: int | None = None,
     ) -> list[LogEntry]:
-        s = await self._asettings(project_id)
-        op = endpoints.get_batch_export_logs(
-            s.project_id,
-            batch_export_id,
-            after=after,
-            before=before,
-            level=level,
-            search=search,
-            instance_id=instance_id,
-            limit=limit,
+        """Export-level log lines, newest first (at most ``limit`` ≤ 500).
+
+        ``[]`` with one warning where this PostHog version refuses logs to personal API keys.
+        """
+        return await self.arun(
+            endpoints.get_batch_export_logs(
+                batch_export_id,
+                after=after,
+                before=before,
+                level=level,
+                search=search,
+                instance_id=instance_id,
+                limit=limit,
+            ),
+            project_id,
         )
-        return await self._run(op, s)
 
     # -- runs -----------------------------------------------------------------------------------------------
 
@@ -266,35 +246,48 @@ class PostHogAsyncHook(PostHogHookBase):
         status: str | Sequence[str] | None = None,
         project_id: int | None = None,
     ) -> list[BatchExportRun]:
-        s = await self._asettings(project_id)
-        op = endpoints.list_runs(
-            s.project_id,
-            batch_export_id,
-            after=after,
-            before=before,
-            start=start,
-            end=end,
-            ordering=ordering,
-            status=status,
+        """Every run matching the filters (all cursor pages).
+
+        PostHog applies a 7-day window by default: ``after``/``before`` bound ``created_at`` (default
+        ordering), ``start``/``end`` bound the data interval when ordering by ``data_interval_start``.
+        """
+        return await self.arun(
+            endpoints.list_runs(
+                batch_export_id,
+                after=after,
+                before=before,
+                start=start,
+                end=end,
+                ordering=ordering,
+                status=status,
+            ),
+            project_id,
         )
-        return await self._run(op, s)
 
     async def get_run(
         self, batch_export_id: str, run_id: str, *, project_id: int | None = None
     ) -> BatchExportRun:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.get_run(s.project_id, batch_export_id, run_id), s)
+        """One run, whatever its age (PostHog hides runs older than 7 days unless asked with ``after``)."""
+        return await self.arun(endpoints.get_run(batch_export_id, run_id), project_id)
 
     async def cancel_run(self, batch_export_id: str, run_id: str, *, project_id: int | None = None) -> str:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.cancel_run(s.project_id, batch_export_id, run_id), s)
+        """Cancel a Starting/Running run and return its status read back afterwards (``"Cancelled"``).
+
+        A run that already finished is left as it is and its status returned. Raises
+        ``PostHogCancelNotEffectiveError`` when PostHog said yes but the run is still Starting/Running.
+        """
+        result = await self.arun(jobs.cancel(jobs.RunJob(batch_export_id, run_id)), project_id)
+        return result.status
 
     async def retry_run(
         self, batch_export_id: str, run_id: str, *, project_id: int | None = None
     ) -> Backfill:
-        s = await self._asettings(project_id)
-        return await self._run(
-            backfills.retry_run(s.project_id, batch_export_id, run_id, lookup=self.backfill_lookup), s
+        """Re-export a run's interval; returns the one-interval backfill PostHog starts for it.
+
+        Raises ``PostHogBackfillAlreadyRunningError`` when that interval's backfill is still running.
+        """
+        return await self.arun(
+            backfills.retry_run(batch_export_id, run_id, lookup=self.backfill_lookup), project_id
         )
 
     async def get_run_logs(
@@ -306,32 +299,41 @@ class PostHogAsyncHook(PostHogHookBase):
         limit: int = LOGS_MAX_LIMIT,
         project_id: int | None = None,
     ) -> list[LogEntry]:
-        s = await self._asettings(project_id)
-        op = endpoints.get_run_logs(s.project_id, batch_export_id, run_id, level=level, limit=limit)
-        return await self._run(op, s)
+        """A run's log lines, newest first, from the export logs inside the run's lifetime."""
+        return await self.arun(
+            endpoints.get_run_logs(batch_export_id, run_id, level=level, limit=limit), project_id
+        )
 
     # -- backfills ------------------------------------------------------------------------------------------
 
     async def list_backfills(
         self, batch_export_id: str, *, ordering: str | None = None, project_id: int | None = None
     ) -> list[Backfill]:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.list_backfills(s.project_id, batch_export_id, ordering=ordering), s)
+        """Every backfill of the export (all cursor pages)."""
+        return await self.arun(endpoints.list_backfills(batch_export_id, ordering=ordering), project_id)
 
     async def get_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | None = None
     ) -> Backfill:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.get_backfill(s.project_id, batch_export_id, backfill_id), s)
+        """One backfill, with its ``progress`` where PostHog reports it."""
+        return await self.arun(endpoints.get_backfill(batch_export_id, backfill_id), project_id)
 
     async def create_backfill(
         self, batch_export_id: str, start_at: DateLike, end_at: DateLike, *, project_id: int | None = None
     ) -> Backfill:
-        s = await self._asettings(project_id)
-        op = backfills.create_backfill(
-            s.project_id, batch_export_id, start_at, end_at, lookup=self.backfill_lookup
+        """Backfill ``[start_at, end_at)`` (aware datetimes or ISO strings) and return the backfill row.
+
+        Reads the export first and refuses (``PostHogConfigError``, before any POST) a range that is not
+        on the export's schedule boundaries, naming the aligned ranges to use. Works with every PostHog
+        version (201 + UUID, or 200 + workflow id and a row that appears a moment later) and sends
+        date-only bounds to day/week exports that take them. Raises ``PostHogTooManyBackfillsError`` at once
+        when the team's concurrent-backfill limit is reached, and ``PostHogBackfillAlreadyRunningError``
+        (carrying the running backfill) when a backfill over the same range is still running.
+        """
+        return await self.arun(
+            backfills.create_backfill(batch_export_id, start_at, end_at, lookup=self.backfill_lookup),
+            project_id,
         )
-        return await self._run(op, s)
 
     async def find_backfill(
         self,
@@ -342,15 +344,20 @@ class PostHogAsyncHook(PostHogHookBase):
         active_only: bool = False,
         project_id: int | None = None,
     ) -> Backfill | None:
-        s = await self._asettings(project_id)
-        op = backfills.find_backfill(s.project_id, batch_export_id, start_at, end_at, active_only=active_only)
-        return await self._run(op, s)
+        """Newest backfill over exactly ``[start_at, end_at)`` (re-attach after a task retry), or ``None``."""
+        return await self.arun(
+            backfills.find_backfill(batch_export_id, start_at, end_at, active_only=active_only), project_id
+        )
 
     async def cancel_backfill(
         self, batch_export_id: str, backfill_id: str, *, project_id: int | None = None
     ) -> str:
-        s = await self._asettings(project_id)
-        return await self._run(endpoints.cancel_backfill(s.project_id, batch_export_id, backfill_id), s)
+        """Cancel a Starting/Running backfill and return its status read back (``"Cancelled"``).
+
+        Same rules as :meth:`cancel_run`.
+        """
+        result = await self.arun(jobs.cancel(jobs.BackfillJob(batch_export_id, backfill_id)), project_id)
+        return result.status
 
     async def list_backfill_runs(
         self,
@@ -360,9 +367,13 @@ class PostHogAsyncHook(PostHogHookBase):
         *,
         project_id: int | None = None,
     ) -> list[BatchExportRun]:
-        s = await self._asettings(project_id)
-        op = endpoints.list_backfill_runs(s.project_id, batch_export_id, backfill, schedule=schedule)
-        return await self._run(op, s)
+        """Every run of ``backfill``, including a first run aligned down to before its ``start_at``.
+
+        ``schedule``: the export's schedule if the caller has it; otherwise the export is read once.
+        """
+        return await self.arun(
+            endpoints.list_backfill_runs(batch_export_id, backfill, schedule=schedule), project_id
+        )
 
     # -- misc -----------------------------------------------------------------------------------------------
 

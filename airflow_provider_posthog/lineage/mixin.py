@@ -1,11 +1,11 @@
 """Lineage for the provider's operators and sensors: three options, one call on success.
 
-A task mixes ``PostHogLineageMixin`` in before ``BaseOperator`` (next to ``tasks.mixin.PostHogTaskMixin``,
-which gives it ``hook``), calls ``_init_lineage`` at the end of its ``__init__`` and adds
-``LINEAGE_TEMPLATE_FIELDS`` to its ``template_fields``. ``PostHogTaskMixin.finish_wait`` calls
-``_lineage_wait_succeeded`` after a verified success only, so a failure, a cancel, a timeout or a
-soft-fail skip never emits. OpenLineage then finds ``get_openlineage_facets_on_complete`` and
-``_on_failure`` on the task.
+A task mixes ``PostHogLineageMixin`` (a ``tasks.mixin.PostHogTaskMixin``, which gives it ``hook``) in
+before ``BaseOperator``, calls ``_init_lineage`` at the end of its ``__init__`` and adds
+``LINEAGE_TEMPLATE_FIELDS`` to its ``template_fields``. The mixin overrides ``on_wait_succeeded``, which
+``finish_wait`` calls after a verified success only, so a failure, a cancel, a timeout or a soft-fail skip
+never emits. OpenLineage then finds ``get_openlineage_facets_on_complete`` and ``_on_failure`` on the task.
+Lineage builds on the task layer; the task layer knows nothing of lineage.
 
 PostHog is read after the success (the export once per task instance, cached, and the runs that completed)
 or, for OpenLineage, after a failure that came before the export was read; never when the DAG file is parsed.
@@ -23,9 +23,9 @@ from airflow_provider_posthog.lineage.assets import (
     with_alias_outlet,
 )
 from airflow_provider_posthog.lineage.target import ExportTarget
+from airflow_provider_posthog.tasks.mixin import PostHogTaskMixin
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Mapping, Sequence
 
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -33,24 +33,13 @@ if TYPE_CHECKING:
     from airflow.sdk.types import Logger
 
     from airflow_provider_posthog.api.models import BatchExport, BatchExportRun
-    from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.lineage.assets import RunLike
 
 #: Add to the task's ``template_fields``.
 LINEAGE_TEMPLATE_FIELDS = ("asset_uri",)
 
 
-def latest_completed_runs(
-    runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.datetime
-) -> list[BatchExportRun]:
-    """What an interval wait succeeded on: the newest run of each data interval, if it completed."""
-    from airflow_provider_posthog.api.statuses import Outcome, run_outcome
-    from airflow_provider_posthog.tasks.decisions import newest_per_interval
-
-    return [r for r in newest_per_interval(runs, start, end) if run_outcome(r.status) is Outcome.SUCCEEDED]
-
-
-class PostHogLineageMixin:
+class PostHogLineageMixin(PostHogTaskMixin):
     """Asset events and OpenLineage facets for a task that waits for a batch export job to succeed.
 
     :param emit_asset_events: emit an asset event for the export's destination on success (default).
@@ -67,13 +56,10 @@ class PostHogLineageMixin:
     _lineage_target: ExportTarget | None = None
     _lineage_export_obj: BatchExport | None = None
     _lineage_runs: Sequence[RunLike] = ()
-    _lineage_job_id: str | None = None
     #: PostHog confirmed the job succeeded (a task that did not wait reports no lineage on completion).
     _lineage_verified: bool = False
     if TYPE_CHECKING:
 
-        @property
-        def hook(self) -> PostHogHook: ...
         @property
         def log(self) -> Logger: ...
 
@@ -108,7 +94,7 @@ class PostHogLineageMixin:
         ``job_id`` (backfill or run id), once known, links the OpenLineage run to PostHog's job."""
         self._lineage_target = ExportTarget.from_api(export, posthog_host=posthog_host, project_id=project_id)
         if job_id:
-            self._lineage_job_id = job_id
+            self.waited_job_id = job_id
         return self._lineage_target
 
     # -- reading PostHog after a success ------------------------------------------------------------------
@@ -152,28 +138,35 @@ class PostHogLineageMixin:
             return [self.hook.get_run(batch_export_id, str(run_id))]
         return []
 
-    def _lineage_note_job(self, event: Any) -> None:
-        """Remember the backfill or run id of a wait's event, whatever its outcome (for OpenLineage)."""
-        if isinstance(event, dict):
-            job = event.get("backfill_id") or event.get("run_id")
-            if job:
-                self._lineage_job_id = str(job)
+    def on_wait_succeeded(
+        self, context: Context, event: Mapping[str, Any], completed_runs: Sequence[BatchExportRun] | None
+    ) -> None:
+        """Once PostHog confirmed the success: read the export (and, after a deferral, the runs), then emit
+        the asset event. Outside Airflow's task runner (no ``outlet_events``) nothing is read."""
+        super().on_wait_succeeded(context, event, completed_runs)
+        self._lineage_wait_succeeded(context, event, completed_runs)
 
-    def _lineage_wait_succeeded(self, context: Context, event: Mapping[str, Any]) -> Asset | None:
-        """Called by ``finish_wait`` once PostHog confirmed the success: read the export and the runs,
-        then emit the asset event. Outside Airflow's task runner (no ``outlet_events``) nothing is read."""
+    def _lineage_wait_succeeded(
+        self,
+        context: Context,
+        event: Mapping[str, Any],
+        completed_runs: Sequence[BatchExportRun] | None = None,
+    ) -> Asset | None:
         from airflow_provider_posthog.exceptions import PostHogError
 
         backfill_id = str(event["backfill_id"]) if event.get("backfill_id") else None
         run_id = str(event["run_id"]) if event.get("run_id") else None
-        self._lineage_job_id = backfill_id or run_id or self._lineage_job_id
         self._lineage_verified = True
         if not self.emit_asset_events or "outlet_events" not in context:
             return None
         batch_export_id = str(event["batch_export_id"])
         try:
             export = self._lineage_load(batch_export_id)
-            runs = self._lineage_completed_runs(context, event, export)
+            runs = (
+                completed_runs
+                if completed_runs is not None
+                else self._lineage_completed_runs(context, event, export)
+            )
         except PostHogError:
             self.log.error(
                 "PostHog reported success, but reading batch export %s for its asset event failed; "
@@ -194,7 +187,7 @@ class PostHogLineageMixin:
         """Record the runs that completed and emit the asset event (unless turned off)."""
         self._lineage_verified = True
         self._lineage_runs = tuple(runs)
-        self._lineage_job_id = backfill_id or run_id or self._lineage_job_id
+        self.waited_job_id = backfill_id or run_id or self.waited_job_id
         target = self._lineage_target
         if not self.emit_asset_events or target is None or self.asset_alias is None:
             return None
@@ -243,7 +236,7 @@ class PostHogLineageMixin:
         target = self._lineage_target_or_read()
         if target is None:
             return None
-        return operator_lineage(target, self._lineage_runs, external_id=self._lineage_job_id)
+        return operator_lineage(target, self._lineage_runs, external_id=self.waited_job_id)
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
         """The same datasets without counts; the OpenLineage provider adds the error message."""
@@ -252,4 +245,4 @@ class PostHogLineageMixin:
         target = self._lineage_target_or_read()
         if target is None:
             return None
-        return operator_lineage(target, external_id=self._lineage_job_id)
+        return operator_lineage(target, external_id=self.waited_job_id)

@@ -16,15 +16,17 @@ from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.tasks.args import WaitArgs
 from airflow_provider_posthog.tasks.mixin import PostHogTaskMixin, default_deferrable
 from airflow_provider_posthog.tasks.reattach import ALWAYS, may_reattach
-from airflow_provider_posthog.tasks.waiting import Wait, deadline, describe_backfill
+from airflow_provider_posthog.tasks.waiting import Wait, deadline, log_step
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from airflow.sdk import Context
 
+    from airflow_provider_posthog.api.jobs import BackfillJob
     from airflow_provider_posthog.api.models import Backfill
     from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
+    from airflow_provider_posthog.tasks.waiting import Step
 
 
 class PostHogBaseOperator(PostHogTaskMixin, BaseOperator):
@@ -57,10 +59,19 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     :param poll_interval: seconds between status checks (default 60; PostHog allows 4800 requests/hour/key).
     :param timeout: seconds to wait for the backfill before giving up (``None``: no limit besides
         ``execution_timeout``). Whichever of ``timeout`` and ``execution_timeout`` ends first wins.
-    :param cancel_on_kill: cancel the backfill when the task is killed, times out or gives up waiting.
+    :param cancel_on_kill: cancel the backfill when the task is killed or its timeout passes (not when it
+        gives up because PostHog stayed unreachable: the cancel could not reach it, and a retry re-attaches).
+    :param unreachable_timeout: seconds PostHog may stay unreachable (5xx, throttling, dropped connections,
+        timeouts) before the wait fails; ``None`` (default): keep waiting until ``timeout`` or
+        ``execution_timeout``. Errors that cannot fix themselves (400, 401/403, 404) end the wait at once.
     """
 
-    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "poll_interval", "timeout")
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "poll_interval",
+        "timeout",
+        "unreachable_timeout",
+    )
 
     def __init__(
         self,
@@ -70,6 +81,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         poll_interval: float | str = 60,
         timeout: float | str | None = None,
         cancel_on_kill: bool = True,
+        unreachable_timeout: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,8 +90,9 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill
+        self.unreachable_timeout = unreachable_timeout
         self._wait_args: WaitArgs | None = None
-        self._waiting_on: tuple[str, str] | None = None  # (batch_export_id, backfill_id) once known
+        self._waiting_on: BackfillJob | None = None  # once a backfill is known
 
     def validate_wait_args(self) -> WaitArgs:
         """Check the (rendered) waiting arguments once, before any API call."""
@@ -89,6 +102,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
                 poll_interval=self.poll_interval,
                 timeout=self.timeout,
                 cancel_on_kill=self.cancel_on_kill,
+                unreachable_timeout=self.unreachable_timeout,
             )
         return self._wait_args
 
@@ -116,8 +130,10 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
             )
             return None
         if found.outcome is Outcome.SUCCEEDED:
+            from airflow_provider_posthog.api.jobs import BackfillJob
+
             # Completed, but a retry after "some of its runs failed" must export again, not fail again.
-            verdict = self.poll_backfill(batch_export_id, found.id)
+            verdict = self.hook.run(BackfillJob(batch_export_id, found.id).poll())
             if verdict.outcome is Outcome.FAILED:
                 self.log.info("%s Creating a new backfill.", verdict.message)
                 return None
@@ -157,39 +173,41 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         self, context: Context, batch_export_id: str, backfill: Backfill, started: float
     ) -> str:
         """Push ids, then return, wait (sync) or defer; returns the backfill id on every path."""
+        from airflow_provider_posthog.api.jobs import BackfillJob
+
         args = self.validate_wait_args()
-        self._waiting_on = (batch_export_id, backfill.id)
+        self._waiting_on = BackfillJob(batch_export_id, backfill.id)
         context["ti"].xcom_push(key="backfill_id", value=backfill.id)
         if not args.wait_for_completion:
             if self.deferrable:
                 self.log.warning("deferrable=True has no effect with wait_for_completion=False.")
             return backfill.id
         wait = Wait(
-            what=describe_backfill(batch_export_id, backfill.id),
-            batch_export_id=batch_export_id,
-            backfill_id=backfill.id,
+            self._waiting_on,
             poll_interval=args.poll_interval,
             end_time=deadline(started, args.timeout, self.execution_timeout),
+            unreachable_timeout=args.unreachable_timeout,
         )
         wait.log_link(self.log, self.hook.ui_url)
-        decision = self.poll_backfill(batch_export_id, backfill.id)
-        if not decision.done and self.deferrable:
-            self._defer(wait, decision.message, args.cancel_on_kill)
-        step = wait.step(decision, time.time())
-        while step.event is None:
-            if step.progress:
-                self.log.info("%s", step.progress)
-            time.sleep(step.sleep)
-            step = wait.step(self.poll_backfill(batch_export_id, backfill.id), time.time())
-        if step.progress:
-            self.log.info("%s", step.progress)
-        return self.complete_backfill(context, step.event)
+        step = wait.step(self.poll(wait), time.time())
+        log_step(self.log, step)
+        if step.event is None and self.deferrable:
+            self._defer(wait, args.cancel_on_kill)
+        return self.complete_backfill(context, self.wait_in_worker(wait, step))
 
-    def _defer(self, wait: Wait, progress: str, cancel_on_kill: bool) -> None:
+    def wait_in_worker(self, wait: Wait, step: Step) -> dict[str, Any]:
+        """The worker's wait loop: sleep, poll, step, until a step carries the wait's event."""
+        while step.event is None:
+            time.sleep(step.sleep)
+            step = wait.step(self.poll(wait), time.time())
+            log_step(self.log, step)
+        return step.event
+
+    def _defer(self, wait: Wait, cancel_on_kill: bool) -> None:
         from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
 
         assert wait.backfill_id is not None
-        self.log.info("%s Deferring; polling every %ss.", progress, wait.poll_interval)
+        self.log.info("Deferring; polling every %ss.", wait.poll_interval)
         if cancel_on_kill and not compat.TRIGGER_ON_KILL_SUPPORTED:
             self.log.warning(
                 "This Airflow does not call trigger on_kill (3.3+ does): marking the deferred task "
@@ -217,11 +235,13 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         return str(self.finish_wait(context, event, require=("backfill_id",))["backfill_id"])
 
     def on_wait_timeout(self, event: Mapping[str, Any]) -> None:
+        from airflow_provider_posthog.api.jobs import BackfillJob
+
         if self.validate_wait_args().cancel_on_kill:
-            self.cancel_backfill_best_effort(str(event["batch_export_id"]), str(event["backfill_id"]))
+            self.cancel_best_effort(BackfillJob(str(event["batch_export_id"]), str(event["backfill_id"])))
 
     def on_kill(self) -> None:
         """Worker side of cancel-on-kill (sync waits; a deferred task is handled by the trigger's on_kill)."""
         # Set only once the arguments were validated and a backfill is known.
         if self._waiting_on is not None and self._wait_args is not None and self._wait_args.cancel_on_kill:
-            self.cancel_backfill_best_effort(*self._waiting_on)
+            self.cancel_best_effort(self._waiting_on)

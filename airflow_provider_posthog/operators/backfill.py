@@ -11,15 +11,13 @@ from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, Post
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
 from airflow_provider_posthog.tasks.args import check_past, to_bool
-from airflow_provider_posthog.tasks.cancel import cancel_if_active
 from airflow_provider_posthog.tasks.data_interval import resolve_range
 from airflow_provider_posthog.tasks.reattach import should_look, validate_reattach
-from airflow_provider_posthog.tasks.waiting import describe_backfill, describe_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from airflow.sdk import Context
+
+    from airflow_provider_posthog.api.jobs import CancellableJob
 
 
 class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
@@ -185,8 +183,8 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
 class _PostHogCancelOperator(PostHogBaseOperator):
     """Cancel something if it is still active; finished already is only an error with ``strict=True``.
 
-    The hook reads the status back after the cancel: PostHog can acknowledge a cancel it did not carry out,
-    and then ``PostHogCancelNotEffectiveError`` (naming the run or backfill) fails the task.
+    The status is read back after the cancel: PostHog can acknowledge a cancel it did not carry out, and
+    then ``PostHogCancelNotEffectiveError`` (naming the run or backfill) fails the task.
     """
 
     operator_extra_links = ALL_LINKS
@@ -196,9 +194,11 @@ class _PostHogCancelOperator(PostHogBaseOperator):
         self.batch_export_id = batch_export_id
         self.strict = strict
 
-    def _cancel(self, what: str, read_status: Callable[[], str], cancel: Callable[[], str]) -> str:
+    def _cancel(self, job: CancellableJob) -> str:
+        from airflow_provider_posthog.api.jobs import cancel
+
         strict = to_bool(self.strict, "strict")
-        result = cancel_if_active(what, read_status, cancel)
+        result = self.hook.run(cancel(job))
         if result.already_finished and strict:
             raise PostHogError(result.message + " (strict=True makes this an error)")
         self.log.info("%s", result.message)
@@ -224,11 +224,9 @@ class PostHogCancelRunOperator(_PostHogCancelOperator):
         run_id = self.require_field("run_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
-        return self._cancel(
-            describe_run(batch_export_id, run_id),
-            lambda: self.hook.get_run(batch_export_id, run_id).status,
-            lambda: self.hook.cancel_run(batch_export_id, run_id),
-        )
+        from airflow_provider_posthog.api.jobs import RunJob
+
+        return self._cancel(RunJob(batch_export_id, run_id))
 
 
 class PostHogCancelBackfillOperator(_PostHogCancelOperator):
@@ -254,8 +252,6 @@ class PostHogCancelBackfillOperator(_PostHogCancelOperator):
         backfill_id = self.require_field("backfill_id")
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="backfill_id", value=backfill_id)
-        return self._cancel(
-            describe_backfill(batch_export_id, backfill_id),
-            lambda: self.hook.get_backfill(batch_export_id, backfill_id).status,
-            lambda: self.hook.cancel_backfill(batch_export_id, backfill_id),
-        )
+        from airflow_provider_posthog.api.jobs import BackfillJob
+
+        return self._cancel(BackfillJob(batch_export_id, backfill_id))

@@ -12,27 +12,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.compat import AirflowSensorTimeout
 from airflow_provider_posthog.exceptions import PostHogRemoteFailureError
-from airflow_provider_posthog.lineage.mixin import (
-    LINEAGE_TEMPLATE_FIELDS,
-    PostHogLineageMixin,
-    latest_completed_runs,
-)
+from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
-from airflow_provider_posthog.tasks.args import to_seconds
+from airflow_provider_posthog.tasks.args import to_optional_seconds, to_seconds
 from airflow_provider_posthog.tasks.data_interval import resolve_range
-from airflow_provider_posthog.tasks.decisions import decide_interval, decide_run
-from airflow_provider_posthog.tasks.mixin import PostHogTaskMixin, default_deferrable
-from airflow_provider_posthog.tasks.waiting import (
-    ProgressLog,
-    Wait,
-    deadline,
-    describe_backfill,
-    describe_interval,
-    describe_run,
-)
+from airflow_provider_posthog.tasks.mixin import default_deferrable
+from airflow_provider_posthog.tasks.waiting import SUCCESS, Wait, deadline, log_step
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -40,13 +27,13 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_posthog.api.jobs import Job
     from airflow_provider_posthog.api.models import BatchExport, BatchExportRun
-    from airflow_provider_posthog.tasks.decisions import Decision
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
 
 
-class _PostHogSensor(PostHogTaskMixin, PostHogLineageMixin, BaseSensorOperator):
-    """Shared sensor logic: lazy hook, links, poke -> decision, defer -> same decision via the trigger.
+class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
+    """Shared sensor logic: lazy hook, links, one ``Wait`` per process, poke -> the same step as the trigger.
 
     On success (poke, reschedule or deferred) the sensor emits an asset event for the export's destination.
 
@@ -55,6 +42,9 @@ class _PostHogSensor(PostHogTaskMixin, PostHogLineageMixin, BaseSensorOperator):
     :param project_id: overrides the connection's project id.
     :param deferrable: wait in the triggerer. Default: ``[operators] default_deferrable``.
     :param poke_interval: seconds between checks (default 60): a non-negative number or a ``timedelta``.
+    :param unreachable_timeout: seconds PostHog may stay unreachable (5xx, throttling, dropped connections,
+        timeouts) before the sensor fails; ``None`` (default): keep waiting until ``timeout``. In
+        ``reschedule`` mode it spans pokes on Airflow 3.3+ (the task state store); before, one poke.
     :param emit_asset_events: on success, emit an Airflow asset event for the export's destination through
         the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event).
     :param asset_alias: the alias (default ``posthog-batch-export:{dag_id}.{task_id}``; not templated).
@@ -79,6 +69,7 @@ class _PostHogSensor(PostHogTaskMixin, PostHogLineageMixin, BaseSensorOperator):
         project_id: int | str | None = None,
         deferrable: bool | None = None,
         poke_interval: float = 60,
+        unreachable_timeout: float | None = None,
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
@@ -89,18 +80,16 @@ class _PostHogSensor(PostHogTaskMixin, PostHogLineageMixin, BaseSensorOperator):
         self.posthog_conn_id = posthog_conn_id
         self.project_id = project_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self._links_pushed = False
-        self._progress_log = ProgressLog()
+        self.unreachable_timeout = to_optional_seconds(unreachable_timeout, "unreachable_timeout")
+        self._wait: Wait | None = None
+        self._wait_of: tuple[Any, Any] | None = None  # (try, reschedule) the wait belongs to
         self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
 
     # -- subclass API ---------------------------------------------------------------------------------------
     def _validate(self, context: Context) -> None:
         """Check the rendered arguments before the first call (config errors are never retried)."""
 
-    def _wait(self, batch_export_id: str) -> Wait:
-        raise NotImplementedError
-
-    def _decide(self, batch_export_id: str) -> Decision:
+    def _job(self, batch_export_id: str) -> Job:
         raise NotImplementedError
 
     def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
@@ -108,44 +97,90 @@ class _PostHogSensor(PostHogTaskMixin, PostHogLineageMixin, BaseSensorOperator):
 
     # -- modes ----------------------------------------------------------------------------------------------
     def _start(self, context: Context) -> Wait:
+        """The wait of this try: built, announced and its links pushed once per process (a poke-mode loop
+        keeps it, so "PostHog is unreachable since ..." and progress are tracked across pokes)."""
+        ti = context.get("ti")
+        reschedules = context.get("task_reschedule_count") or 0
+        of = (getattr(ti, "try_number", None), reschedules)
+        if self._wait is not None and self._wait_of == of:
+            return self._wait
         batch_export_id = self.require_field("batch_export_id")
         self._validate(context)
-        wait = self._wait(batch_export_id)
-        # One progress log for all pokes of this process (reschedule mode: a new process each poke).
-        wait.progress_log = self._progress_log
-        if not self._links_pushed:
-            self.push_export_xcom(context, batch_export_id)
+        # A rescheduled poke pushes the links again (Airflow clears a task's XComs when it starts) but
+        # repeats no line of the first poke.
+        first = reschedules == 0
+        self.push_export_xcom(context, batch_export_id, announce=first)
+        wait = Wait(
+            self._job(batch_export_id),
+            poll_interval=float(self.poke_interval),
+            end_time=deadline(self._started_at(context, reschedules), self.timeout, None),
+            unreachable_timeout=self.unreachable_timeout,
+        )
+        if first:
             wait.log_link(self.log, self.hook.ui_url)
-            self._links_pushed = True
+        self._wait, self._wait_of = wait, of
         return wait
+
+    def _started_at(self, context: Context, reschedules: int) -> float:
+        """When the sensor's ``timeout`` started counting (a rescheduled sensor: its first poke)."""
+        if self.reschedule and reschedules:
+            first = context["ti"].get_first_reschedule_date(context)
+            if first is not None:
+                return first.timestamp()
+        return time.time()
 
     def poke(self, context: Context) -> bool:
         wait = self._start(context)
-        step = wait.step(self._decide(wait.batch_export_id), time.time())
-        if step.progress:
-            self.log.info("%s", step.progress)
+        store = self._state_store(context)
+        if store is not None:
+            self._carry_unreachable(store, context, wait)
+        before = wait.unreachable_since
+        try:
+            step = wait.step(self.poll(wait), time.time())
+        finally:
+            if store is not None and wait.unreachable_since != before:
+                self._keep_unreachable(store, context, wait.unreachable_since)
+        log_step(self.log, step)
         if step.event is None:
             return False
         self.finish_wait(context, step.event)
         return True
 
+    # In ``reschedule`` mode each poke is a new process. On Airflow 3.3+ the time PostHog became unreachable
+    # is kept in the task's state store, so ``unreachable_timeout`` and "PostHog answered again" hold across
+    # pokes as they do in one process (on older Airflow each poke starts afresh).
+    UNREACHABLE_KEY = "posthog_unreachable_since"
+
+    def _state_store(self, context: Context) -> Any:
+        return context.get("task_state_store") if self.reschedule else None
+
+    def _carry_unreachable(self, store: Any, context: Context, wait: Wait) -> None:
+        saved = store.get(self.UNREACHABLE_KEY)
+        if wait.unreachable_since is None and isinstance(saved, dict):
+            since = saved.get("since")
+            if saved.get("try") == context["ti"].try_number and isinstance(since, (int, float)):
+                wait.unreachable_since = float(since)
+
+    def _keep_unreachable(self, store: Any, context: Context, since: float | None) -> None:
+        if since is None:
+            store.delete(self.UNREACHABLE_KEY)
+        else:
+            store.set(self.UNREACHABLE_KEY, {"try": context["ti"].try_number, "since": since})
+
     def execute(self, context: Context) -> Any:
         # Argument errors fail here, before the poke loop (where soft_fail would turn them into a skip).
-        if not self.deferrable:
-            self.require_field("batch_export_id")
-            self._validate(context)
-            return super().execute(context)
         wait = self._start(context)
-        decision = self._decide(wait.batch_export_id)
-        if decision.done and decision.outcome is Outcome.SUCCEEDED:
-            self.finish_wait(context, wait.event(decision))
+        if not self.deferrable:
+            return super().execute(context)
+        step = wait.step(self.poll(wait), time.time())
+        log_step(self.log, step)
+        if step.event is not None and step.event["status"] == SUCCESS:
+            self.finish_wait(context, step.event)
             return None
         # Failures too go through the trigger: resume_execution then applies soft_fail/never_fail uniformly.
-        # Still running: the trigger's first poll waits an interval (we just polled). Failed: poll at once.
-        now = time.time()
-        wait.end_time = deadline(now, self.timeout, None)
+        # Still running: the trigger's first poll waits an interval (we just polled). Ended: poll at once.
         self.defer(
-            trigger=self._trigger(wait, None if decision.done else now + wait.poll_interval),
+            trigger=self._trigger(wait, None if step.event else time.time() + wait.poll_interval),
             method_name="execute_complete",
             # The trigger's own deadline (self.timeout) comes first and ends in AirflowSensorTimeout.
             timeout=None,
@@ -171,17 +206,10 @@ class PostHogBackfillSensor(_PostHogSensor):
     def _validate(self, context: Context) -> None:
         self.require_field("backfill_id")
 
-    def _wait(self, batch_export_id: str) -> Wait:
-        backfill_id = self.require_field("backfill_id")
-        return Wait(
-            what=describe_backfill(batch_export_id, backfill_id),
-            batch_export_id=batch_export_id,
-            backfill_id=backfill_id,
-            poll_interval=float(self.poke_interval),
-        )
+    def _job(self, batch_export_id: str) -> Job:
+        from airflow_provider_posthog.api.jobs import BackfillJob
 
-    def _decide(self, batch_export_id: str) -> Decision:
-        return self.poll_backfill(batch_export_id, self.require_field("backfill_id"))
+        return BackfillJob(batch_export_id, self.require_field("backfill_id"))
 
     def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
@@ -229,11 +257,10 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         self.data_interval_start = data_interval_start
         self.data_interval_end = data_interval_end
         self._resolved: tuple[dt.datetime, dt.datetime] | None = None
-        self._listed_runs: Sequence[BatchExportRun] | None = None  # the last poll's runs (interval mode)
 
     def _validate(self, context: Context | None) -> None:
-        """Check the rendered interval; a zero-width one becomes the schedule's last complete period."""
-        if self.optional_field("run_id") is not None:
+        """Check the rendered interval once; a zero-width one becomes the schedule's last complete period."""
+        if self.optional_field("run_id") is not None or self._resolved is not None:
             return
         self._resolved = resolve_range(
             self.data_interval_start,
@@ -250,54 +277,30 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         assert self._resolved is not None
         return self._resolved
 
-    def _wait(self, batch_export_id: str) -> Wait:
+    def _job(self, batch_export_id: str) -> Job:
+        from airflow_provider_posthog.api.jobs import IntervalJob, RunJob
+
         run_id = self.optional_field("run_id")
         if run_id is not None:
-            what = describe_run(batch_export_id, run_id)
-        else:
-            start, end = self._interval()
-            what = describe_interval(batch_export_id, start.isoformat(), end.isoformat())
-        return Wait(
-            what=what, batch_export_id=batch_export_id, run_id=run_id, poll_interval=float(self.poke_interval)
-        )
-
-    def _decide(self, batch_export_id: str) -> Decision:
-        run_id = self.optional_field("run_id")
-        if run_id is not None:
-            return decide_run(self.hook.get_run(batch_export_id, run_id))
-        start, end = self._interval()
-        runs = self._list_interval_runs(batch_export_id, start, end)
-        self._listed_runs = runs
-        return decide_interval(runs, start, end)
-
-    def _list_interval_runs(
-        self, batch_export_id: str, start: dt.datetime, end: dt.datetime
-    ) -> list[BatchExportRun]:
-        return self.hook.list_runs(
-            batch_export_id, ordering="-data_interval_start", start=start.isoformat(), end=end.isoformat()
-        )
+            return RunJob(batch_export_id, run_id)
+        return IntervalJob(batch_export_id, *self._interval())
 
     def _lineage_completed_runs(
         self, context: Context, event: Mapping[str, Any], export: BatchExport
     ) -> Sequence[BatchExportRun]:
-        """Interval mode: the runs the success was decided on (listed again after a deferral)."""
+        """Interval mode after a deferral: the runs the success was decided on, polled once more."""
         if event.get("run_id"):
             return super()._lineage_completed_runs(context, event, export)
-        if self._resolved is None:
-            self._validate(context)
-        start, end = self._interval()
-        runs = self._listed_runs
-        if runs is None:
-            runs = self._list_interval_runs(str(event["batch_export_id"]), start, end)
-        return latest_completed_runs(runs, start, end)
+        self._validate(context)
+        return self.hook.run(self._job(str(event["batch_export_id"])).poll()).completed_runs
 
     def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         from airflow_provider_posthog.triggers.batch_export import PostHogBatchExportRunTrigger
 
         start = end = None
         if wait.run_id is None:
-            start_dt, end_dt = self._interval()
-            start, end = start_dt.isoformat(), end_dt.isoformat()
+            start_at, end_at = self._interval()
+            start, end = start_at.isoformat(), end_at.isoformat()
         return PostHogBatchExportRunTrigger(
             run_id=wait.run_id,
             data_interval_start=start,

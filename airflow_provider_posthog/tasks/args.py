@@ -117,14 +117,22 @@ class WaitArgs:
     poll_interval: float
     timeout: float | None
     cancel_on_kill: bool
+    unreachable_timeout: float | None = None
 
     @classmethod
     def parse(
-        cls, *, wait_for_completion: Any, poll_interval: Any, timeout: Any, cancel_on_kill: Any
+        cls,
+        *,
+        wait_for_completion: Any,
+        poll_interval: Any,
+        timeout: Any,
+        cancel_on_kill: Any,
+        unreachable_timeout: Any = None,
     ) -> WaitArgs:
         return cls(
             wait_for_completion=to_bool(wait_for_completion, "wait_for_completion"),
             poll_interval=to_seconds(poll_interval, "poll_interval"),
             timeout=to_optional_seconds(timeout, "timeout"),
             cancel_on_kill=to_bool(cancel_on_kill, "cancel_on_kill"),
+            unreachable_timeout=to_optional_seconds(unreachable_timeout, "unreachable_timeout"),
         )

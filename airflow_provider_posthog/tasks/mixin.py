@@ -1,4 +1,4 @@
-"""What every PostHog operator and sensor shares: the lazy hook, link XComs, backfill polls, completion.
+"""What every PostHog operator and sensor shares: the lazy hook, link XComs, one poll, one cancel, completion.
 
 Nothing here runs at DAG parse time: the hook module is imported inside ``hook`` and constructors only store
 arguments.
@@ -6,6 +6,7 @@ arguments.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -15,19 +16,25 @@ from airflow_provider_posthog.exceptions import (
     PostHogJobFailedError,
     PostHogWaitTimeoutError,
 )
-from airflow_provider_posthog.lineage.mixin import PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import XCOM_BACKFILLS_URL, XCOM_BATCH_EXPORT_URL, XCOM_RUNS_URL
-from airflow_provider_posthog.tasks.cancel import cancel_if_active, log_best_effort
-from airflow_provider_posthog.tasks.decisions import Decision, decide_backfill
 from airflow_provider_posthog.tasks.templates import TemplateSourcesMixin
-from airflow_provider_posthog.tasks.waiting import LOG_TAIL_RUNS, complete, describe_backfill, tail_lines
+from airflow_provider_posthog.tasks.waiting import (
+    CANCEL_SECONDS,
+    LOG_TAIL_RUNS,
+    complete,
+    log_cancel,
+    tail_lines,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from airflow.sdk import Context
     from airflow.sdk.types import Logger
 
+    from airflow_provider_posthog.api.decisions import Decision
+    from airflow_provider_posthog.api.jobs import CancellableJob
+    from airflow_provider_posthog.api.models import BatchExportRun
     from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.tasks.waiting import Wait
 
@@ -38,10 +45,11 @@ def default_deferrable() -> bool:
 
 
 class PostHogTaskMixin(TemplateSourcesMixin):
-    """The lazy hook, the link XComs, backfill polls and the end of every wait.
+    """The lazy hook, the link XComs, one poll, one cancel and the end of every wait.
 
     Expects ``posthog_conn_id`` and ``project_id`` attributes (set by the task's constructor). A wait ends
-    in :meth:`finish_wait`: the exceptions it raises are the class attributes below.
+    in :meth:`finish_wait`: the exceptions it raises are the class attributes below, and a success goes
+    through :meth:`on_wait_succeeded`, the one point where a mixin (lineage) adds to it.
     """
 
     posthog_conn_id: str
@@ -50,6 +58,10 @@ class PostHogTaskMixin(TemplateSourcesMixin):
     failure_error: ClassVar[type[Exception]] = PostHogJobFailedError
     #: Raised when the task's deadline passed first.
     timeout_error: ClassVar[type[Exception]] = PostHogWaitTimeoutError
+    #: The backfill or run id of the last event this task's wait ended with (success or not).
+    waited_job_id: str | None = None
+    #: The last decision a poll of this process returned.
+    _decided: Decision | None = None
     if TYPE_CHECKING:
 
         @property
@@ -69,8 +81,9 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         except (TypeError, ValueError) as exc:
             raise PostHogConfigError(f"project_id={self.project_id!r} is not a number.") from exc
 
-    def push_export_xcom(self, context: Context, batch_export_id: str) -> None:
-        """Push the export id and the three UI URLs (what the extra links read). No I/O besides XCom."""
+    def push_export_xcom(self, context: Context, batch_export_id: str, *, announce: bool = True) -> None:
+        """Push the export id and the three UI URLs (what the extra links read); no request. ``announce``
+        logs the export's page (a rescheduled sensor pushes again but says it once)."""
         ti = context["ti"]
         ti.xcom_push(key="batch_export_id", value=batch_export_id)
         for key, tab in (
@@ -78,13 +91,9 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             (XCOM_BACKFILLS_URL, "backfills"),
             (XCOM_RUNS_URL, "runs"),
         ):
-            try:
-                url = self.hook.ui_url(batch_export_id, tab)
-            except Exception as exc:  # a link is a convenience; never fail the task over it
-                self.log.warning("Could not build the PostHog UI URL: %s", exc)
-                return
-            ti.xcom_push(key=key, value=url)
-        self.log.info("PostHog batch export: %s", self.hook.ui_url(batch_export_id, None))
+            ti.xcom_push(key=key, value=self.hook.ui_url(batch_export_id, tab))
+        if announce:
+            self.log.info("PostHog batch export: %s", self.hook.ui_url(batch_export_id, None))
 
     def trigger_kwargs(self, wait: Wait, first_poll_at: float | None) -> dict[str, Any]:
         """What every PostHog trigger needs to continue ``wait`` in the triggerer (plain values only)."""
@@ -94,42 +103,41 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             "project_id": self._project_id(),
             "poll_interval": wait.poll_interval,
             "end_time": wait.end_time,
+            "unreachable_timeout": wait.unreachable_timeout,
+            "unreachable_since": wait.unreachable_since,
             "first_poll_at": first_poll_at,
         }
 
-    def poll_backfill(self, batch_export_id: str, backfill_id: str) -> Decision:
-        """One poll of a backfill; once it is terminal its runs too (a completed one may hide failed runs)."""
-        backfill = self.hook.get_backfill(batch_export_id, backfill_id)
-        decision = decide_backfill(backfill)
-        if not decision.done:
-            return decision
-        return decide_backfill(backfill, self.hook.list_backfill_runs(batch_export_id, backfill))
-
-    def cancel_backfill_best_effort(self, batch_export_id: str, backfill_id: str) -> None:
-        """Cancel a backfill a wait gave up on or was killed in: log, never raise (the task already fails)."""
-        what = describe_backfill(batch_export_id, backfill_id)
+    def poll(self, wait: Wait) -> Decision | Exception:
+        """One poll of ``wait``'s job (one call to the hook, bounded by the wait's end): its decision, or the
+        exception it raised, for :meth:`Wait.step` to judge."""
+        self._decided = None
         try:
-            result = cancel_if_active(
-                what,
-                lambda: self.hook.get_backfill(batch_export_id, backfill_id).status,
-                lambda: self.hook.cancel_backfill(batch_export_id, backfill_id),
-            )
+            self._decided = self.hook.run(wait.job.poll(), deadline=wait.start_poll(time.time()))
         except Exception as exc:
-            log_best_effort(self.log, what, exc)
+            return exc
+        return self._decided
+
+    def cancel_best_effort(self, job: CancellableJob) -> None:
+        """Cancel a job a wait gave up on or was killed in: log, never raise (the task already fails)."""
+        from airflow_provider_posthog.api.jobs import cancel
+
+        try:
+            result = self.hook.run(cancel(job), deadline=time.time() + CANCEL_SECONDS)
+        except Exception as exc:
+            log_cancel(self.log, job.describe(), exc)
         else:
-            log_best_effort(self.log, what, result)
+            log_cancel(self.log, job.describe(), result)
 
     # -- the end of every wait ------------------------------------------------------------------------------
     def finish_wait(self, context: Context, event: Any, *, require: tuple[str, ...] = ()) -> dict[str, Any]:
         """Validate ``event`` and end the wait with it: return on success, raise otherwise.
 
-        Every waiting task ends here (sync, poke and deferred alike), so what a success adds for the task
-        (beyond the log line) belongs after ``complete`` returns: the asset event of a task with lineage
-        (``lineage.mixin``) is emitted there, so a failure, timeout or soft-fail skip never emits one.
+        Every waiting task ends here (sync, poke and deferred alike); what a success adds for the task
+        belongs in :meth:`on_wait_succeeded`, so a failure, timeout or soft-fail skip never reaches it.
         """
-        lineage = self if isinstance(self, PostHogLineageMixin) else None
-        if lineage is not None:
-            lineage._lineage_note_job(event)
+        if isinstance(event, dict):
+            self.waited_job_id = event.get("backfill_id") or event.get("run_id") or self.waited_job_id
         checked = complete(
             event,
             failure=self.failure_error,
@@ -139,9 +147,16 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             require=require,
         )
         self.log.info("%s", checked["message"])
-        if lineage is not None:
-            lineage._lineage_wait_succeeded(context, checked)
+        decided = self._decided
+        completed = decided.completed_runs if decided is not None and decided.done else None
+        self.on_wait_succeeded(context, checked, completed)
         return checked
+
+    def on_wait_succeeded(
+        self, context: Context, event: Mapping[str, Any], completed_runs: Sequence[BatchExportRun] | None
+    ) -> None:
+        """PostHog confirmed the success (``event``); ``completed_runs`` are the runs the success counted
+        when this process polled it (``None`` after a deferral). Nothing by default."""
 
     def on_wait_timeout(self, event: Mapping[str, Any]) -> None:
         """What to do before failing a wait whose deadline passed (the operators cancel their backfill)."""

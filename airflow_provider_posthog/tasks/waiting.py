@@ -1,10 +1,11 @@
 """Waiting on PostHog, the same for every path: the poll step, deadlines, events and the completion switch.
 
-Operators (sync poll loop), sensors (poke) and triggers (deferred poll) turn remote state into a
-``tasks.decisions.Decision``, advance with :meth:`Wait.step`, speak one event dict (:func:`make_event`) and
-end in :func:`complete`. Nothing here does I/O (besides logging) or reads a clock: callers pass ``now``
-(epoch seconds, ``time.time()``: the deadline is computed by the worker and compared in the triggerer, so it
-is never a monotonic clock).
+Operators (sync poll loop), sensors (poke) and triggers (deferred poll) poll a job of ``api.jobs`` through
+their hook, advance with :meth:`Wait.step` (the one rule for deadlines and for PostHog being unreachable),
+log through :func:`log_step`, speak one event dict (:func:`make_event`) and end in :func:`complete`.
+Nothing here does I/O (besides logging) or reads a clock: callers pass ``now`` (epoch seconds,
+``time.time()``: the deadline is computed by the worker and compared in the triggerer, so it is never a
+monotonic clock).
 
 Event schema::
 
@@ -21,17 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.api.statuses import Outcome
-from airflow_provider_posthog.exceptions import PostHogTriggerError
+from airflow_provider_posthog.exceptions import (
+    PostHogCancelNotEffectiveError,
+    PostHogTriggerError,
+    PostHogUnreachableError,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk.types import Logger
 
+    from airflow_provider_posthog.api.decisions import Decision
+    from airflow_provider_posthog.api.jobs import Cancel, Job
     from airflow_provider_posthog.api.models import LogEntry
-    from airflow_provider_posthog.tasks.decisions import Decision
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -45,6 +52,12 @@ LOG_TAIL_LINES = 10
 LOG_TAIL_RUNS = 3
 #: While PostHog reports the same progress, a waiting task repeats the line at most this often (seconds).
 PROGRESS_HEARTBEAT_SECONDS = 300.0
+#: Bound on a best-effort cancel of a killed or timed-out wait: within Airflow's grace before it kills the
+#: task process (``killed_task_cleanup_time``, 60 s) and the triggerer's bound on ``on_kill`` (30 s).
+CANCEL_SECONDS = 20.0
+#: The last poll is due exactly at a wait's end: it still gets this long (at most one poll interval) to be
+#: answered, so a job that finished just in time is seen, and a slow answer is still cut short.
+LAST_POLL_SECONDS = 5.0
 
 
 # --------------------------------------------------------------------------------------------------- events
@@ -122,18 +135,6 @@ def validate_event(event: Any, *, require: Sequence[str] = ()) -> dict[str, Any]
 # ------------------------------------------------------------------------------------------------ the wait
 
 
-def describe_backfill(batch_export_id: str, backfill_id: str) -> str:
-    return f"backfill {backfill_id} of batch export {batch_export_id}"
-
-
-def describe_run(batch_export_id: str, run_id: str) -> str:
-    return f"run {run_id} of batch export {batch_export_id}"
-
-
-def describe_interval(batch_export_id: str, start: str, end: str) -> str:
-    return f"the runs of batch export {batch_export_id} covering [{start}, {end})"
-
-
 def deadline(
     now: float, timeout: float | None, execution_timeout: dt.timedelta | float | None
 ) -> float | None:
@@ -154,19 +155,42 @@ def deadline(
     return min(candidates) if candidates else None
 
 
+#: One line a step asks the task to log: (``logging`` level, text).
+Line = tuple[int, str]
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """What a waiting loop does after a poll: log ``progress`` (if any), then finish with ``event`` or
-    sleep ``sleep`` seconds and poll again."""
+    """What a waiting loop does after a poll: log ``lines``, then finish with ``event`` or sleep ``sleep``
+    seconds and poll again."""
 
     event: dict[str, Any] | None = None
     sleep: float = 0.0
-    progress: str | None = None
+    lines: tuple[Line, ...] = ()
+
+
+def log_step(log: Logger, step: Step) -> None:
+    """Write a step's lines to the task's (or trigger's) log: every path speaks with this one voice."""
+    for level, text in step.lines:
+        (log.warning if level >= logging.WARNING else log.info)("%s", text)
 
 
 def _duration(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{int(seconds)} s" if minutes < 1 else f"{minutes} min"
+
+
+def _clock(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%H:%M:%S UTC")
+
+
+def _trouble(exc: BaseException) -> str:
+    """A short, stable name for what went wrong (a heartbeat repeats a line only while it stays the same)."""
+    status = getattr(exc, "http_status", None)
+    if status:
+        return f"HTTP {status}"
+    code = getattr(exc, "code", None)
+    return f"no answer: {code}" if code else type(exc).__name__
 
 
 @dataclasses.dataclass
@@ -197,48 +221,118 @@ class ProgressLog:
 
 @dataclasses.dataclass
 class Wait:
-    """One wait on one remote job, driven the same way by the worker's loop, a sensor's poke and a trigger.
+    """One wait on one PostHog job, driven the same way by the worker's loop, a sensor's poke and a trigger.
 
-    ``end_time`` is epoch seconds (``None``: no deadline); ``what`` names the job in messages;
-    ``progress_log`` keeps repeated progress lines out of the task log.
+    ``end_time`` is epoch seconds (``None``: no deadline). Trouble that PostHog recovers from on its own
+    (5xx, throttling, dropped connections, timeouts: ``api.retry.transient``) never ends the wait before
+    ``end_time``; ``unreachable_timeout`` (seconds) tightens that. ``progress_log`` keeps repeated lines out
+    of the task log.
     """
 
-    what: str
-    batch_export_id: str
-    backfill_id: str | None = None
-    run_id: str | None = None
+    job: Job
     poll_interval: float = 60.0
     end_time: float | None = None
+    unreachable_timeout: float | None = None
     progress_log: ProgressLog = dataclasses.field(default_factory=ProgressLog, compare=False, repr=False)
+    #: Epoch seconds of the start of the first failed poll in a row (``None`` while PostHog answers).
+    unreachable_since: float | None = None
+    #: When the last poll started (``start_poll``).
+    poll_started: float | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def what(self) -> str:
+        return self.job.describe()
+
+    @property
+    def batch_export_id(self) -> str:
+        return self.job.batch_export_id
+
+    @property
+    def backfill_id(self) -> str | None:
+        return getattr(self.job, "backfill_id", None)
+
+    @property
+    def run_id(self) -> str | None:
+        return getattr(self.job, "run_id", None)
 
     @property
     def ui_tab(self) -> str:
         """The tab of the export's PostHog page that shows what this wait waits on."""
-        return "backfills" if self.backfill_id else "runs"
+        return "backfills" if self.job.kind == "backfill" else "runs"
 
-    def step(self, decision: Decision | None, now: float) -> Step:
-        """The one poll step. ``decision`` is ``None`` when the poll failed and is to be repeated."""
-        if decision is not None and decision.done:
-            return Step(event=self.event(decision))
-        progress = self.progress(decision, now)
+    def step(self, polled: Decision | BaseException, now: float) -> Step:
+        """The one poll step: ``polled`` is the poll's decision, or the exception the poll raised.
+
+        A final error (400, 401/403, 404, a config error, an answer this provider cannot read) is raised
+        here; transient trouble keeps the wait going until its deadline (or ``unreachable_timeout``).
+        """
+        if isinstance(polled, BaseException):
+            return self._unreachable(polled, now)
+        lines: list[Line] = []
+        if self.unreachable_since is not None:
+            lines.append(
+                (logging.INFO, f"PostHog answered again after {_duration(now - self.unreachable_since)}.")
+            )
+            self.unreachable_since = None
+        if polled.done:
+            return Step(event=self.event(polled), lines=tuple(lines))
+        line = self.progress_log.line(polled.message, now)
+        if line is not None:
+            lines.append((logging.INFO, line))
+        return self._continue(now, tuple(lines), self.timeout_event)
+
+    def _unreachable(self, exc: BaseException, now: float) -> Step:
+        from airflow_provider_posthog.api.retry import transient  # tenacity: not at DAG parse time
+
+        if not transient(exc):
+            raise exc
+        if self.unreachable_since is None:
+            self.unreachable_since = now if self.poll_started is None else min(self.poll_started, now)
+        since = self.unreachable_since
+        if self.unreachable_timeout is not None and now - since >= self.unreachable_timeout:
+            raise PostHogUnreachableError(
+                f"PostHog has been unreachable for {_duration(now - since)} while waiting for {self.what} "
+                f"(unreachable_timeout={self.unreachable_timeout:g}s); last error: {exc}"
+            ) from exc
+        limits = [f"until {_clock(self.end_time)}"] if self.end_time is not None else []
+        if self.unreachable_timeout is not None:
+            limits.append(f"for at most {_duration(self.unreachable_timeout)} without an answer")
+        until = " or ".join(limits) if limits else "(the task has no timeout)"
+        line = self.progress_log.line(
+            f"PostHog is unreachable since {_clock(since)} ({_trouble(exc)}); still waiting {until}.", now
+        )
+        lines: tuple[Line, ...] = () if line is None else ((logging.WARNING, line),)
+
+        def timed_out() -> dict[str, Any]:
+            return self._event(
+                TIMEOUT,
+                f"Stopped waiting for {self.what}: the task's deadline passed while PostHog was unreachable "
+                f"(since {_clock(since)}; last error: {exc}).",
+            )
+
+        return self._continue(now, lines, timed_out)
+
+    def _continue(self, now: float, lines: tuple[Line, ...], timed_out: Callable[[], dict[str, Any]]) -> Step:
         if self.end_time is not None and now >= self.end_time:
-            return Step(event=self.timeout_event(), progress=progress)
-        return Step(sleep=self.sleep_until(now + self.poll_interval, now), progress=progress)
+            return Step(event=timed_out(), lines=lines)
+        return Step(sleep=self.sleep_until(now + self.poll_interval, now), lines=lines)
 
-    def progress(self, decision: Decision | None, now: float) -> str | None:
-        """The line a waiting task logs after a poll that found the job still running, if any (every path
-        logs progress through here): only a change, or the unchanged state once per heartbeat."""
-        return self.progress_log.line(None if decision is None else decision.message, now)
+    def start_poll(self, now: float) -> float | None:
+        """A poll starts at ``now``: remember when (PostHog is unreachable since the start of the first poll
+        that failed, not since its retries gave up) and return the epoch seconds bounding it: the wait's
+        end, but never less than a short grace (:data:`LAST_POLL_SECONDS`, at most one poll interval)."""
+        self.poll_started = now
+        if self.end_time is None:
+            return None
+        grace = min(LAST_POLL_SECONDS, max(1.0, self.poll_interval))
+        return max(self.end_time, now + grace)
 
     def log_link(self, log: Logger, ui_url: Callable[[str, str], str]) -> None:
         """Log the PostHog page that shows what this wait waits on (``ui_tab``), built by the hook's
-        ``ui_url``. A link is a convenience: failing to build it only warns."""
-        try:
-            url = ui_url(self.batch_export_id, self.ui_tab)
-        except Exception as exc:
-            log.warning("Could not build the PostHog UI URL: %s", exc)
-            return
-        log.info("Waiting for %s; follow it in PostHog: %s", self.what, url)
+        ``ui_url`` (no request; a broken connection raises its configuration error here, once)."""
+        log.info(
+            "Waiting for %s; follow it in PostHog: %s", self.what, ui_url(self.batch_export_id, self.ui_tab)
+        )
 
     def sleep_until(self, wake_at: float, now: float) -> float:
         """Seconds to sleep to wake at ``wake_at``, never past the deadline."""
@@ -319,6 +413,20 @@ def failure_message(event: Mapping[str, Any], log_tails: Mapping[str, Sequence[s
         for log_line in (log_tails or {}).get(str(run.get("id")), ()):
             lines.append(f"    | {log_line}")
     return "\n".join(lines)
+
+
+def log_cancel(log: Logger, what: str, result: Cancel | BaseException) -> None:
+    """Log a cancel sent because a wait ended badly or was killed: it must never raise."""
+    if isinstance(result, PostHogCancelNotEffectiveError):
+        log.warning(
+            "%s is still running after the cancel (%s); cancel it in PostHog.",
+            what[:1].upper() + what[1:],
+            result,
+        )
+    elif isinstance(result, BaseException):
+        log.warning("Could not cancel %s: %s", what, result)
+    else:
+        (log.info if result.already_finished else log.warning)("%s", result.message)
 
 
 def tail_lines(entries: Iterable[LogEntry]) -> list[str]:

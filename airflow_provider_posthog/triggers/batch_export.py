@@ -1,9 +1,10 @@
 """Deferrable waits on PostHog batch exports: poll in the triggerer, send one event, stop.
 
-Both triggers poll through ``PostHogAsyncHook`` (pooled ``httpx.AsyncClient``, async connection lookup, the
-hook's retry policy for 429/5xx/transport errors) and step with ``tasks.waiting`` exactly like the sync paths.
-Kwargs are plain values (str, float, bool, None) so they survive ``airflow.sdk.serde`` unchanged; the deadline
-is an epoch timestamp computed by the task before it deferred.
+Both triggers poll their job (``api.jobs``) through ``PostHogAsyncHook`` (pooled ``httpx.AsyncClient``, async
+connection lookup, the hook's retry policy) and step with ``tasks.waiting.Wait`` exactly like the sync paths,
+so PostHog being unreachable is tolerated the same way everywhere. Kwargs are plain values (str, float,
+bool, None) so they survive ``airflow.sdk.serde`` unchanged; the deadline is an epoch timestamp computed by
+the task before it deferred.
 """
 
 from __future__ import annotations
@@ -15,38 +16,26 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_posthog.exceptions import (
-    PostHogRateLimitError,
-    PostHogServerError,
-    PostHogTransportError,
-)
+from airflow_provider_posthog import compat
+from airflow_provider_posthog.api.jobs import BackfillJob, IntervalJob, RunJob, cancel
 from airflow_provider_posthog.tasks.args import to_datetime
-from airflow_provider_posthog.tasks.cancel import acancel_if_active, log_best_effort
-from airflow_provider_posthog.tasks.decisions import Decision, decide_backfill, decide_interval, decide_run
-from airflow_provider_posthog.tasks.waiting import (
-    Wait,
-    describe_backfill,
-    describe_interval,
-    describe_run,
-)
+from airflow_provider_posthog.tasks.waiting import CANCEL_SECONDS, Wait, log_cancel, log_step
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook
-    from airflow_provider_posthog.tasks.cancel import Cancel
-
-#: Bound on the best-effort cancel in ``on_kill`` (the triggerer's own bound defaults to 30 s).
-ON_KILL_TIMEOUT = 20.0
-
-
-def _transient(exc: BaseException) -> bool:
-    """Errors worth another poll once the hook's own retries are spent: the remote job is unaffected."""
-    return isinstance(exc, (PostHogServerError, PostHogTransportError, PostHogRateLimitError, TimeoutError))
+    from airflow_provider_posthog.api.decisions import Decision
+    from airflow_provider_posthog.api.jobs import Job
+    from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook
 
 
 class _PostHogPollingTrigger(BaseTrigger):
-    """Shared loop: poll, yield one terminal/timeout/error event, then return."""
+    """Shared loop: poll, yield one terminal/timeout/error event, then return.
+
+    ``max_poll_errors`` is accepted (and ignored) so that triggers stored by an earlier version of this
+    provider still load: PostHog being unreachable is now bounded by ``end_time`` and
+    ``unreachable_timeout``.
+    """
 
     def __init__(
         self,
@@ -57,37 +46,36 @@ class _PostHogPollingTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float | None = None,
         cancel_on_kill: bool = False,
-        max_poll_errors: int = 5,
+        unreachable_timeout: float | None = None,
+        unreachable_since: float | None = None,
         first_poll_at: float | None = None,
+        max_poll_errors: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(batch_export_id, str) or not batch_export_id:
             raise ValueError("batch_export_id must be a non-empty string")
-        for name, value in (("end_time", end_time), ("first_poll_at", first_poll_at)):
+        for name, value in (
+            ("end_time", end_time),
+            ("first_poll_at", first_poll_at),
+            ("unreachable_timeout", unreachable_timeout),
+            ("unreachable_since", unreachable_since),
+        ):
             if value is not None and not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be an epoch timestamp (float) or None")
+                raise ValueError(f"{name} must be a number (epoch seconds or seconds) or None")
         self.batch_export_id = batch_export_id
         self.posthog_conn_id = str(posthog_conn_id)
         self.project_id = None if project_id is None else int(project_id)
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
-        self.max_poll_errors = int(max_poll_errors)
+        self.unreachable_timeout = None if unreachable_timeout is None else float(unreachable_timeout)
+        self.unreachable_since = None if unreachable_since is None else float(unreachable_since)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
 
     # -- subclass API ---------------------------------------------------------------------------------------
-    def _ids(self) -> dict[str, str | None]:
+    @cached_property
+    def job(self) -> Job:
         raise NotImplementedError
-
-    def _what(self) -> str:
-        raise NotImplementedError
-
-    async def _check(self, hook: PostHogAsyncHook) -> Decision:
-        raise NotImplementedError
-
-    async def _cancel(self, hook: PostHogAsyncHook) -> Cancel | None:
-        """Cancel the remote job if it is still active (only called when ``cancel_on_kill``)."""
-        return None
 
     # -- shared machinery -----------------------------------------------------------------------------------
     def _base_kwargs(self) -> dict[str, Any]:
@@ -98,54 +86,45 @@ class _PostHogPollingTrigger(BaseTrigger):
             "poll_interval": self.poll_interval,
             "end_time": self.end_time,
             "cancel_on_kill": self.cancel_on_kill,
-            "max_poll_errors": self.max_poll_errors,
+            "unreachable_timeout": self.unreachable_timeout,
+            "unreachable_since": self.unreachable_since,
             "first_poll_at": self.first_poll_at,
         }
 
     def _hook(self) -> PostHogAsyncHook:
-        from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook
+        from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook
 
         return PostHogAsyncHook(posthog_conn_id=self.posthog_conn_id, project_id=self.project_id)
 
     @cached_property
     def wait(self) -> Wait:
         """The wait this trigger runs; it lives as long as the trigger, so progress lines are not repeated."""
-        ids = self._ids()
         return Wait(
-            what=self._what(),
-            batch_export_id=self.batch_export_id,
-            backfill_id=ids.get("backfill_id"),
-            run_id=ids.get("run_id"),
+            self.job,
             poll_interval=self.poll_interval,
             end_time=self.end_time,
+            unreachable_timeout=self.unreachable_timeout,
+            unreachable_since=self.unreachable_since,
         )
 
+    async def _poll(self, hook: PostHogAsyncHook) -> Decision | Exception:
+        """One poll (one call to the hook, bounded by the wait's end, the last one with a short grace): the
+        decision or the exception."""
+        try:
+            return await hook.arun(self.job.poll(), deadline=self.wait.start_poll(time.time()))
+        except Exception as exc:
+            return exc
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        wait, errors = self.wait, 0
+        wait = self.wait
         try:
             hook = self._hook()
             # The task polled just before deferring: the first poll here waits for the next interval.
             if self.first_poll_at is not None:
                 await asyncio.sleep(wait.sleep_until(self.first_poll_at, time.time()))
             while True:
-                decision: Decision | None = None
-                try:
-                    decision = await self._check(hook)
-                    errors = 0
-                except Exception as exc:
-                    if not _transient(exc) or errors + 1 >= self.max_poll_errors:
-                        raise
-                    errors += 1
-                    self.log.warning(
-                        "Polling %s failed (%s/%s), will poll again: %s",
-                        wait.what,
-                        errors,
-                        self.max_poll_errors,
-                        exc,
-                    )
-                step = wait.step(decision, time.time())
-                if step.progress:
-                    self.log.info("%s", step.progress)
+                step = wait.step(await self._poll(hook), time.time())
+                log_step(self.log, step)
                 if step.event is not None:
                     yield TriggerEvent(step.event)
                     return
@@ -155,17 +134,40 @@ class _PostHogPollingTrigger(BaseTrigger):
             return
 
     async def on_kill(self) -> None:
-        """Airflow 3.3+: a user marked the deferred task failed/success or cleared it; cancel best effort."""
-        if not self.cancel_on_kill:
+        """Airflow 3.3+: a user marked the deferred task failed/success or cleared it; cancel best effort.
+
+        Airflow 3.3.2 also calls it when the trigger only moves to another triggerer (one of several went
+        away): the task is then still deferred and the other triggerer goes on waiting, so nothing is
+        cancelled. When the task's state cannot be read, nothing is cancelled either: a wrongly cancelled
+        backfill fails a wait that would have succeeded and exports again, a missed cancel only leaves it
+        to finish (the warning names it).
+        """
+        job = self.job
+        if not self.cancel_on_kill or isinstance(job, IntervalJob):
             return
-        what = self.wait.what
         try:
-            result = await asyncio.wait_for(self._cancel(self._hook()), timeout=ON_KILL_TIMEOUT)
+            state = await compat.atask_state(self.task_instance)
         except Exception as exc:
-            log_best_effort(self.log, what, exc)
+            self.log.warning(
+                "Not cancelling %s: could not read whether its task was stopped or its trigger moved to "
+                "another triggerer (%s). If the task was stopped, cancel it in PostHog.",
+                job.describe(),
+                exc,
+            )
+            return
+        if state == "deferred":
+            self.log.info(
+                "The task of %s is still deferred (its trigger moved): not cancelling.", job.describe()
+            )
+            return
+        try:
+            result = await asyncio.wait_for(
+                self._hook().arun(cancel(job), deadline=time.time() + CANCEL_SECONDS), timeout=CANCEL_SECONDS
+            )
+        except Exception as exc:
+            log_cancel(self.log, job.describe(), exc)
         else:
-            if result is not None:
-                log_best_effort(self.log, what, result)
+            log_cancel(self.log, job.describe(), result)
 
 
 class PostHogBackfillTrigger(_PostHogPollingTrigger):
@@ -178,7 +180,10 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
     :param poll_interval: seconds between polls.
     :param end_time: epoch seconds after which a ``timeout`` event is sent (``None``: wait forever).
     :param cancel_on_kill: cancel the backfill when a user kills the deferred task (Airflow 3.3+).
-    :param max_poll_errors: consecutive transient poll failures (after the hook's retries) tolerated.
+    :param unreachable_timeout: seconds PostHog may stay unreachable before an ``error`` event (``None``:
+        until ``end_time``).
+    :param unreachable_since: epoch seconds since when the deferring task found PostHog unreachable, so the
+        count goes on in the triggerer (``None``: PostHog answered).
     :param first_poll_at: epoch seconds of the first poll; the deferring task just polled, so it passes
         ``now + poll_interval`` and deferral costs no extra request (``None``: poll at once).
     """
@@ -195,27 +200,9 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
             {**self._base_kwargs(), "backfill_id": self.backfill_id},
         )
 
-    def _ids(self) -> dict[str, str | None]:
-        return {"backfill_id": self.backfill_id}
-
-    def _what(self) -> str:
-        return describe_backfill(self.batch_export_id, self.backfill_id)
-
-    async def _check(self, hook: PostHogAsyncHook) -> Decision:
-        backfill = await hook.get_backfill(self.batch_export_id, self.backfill_id)
-        decision = decide_backfill(backfill)
-        if not decision.done:
-            return decision
-        runs = await hook.list_backfill_runs(self.batch_export_id, backfill)
-        return decide_backfill(backfill, runs)
-
-    async def _cancel(self, hook: PostHogAsyncHook) -> Cancel | None:
-        async def read() -> str:
-            return (await hook.get_backfill(self.batch_export_id, self.backfill_id)).status
-
-        return await acancel_if_active(
-            self.wait.what, read, lambda: hook.cancel_backfill(self.batch_export_id, self.backfill_id)
-        )
+    @cached_property
+    def job(self) -> Job:
+        return BackfillJob(self.batch_export_id, self.backfill_id)
 
 
 class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
@@ -259,38 +246,13 @@ class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
             },
         )
 
-    def _ids(self) -> dict[str, str | None]:
-        return {"run_id": self.run_id}
-
-    def _what(self) -> str:
+    @cached_property
+    def job(self) -> Job:
         if self.run_id is not None:
-            return describe_run(self.batch_export_id, self.run_id)
-        return describe_interval(
-            self.batch_export_id, str(self.data_interval_start), str(self.data_interval_end)
-        )
-
-    async def _check(self, hook: PostHogAsyncHook) -> Decision:
-        if self.run_id is not None:
-            return decide_run(await hook.get_run(self.batch_export_id, self.run_id))
+            return RunJob(self.batch_export_id, self.run_id)
         assert self.data_interval_start is not None and self.data_interval_end is not None
-        start = to_datetime(self.data_interval_start, "data_interval_start")
-        end = to_datetime(self.data_interval_end, "data_interval_end")
-        runs = await hook.list_runs(
+        return IntervalJob(
             self.batch_export_id,
-            ordering="-data_interval_start",
-            start=start.isoformat(),
-            end=end.isoformat(),
-        )
-        return decide_interval(runs, start, end)
-
-    async def _cancel(self, hook: PostHogAsyncHook) -> Cancel | None:
-        run_id = self.run_id
-        if run_id is None:
-            return None
-
-        async def read() -> str:
-            return (await hook.get_run(self.batch_export_id, run_id)).status
-
-        return await acancel_if_active(
-            self.wait.what, read, lambda: hook.cancel_run(self.batch_export_id, run_id)
+            to_datetime(self.data_interval_start, "data_interval_start"),
+            to_datetime(self.data_interval_end, "data_interval_end"),
         )

@@ -13,6 +13,7 @@ import pendulum
 from airflow.sdk import DAG, task
 
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 COMMON: dict[str, Any] = {
@@ -118,14 +119,15 @@ with DAG(
     params={"conn_id": "", "batch_export_id": "", "ranges": []},
     **COMMON,
 ):
-    # Waits through a PostHog outage. Fast polls (2 s) exhaust the default error budget during the outage and
-    # rely on task retries that re-attach; the default poll interval (60 s) is expected to ride it out. The
-    # retries (4 x 45 s) cover a 3-minute outage.
-    OUTAGE_WAITS: list[tuple[str, bool, float]] = [
-        *[(f"deferred_poll2_{i}", True, 2.0) for i in range(3)],
-        ("deferred_poll60", True, 60.0),
-        *[(f"sync_poll2_{i}", False, 2.0) for i in range(2)],
-        ("sync_poll60", False, 60.0),
+    # Waits through a 3-minute PostHog outage, each as a user would set it up: retries=0, the default poll
+    # interval (60 s) unless named otherwise, a timeout (600 s) longer than the outage plus a poll. Every path
+    # must ride it out in its first try: the worker's loop, a poke and a rescheduled sensor, the trigger.
+    OUTAGE_TIMEOUT = 600
+    OUTAGE_WAITS: list[tuple[str, bool, dict[str, Any]]] = [
+        ("sync_default", False, {}),
+        ("sync_poll2", False, {"poll_interval": 2}),
+        ("deferred_default", True, {}),
+        *[(f"deferred_poll2_{i}", True, {"poll_interval": 2}) for i in range(2)],
     ]
     for i, (name, deferrable, poll) in enumerate(OUTAGE_WAITS):
         PostHogCreateBackfillOperator(
@@ -135,7 +137,28 @@ with DAG(
             start_at=f"{{{{ params.ranges[{i}][0] }}}}",
             end_at=f"{{{{ params.ranges[{i}][1] }}}}",
             deferrable=deferrable,
-            poll_interval=poll,
-            retries=4,
-            retry_delay=timedelta(seconds=45),
+            timeout=OUTAGE_TIMEOUT,
+            retries=0,
+            **poll,
+        )
+    for j, mode in enumerate(("poke", "reschedule"), start=len(OUTAGE_WAITS)):
+        # The backfill a sensor waits on, started (not waited for) before the outage.
+        start = PostHogCreateBackfillOperator(
+            task_id=f"start_{mode}_backfill",
+            posthog_conn_id=CONN,
+            batch_export_id=EXPORT,
+            start_at=f"{{{{ params.ranges[{j}][0] }}}}",
+            end_at=f"{{{{ params.ranges[{j}][1] }}}}",
+            wait_for_completion=False,
+            retries=0,
+        )
+        start >> PostHogBackfillSensor(
+            task_id=f"{mode}_sensor",
+            posthog_conn_id=CONN,
+            batch_export_id=EXPORT,
+            backfill_id=f"{{{{ ti.xcom_pull(task_ids='start_{mode}_backfill', key='backfill_id') }}}}",
+            mode=mode,
+            deferrable=False,
+            timeout=OUTAGE_TIMEOUT,
+            retries=0,
         )

@@ -10,7 +10,8 @@ from op_driver import START, FakeClock, drive, http_error, page
 
 from airflow_provider_posthog.api import backfills, endpoints
 from airflow_provider_posthog.api.backfills import BackfillLookup
-from airflow_provider_posthog.api.http import RequestSpec, project_path
+from airflow_provider_posthog.api.decisions import decide_backfill
+from airflow_provider_posthog.api.http import RequestSpec, export_path
 from airflow_provider_posthog.api.intervals import ExportSchedule
 from airflow_provider_posthog.api.models import Backfill
 from airflow_provider_posthog.api.statuses import Outcome
@@ -29,7 +30,6 @@ from airflow_provider_posthog.exceptions import (
     PostHogTransportError,
     PostHogValidationError,
 )
-from airflow_provider_posthog.tasks.decisions import decide_backfill
 
 LOOKUP = BackfillLookup(timeout=60.0, poll_initial=0.01, poll_max=0.01)
 
@@ -75,16 +75,16 @@ def test_a_failed_first_run_aligned_before_start_at_fails_a_completed_backfill()
     def answer(spec: RequestSpec) -> Any:
         if spec.path.endswith("/runs/"):
             return {"next": None, "results": runs}
-        assert spec.path == project_path(1, "e")
+        assert spec.path == export_path("e")
         return {"id": "e", "interval": "hour"}
 
     b = backfill(adjusted_start_at="2026-11-28T16:00:00Z")
-    got, sent = drive(endpoints.list_backfill_runs(1, "e", b), answer)
+    got, sent = drive(endpoints.list_backfill_runs("e", b), answer)
     assert [r.id for r in got] == ["r0", "r1", "r2"]
     assert got[0].data_interval_start is not None and b.start_at is not None
     assert got[0].data_interval_start < b.start_at
     # One GET of the export (its interval), one page of runs by data interval from an hour before 16:00.
-    assert [s.path for s in sent] == [project_path(1, "e"), project_path(1, "e", "runs")]
+    assert [s.path for s in sent] == [export_path("e"), export_path("e", "runs")]
     assert dict(sent[1].params) == {
         "ordering": "data_interval_start",
         "start": "2026-11-28T15:00:00+00:00",
@@ -107,7 +107,7 @@ def test_backfill_runs_window_uses_the_schedule_given_and_the_earliest_start() -
         adjusted_start_at="2024-03-11T04:00:00Z",
     )
     _, sent = drive(
-        endpoints.list_backfill_runs(1, "e", b, schedule=daily),
+        endpoints.list_backfill_runs("e", b, schedule=daily),
         lambda spec: {"next": None, "results": []},
     )
     assert len(sent) == 1  # no GET of the export
@@ -118,7 +118,7 @@ def test_backfill_runs_window_uses_the_schedule_given_and_the_earliest_start() -
 def test_open_ended_backfill_runs_are_listed_by_creation_time() -> None:
     b = backfill(start_at=None)
     got, sent = drive(
-        endpoints.list_backfill_runs(1, "e", b),
+        endpoints.list_backfill_runs("e", b),
         lambda spec: {"next": None, "results": [run("r0", "2026-11-28T16:00:00Z")]},
     )
     assert [r.id for r in got] == ["r0"] and len(sent) == 1
@@ -145,10 +145,10 @@ def test_unaligned_range_is_refused_after_one_get_and_before_any_post() -> None:
         sent.append(spec)
         return {"id": "e", "interval": "hour"}
 
-    op = backfills.create_backfill(1, "e", "2026-11-28T19:30:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
+    op = backfills.create_backfill("e", "2026-11-28T19:30:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
     with pytest.raises(PostHogConfigError, match=r"PostHog would export from 2026-11-28T19:00:00\+00:00"):
         drive(op, answer)
-    assert [(s.method, s.path) for s in sent] == [("GET", project_path(1, "e"))]
+    assert [(s.method, s.path) for s in sent] == [("GET", export_path("e"))]
 
 
 def test_identical_running_backfill_is_reported_before_posting() -> None:
@@ -160,7 +160,7 @@ def test_identical_running_backfill_is_reported_before_posting() -> None:
             return {"next": None, "results": rows}
         return {"id": "e", "interval": "hour"}
 
-    op = backfills.create_backfill(1, "e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
+    op = backfills.create_backfill("e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
     with pytest.raises(PostHogBackfillAlreadyRunningError, match="Backfill running of batch export e") as exc:
         drive(op, answer)
     assert exc.value.backfill_id == "running" and exc.value.backfill.status == "Running"
@@ -186,7 +186,7 @@ def test_a_finished_or_different_backfill_does_not_block() -> None:
             }
         return {"id": "e", "interval": "hour"}
 
-    op = backfills.create_backfill(1, "e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
+    op = backfills.create_backfill("e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
     created, _ = drive(op, answer)
     assert created.status == "Starting" and len(posted) == 1
 
@@ -213,7 +213,7 @@ def test_http_500_on_create_names_the_running_backfill_at_once() -> None:
             return next(listings)
         return {"id": "e", "interval": "hour"}
 
-    op = backfills.create_backfill(1, "e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
+    op = backfills.create_backfill("e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=LOOKUP)
     with pytest.raises(PostHogBackfillAlreadyRunningError) as exc:
         drive(op, answer)
     assert exc.value.backfill_id == "late" and posts == 1
@@ -228,7 +228,7 @@ def test_retry_run_of_an_interval_still_being_retried() -> None:
         return run("r0", "2026-11-28T16:00:00Z", "Failed")
 
     with pytest.raises(PostHogBackfillAlreadyRunningError, match="Backfill retrying"):
-        drive(backfills.retry_run(1, "e", "r0", lookup=LOOKUP), answer)
+        drive(backfills.retry_run("e", "r0", lookup=LOOKUP), answer)
 
 
 def test_backfill_not_visible_is_retryable_not_a_not_found() -> None:
@@ -243,7 +243,7 @@ def test_backfill_not_visible_is_retryable_not_a_not_found() -> None:
             raise http_error(404, "Not found.")
         return {"id": "e", "interval": "hour"}
 
-    op = backfills.create_backfill(1, "e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=lookup)
+    op = backfills.create_backfill("e", "2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z", lookup=lookup)
     with pytest.raises(PostHogBackfillNotVisibleError, match="did not appear within 0s") as exc:
         drive(op, answer)
     assert not isinstance(exc.value, (PostHogNotFoundError, AirflowFailException))
@@ -325,9 +325,9 @@ def test_a_new_uuid_is_read_until_its_row_appears_with_growing_waits() -> None:
         _row(UUID, "2026-11-28T20:00:31Z"),
     ]
     clock = FakeClock()
-    created, sent = drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script, clock)
+    created, sent = drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script, clock)
     assert created.id == UUID
-    assert [(s.method, s.path.rsplit("/batch_exports/", 1)[1]) for s in sent] == [
+    assert [(s.method, s.path.removeprefix("batch_exports/")) for s in sent] == [
         ("GET", "e/"),
         ("GET", "e/backfills/"),
         ("POST", "e/backfills/"),
@@ -345,7 +345,7 @@ def test_a_uuid_whose_row_never_appears_gives_up_at_the_deadline_of_the_driver_c
     script.rows = [http_error(404, "Not found.")]
     clock = FakeClock()
     with pytest.raises(PostHogBackfillNotVisibleError, match="did not appear within 5s"):
-        drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script, clock)
+        drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script, clock)
     assert clock.slept == [1.0, 1.5, 2.0, 0.5]  # the last wait is clamped to the deadline
     assert clock.now == START.add(seconds=5)
 
@@ -357,7 +357,7 @@ def test_a_workflow_id_is_resolved_by_range_never_to_an_older_backfill() -> None
     script.posts = [{"backfill_id": "e-2026-11-28T19:00:00+00:00-2026-11-28T21:00:00+00:00"}]
     script.listings = [page(old), page(old), page(_row("new", "2026-11-28T20:00:32Z"), old)]
     clock = FakeClock()
-    created, sent = drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script, clock)
+    created, sent = drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script, clock)
     assert created.id == "new" and clock.slept == [1.0]
     assert [s.method for s in sent] == ["GET", "GET", "POST", "GET", "GET"]
 
@@ -368,7 +368,7 @@ def test_a_row_created_before_the_clock_skew_window_is_not_the_new_one() -> None
     script.posts = [{"backfill_id": "workflow-id"}]
     script.listings = [page(), page(stale)]  # not listed before the POST, but far too old to be ours
     with pytest.raises(PostHogBackfillNotVisibleError):
-        drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script)
+        drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script)
 
 
 def test_an_ambiguous_failure_looks_first_then_resends_once() -> None:
@@ -377,7 +377,7 @@ def test_an_ambiguous_failure_looks_first_then_resends_once() -> None:
     script.listings = [page()]
     script.rows = [_row(UUID, "2026-11-28T20:00:40Z")]
     clock = FakeClock()
-    created, _ = drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script, clock)
+    created, _ = drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script, clock)
     assert created.id == UUID and len(script.post_bodies) == 2
     assert sum(clock.slept) == pytest.approx(STEADY.timeout)  # looked for the whole lookup window first
 
@@ -386,7 +386,7 @@ def test_an_ambiguous_failure_whose_backfill_appears_is_not_resent() -> None:
     script = Script()
     script.posts = [http_error(502, "Bad gateway.", "POST")]
     script.listings = [page(), page(), page(_row("mine", "2026-11-28T20:00:31Z"))]
-    created, _ = drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script)
+    created, _ = drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script)
     assert created.id == "mine" and len(script.post_bodies) == 1
 
 
@@ -395,7 +395,7 @@ def test_ambiguous_failures_stop_after_max_posts() -> None:
     script.posts = [PostHogTransportError("read timeout", http_status=None)] * 2
     script.listings = [page()]
     with pytest.raises(PostHogTransportError, match="read timeout"):
-        drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script)
+        drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script)
     assert len(script.post_bodies) == STEADY.max_posts
 
 
@@ -406,7 +406,7 @@ def test_a_connect_error_is_never_resent_by_the_operation() -> None:
     script.posts = [PostHogConnectError("refused")]
     script.listings = [page()]
     with pytest.raises(PostHogConnectError):
-        drive(backfills.create_backfill(1, "e", *RANGE, lookup=STEADY), script)
+        drive(backfills.create_backfill("e", *RANGE, lookup=STEADY), script)
     assert len(script.post_bodies) == 1
 
 
@@ -431,7 +431,7 @@ def test_the_other_bound_format_is_sent_once_when_posthog_asks(
     ]
     lookup = BackfillLookup(timeout=0.0, max_posts=2)
     created, _ = drive(
-        backfills.create_backfill(1, "e", "2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z", lookup=lookup),
+        backfills.create_backfill("e", "2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z", lookup=lookup),
         script,
     )
     assert created.id == UUID
@@ -448,22 +448,20 @@ def test_find_backfill_returns_the_newest_exact_match_reading_pages_newest_first
     moved = _row("moved", "2026-11-28T12:00:00Z", start="2026-11-28T20:00:00Z")  # start moved to first data
     nxt = "https://us.posthog.com/api/projects/1/batch_exports/e/backfills/?cursor=2"
     pages = iter([page(moved, next_link=nxt), page(older, newer)])
-    found, sent = drive(backfills.find_backfill(1, "e", *RANGE), lambda spec: next(pages))
+    found, sent = drive(backfills.find_backfill("e", *RANGE), lambda spec: next(pages))
     assert found is not None and found.id == "newer" and len(sent) == 2
     assert (
         dict(sent[0].params) == {"ordering": "-created_at"}
         and sent[1].url == "/api/projects/1/batch_exports/e/backfills/?cursor=2"
     )
     pages = iter([page(older, newer)])
-    assert (
-        drive(backfills.find_backfill(1, "e", *RANGE, active_only=True), lambda spec: next(pages))[0] is None
-    )
+    assert drive(backfills.find_backfill("e", *RANGE, active_only=True), lambda spec: next(pages))[0] is None
 
 
 def test_find_backfill_stops_at_the_first_page_with_a_match() -> None:
     nxt = "https://us.posthog.com/api/projects/1/batch_exports/e/backfills/?cursor=2"
     found, sent = drive(
-        backfills.find_backfill(1, "e", *RANGE, active_only=True),
+        backfills.find_backfill("e", *RANGE, active_only=True),
         lambda spec: page(_row("live", "2026-11-28T10:00:00Z"), next_link=nxt),
     )
     assert found is not None and found.id == "live" and len(sent) == 1

@@ -7,22 +7,20 @@ import logging
 from typing import Any
 
 import pytest
-from op_driver import Answer, FakeClock, drive, first_request, http_error, page
+from op_driver import FakeClock, drive, first_request, http_error, page
 
-from airflow_provider_posthog.api import backfills, endpoints
+from airflow_provider_posthog.api import backfills, endpoints, jobs
 from airflow_provider_posthog.api.backfills import BackfillLookup
 from airflow_provider_posthog.api.errors import refuses_personal_keys
 from airflow_provider_posthog.api.http import MAX_PAGES, RequestSpec
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
-    PostHogCancelNotEffectiveError,
     PostHogConfigError,
-    PostHogValidationError,
 )
 
 BASE = "https://us.posthog.com"
-P = "/api/projects/1/batch_exports/"
+P = "batch_exports/"
 LOOKUP = BackfillLookup(timeout=5.0, poll_initial=0.5, poll_max=1.0)
 UUID = "018f0000-0000-7000-8000-0000000000b1"
 
@@ -49,30 +47,30 @@ def _retry_answer(spec: RequestSpec) -> Any:
 def test_endpoint_catalogue_paths_and_idempotency() -> None:
     tz = dt.timezone(dt.timedelta(hours=-5))
     specs = {
-        "list": first_request(endpoints.list_batch_exports(1)),
-        "create": first_request(endpoints.create_batch_export(1, {"name": "x"})),
-        "get": first_request(endpoints.get_batch_export(1, "e")),
-        "put": first_request(endpoints.update_batch_export(1, "e", {"name": "y"}, partial=False)),
-        "patch": first_request(endpoints.update_batch_export(1, "e", {"name": "y"})),
-        "delete": first_request(endpoints.delete_batch_export(1, "e")),
-        "pause": first_request(endpoints.pause_batch_export(1, "e")),
-        "unpause": first_request(endpoints.unpause_batch_export(1, "e", backfill=True)),
-        "logs": first_request(endpoints.get_batch_export_logs(1, "e", level=["error", "warning"], limit=10)),
-        "runs": first_request(endpoints.list_runs(1, "e", status=["Failed", "FailedRetryable"], after="-2d")),
-        "run": first_request(endpoints.get_run(1, "e", "r")),
-        "cancel_run": first_request(endpoints.cancel_run(1, "e", "r")),
+        "list": first_request(endpoints.list_batch_exports()),
+        "create": first_request(endpoints.create_batch_export({"name": "x"})),
+        "get": first_request(endpoints.get_batch_export("e")),
+        "put": first_request(endpoints.update_batch_export("e", {"name": "y"}, partial=False)),
+        "patch": first_request(endpoints.update_batch_export("e", {"name": "y"})),
+        "delete": first_request(endpoints.delete_batch_export("e")),
+        "pause": first_request(endpoints.pause_batch_export("e")),
+        "unpause": first_request(endpoints.unpause_batch_export("e", backfill=True)),
+        "logs": first_request(endpoints.get_batch_export_logs("e", level=["error", "warning"], limit=10)),
+        "runs": first_request(endpoints.list_runs("e", status=["Failed", "FailedRetryable"], after="-2d")),
+        "run": first_request(endpoints.get_run("e", "r")),
+        "cancel_run": jobs.RunJob("e", "r").cancel_request(),
         "retry_run": next(
             s
-            for s in drive(backfills.retry_run(1, "e", "r", lookup=LOOKUP), _retry_answer)[1]
+            for s in drive(backfills.retry_run("e", "r", lookup=LOOKUP), _retry_answer)[1]
             if s.method == "POST"
         ),
-        "backfills": first_request(endpoints.list_backfills(1, "e", ordering="-created_at")),
-        "backfill": first_request(endpoints.get_backfill(1, "e", "b")),
+        "backfills": first_request(endpoints.list_backfills("e", ordering="-created_at")),
+        "backfill": first_request(endpoints.get_backfill("e", "b")),
         "create_backfill": next(
             s
             for s in drive(
                 backfills.create_backfill(
-                    1, "e", dt.datetime(2024, 1, 1, tzinfo=tz), "2024-01-02T00:00:00Z", lookup=LOOKUP
+                    "e", dt.datetime(2024, 1, 1, tzinfo=tz), "2024-01-02T00:00:00Z", lookup=LOOKUP
                 ),
                 lambda spec: (
                     _retry_answer(spec) if spec.path != P + "e/" else {"id": "e", "interval": "hour"}
@@ -80,7 +78,7 @@ def test_endpoint_catalogue_paths_and_idempotency() -> None:
             )[1]
             if s.method == "POST"
         ),
-        "cancel_backfill": first_request(endpoints.cancel_backfill(1, "e", "b")),
+        "cancel_backfill": jobs.BackfillJob("e", "b").cancel_request(),
     }
     p = P
     assert {k: (s.method, s.path) for k, s in specs.items()} == {
@@ -109,18 +107,21 @@ def test_endpoint_catalogue_paths_and_idempotency() -> None:
         "start_at": "2024-01-01T05:00:00+00:00",
         "end_at": "2024-01-02T00:00:00+00:00",
     }
-    assert specs["logs"].full_url(BASE) == f"{BASE}{p}e/logs/?limit=10&level=ERROR%2CWARNING"
+    assert specs["logs"].api_path(1) == "/api/projects/1/batch_exports/e/logs/"
+    assert (
+        specs["logs"].full_url(BASE, 1) == f"{BASE}/api/projects/1/{p}e/logs/?limit=10&level=ERROR%2CWARNING"
+    )
     assert specs["runs"].params == (("after", "-2d"), ("status", "Failed"), ("status", "FailedRetryable"))
 
 
 def test_bad_arguments_are_refused_before_any_request() -> None:
-    assert first_request(endpoints.get_run(1, "a/b", "c d")).path == P + "a%2Fb/runs/c%20d/"
+    assert first_request(endpoints.get_run("a/b", "c d")).path == P + "a%2Fb/runs/c%20d/"
     with pytest.raises(PostHogConfigError, match="must not be empty"):
-        first_request(endpoints.get_batch_export(1, ""))
+        first_request(endpoints.get_batch_export(""))
     with pytest.raises(PostHogConfigError, match="naive"):
-        first_request(backfills.create_backfill(1, "e", dt.datetime(2024, 1, 1), "2024-01-02", lookup=LOOKUP))
+        first_request(backfills.create_backfill("e", dt.datetime(2024, 1, 1), "2024-01-02", lookup=LOOKUP))
     with pytest.raises(PostHogConfigError, match="between 1 and 500"):
-        first_request(endpoints.get_batch_export_logs(1, "e", limit=501))
+        first_request(endpoints.get_batch_export_logs("e", limit=501))
 
 
 # -- paging -------------------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_exports_follow_offset_pages_until_next_is_null() -> None:
             {"count": 3, "next": None, "results": [{"id": "c"}]},
         ]
     )
-    got, sent = drive(endpoints.list_batch_exports(1), lambda spec: next(pages))
+    got, sent = drive(endpoints.list_batch_exports(), lambda spec: next(pages))
     assert [e.id for e in got] == ["a", "b", "c"]
     assert [dict(s.params) for s in sent] == [
         {"limit": "100", "offset": "0"},
@@ -147,23 +148,23 @@ def test_cursor_pages_are_followed_through_relative_links() -> None:
     pages = iter(
         [page({"id": "r1", "status": "Running"}, next_link=nxt), page({"id": "r2", "status": "Completed"})]
     )
-    got, sent = drive(endpoints.list_runs(1, "e", after="-2d"), lambda spec: next(pages))
+    got, sent = drive(endpoints.list_runs("e", after="-2d"), lambda spec: next(pages))
     assert [r.id for r in got] == ["r1", "r2"]
     assert sent[1].url == "/api/projects/1/batch_exports/e/runs/?cursor=abc&after=x" and sent[1].params == ()
-    assert sent[1].full_url("https://ph.example.com/prefix") == (
+    assert sent[1].full_url("https://ph.example.com/prefix", 1) == (
         "https://ph.example.com/prefix/api/projects/1/batch_exports/e/runs/?cursor=abc&after=x"
     )
 
 
 def test_a_repeating_cursor_link_stops_paging() -> None:
     same = "https://us.posthog.com/api/projects/1/batch_exports/e/backfills/?cursor=same"
-    _, sent = drive(endpoints.list_backfills(1, "e"), lambda spec: page(next_link=same))
+    _, sent = drive(endpoints.list_backfills("e"), lambda spec: page(next_link=same))
     assert len(sent) == 2 < MAX_PAGES  # the first page and the link once; its repeat is not followed
 
 
 def test_a_link_outside_the_api_is_posthogs_fault() -> None:
     with pytest.raises(PostHogAPIError, match="outside /api/") as exc:
-        drive(endpoints.list_runs(1, "e"), lambda spec: page(next_link="https://evil.example.com/steal"))
+        drive(endpoints.list_runs("e"), lambda spec: page(next_link="https://evil.example.com/steal"))
     assert not isinstance(exc.value, PostHogConfigError)
 
 
@@ -174,7 +175,7 @@ def test_run_logs_window_ends_at_the_driver_clock_for_an_unfinished_run() -> Non
     clock = FakeClock()
     run = {"id": "r1", "status": "Running", "created_at": "2026-11-28T16:00:00Z", "finished_at": None}
     _, sent = drive(
-        endpoints.get_run_logs(1, "e", "r1", level="error"),
+        endpoints.get_run_logs("e", "r1", level="error"),
         lambda spec: run if "/runs/" in spec.path else [],
         clock,
     )
@@ -185,9 +186,7 @@ def test_run_logs_window_ends_at_the_driver_clock_for_an_unfinished_run() -> Non
         "level": "ERROR",
     }
     finished = run | {"finished_at": "2026-11-28T17:00:00Z"}
-    _, sent = drive(
-        endpoints.get_run_logs(1, "e", "r1"), lambda spec: finished if "/runs/" in spec.path else []
-    )
+    _, sent = drive(endpoints.get_run_logs("e", "r1"), lambda spec: finished if "/runs/" in spec.path else [])
     assert dict(sent[1].params)["before"] == "2026-11-28T17:00:01+00:00"
 
 
@@ -195,14 +194,14 @@ def test_run_logs_window_ends_at_the_driver_clock_for_an_unfinished_run() -> Non
 
 
 def test_single_run_actions_ask_for_runs_of_any_age() -> None:
-    retry = drive(backfills.retry_run(1, "e", "r", lookup=LOOKUP), _retry_answer)[1]
+    retry = drive(backfills.retry_run("e", "r", lookup=LOOKUP), _retry_answer)[1]
     for spec in (
-        first_request(endpoints.get_run(1, "e", "r")),
-        first_request(endpoints.cancel_run(1, "e", "r")),
+        first_request(endpoints.get_run("e", "r")),
+        jobs.RunJob("e", "r").cancel_request(),
         next(s for s in retry if s.method == "POST"),
     ):
         assert dict(spec.params) == {"after": "2000-01-01T00:00:00Z"}
-        assert spec.full_url(BASE).endswith("/?after=2000-01-01T00%3A00%3A00Z")
+        assert spec.full_url(BASE, 1).endswith("/?after=2000-01-01T00%3A00%3A00Z")
 
 
 # -- logs closed to personal keys ---------------------------------------------------------------------------
@@ -226,53 +225,11 @@ def test_logs_closed_to_personal_keys_are_no_logs_with_one_warning(
         return {"id": "r1", "status": "Failed", "created_at": "2026-11-28T16:00:00Z"}
 
     assert refuses_personal_keys(http_error(403, detail))
-    assert drive(endpoints.get_batch_export_logs(1, "e"), refuse)[0] == []
-    assert drive(endpoints.get_run_logs(1, "e", "r1"), refuse)[0] == []
+    assert drive(endpoints.get_batch_export_logs("e"), refuse)[0] == []
+    assert drive(endpoints.get_run_logs("e", "r1"), refuse)[0] == []
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2  # one per call
     other = http_error(403, "API key missing required scope 'batch_export:read'")
     assert not refuses_personal_keys(other)
     with pytest.raises(PostHogAuthError, match="missing required scope"):
-        drive(endpoints.get_batch_export_logs(1, "e"), lambda spec: (_ for _ in ()).throw(other))
-
-
-# -- cancels are verified -----------------------------------------------------------------------------------
-
-
-def _cancel_answer(status_after: str, *, cancel_error: PostHogAPIError | None = None) -> Answer:
-    def answer(spec: RequestSpec) -> Any:
-        if spec.method == "POST":
-            if cancel_error is not None:
-                raise cancel_error
-            return {"cancelled": True}
-        return {"id": "x", "status": status_after}
-
-    return answer
-
-
-@pytest.mark.parametrize("kind", ["run", "backfill"])
-def test_cancel_reads_the_status_back(kind: str) -> None:
-    op = endpoints.cancel_run(1, "e", "x") if kind == "run" else endpoints.cancel_backfill(1, "e", "x")
-    status, sent = drive(op, _cancel_answer("Cancelled"))
-    assert status == "Cancelled" and [s.method for s in sent] == ["POST", "GET"]
-    read_back = endpoints.get_run(1, "e", "x") if kind == "run" else endpoints.get_backfill(1, "e", "x")
-    assert sent[1] == first_request(read_back)
-
-
-@pytest.mark.parametrize("kind", ["run", "backfill"])
-@pytest.mark.parametrize("still", ["Running", "Starting"])
-def test_a_cancel_that_changed_nothing_is_an_error(kind: str, still: str) -> None:
-    op = endpoints.cancel_run(1, "e", "x") if kind == "run" else endpoints.cancel_backfill(1, "e", "x")
-    with pytest.raises(PostHogCancelNotEffectiveError) as exc:
-        drive(op, _cancel_answer(still))
-    assert (exc.value.kind, exc.value.object_id, exc.value.status) == (kind, "x", still)
-    assert f"{kind} x of batch export e" in str(exc.value) and f"still {still}" in str(exc.value)
-
-
-def test_already_cancelled_is_success_without_a_read_back() -> None:
-    done = http_error(400, "Cannot cancel a run that is in 'Cancelled' status", "POST")
-    status, sent = drive(endpoints.cancel_run(1, "e", "x"), _cancel_answer("Running", cancel_error=done))
-    assert status == "Cancelled" and len(sent) == 1
-    finished = http_error(400, "Cannot cancel a run that is in 'Completed' status", "POST")
-    with pytest.raises(PostHogValidationError, match="'Completed' status"):
-        drive(endpoints.cancel_run(1, "e", "x"), _cancel_answer("Completed", cancel_error=finished))
+        drive(endpoints.get_batch_export_logs("e"), lambda spec: (_ for _ in ()).throw(other))

@@ -23,6 +23,21 @@ def test_format_datetime() -> None:
     assert http.format_datetime(" -7d ") == "-7d"
 
 
+def test_paths_are_relative_to_the_project_and_joined_by_the_driver() -> None:
+    """Operations name paths below the project's API root; the project and host come from the driver."""
+    assert http.export_path() == "batch_exports/"
+    assert http.export_path("e", "runs", "r 1") == "batch_exports/e/runs/r%201/"
+    assert http.export_path("a/b") == "batch_exports/a%2Fb/"  # an id never adds a path segment
+    with pytest.raises(PostHogConfigError, match="must not be empty"):
+        http.export_path("e", " ")
+    spec = http.RequestSpec("GET", http.export_path("e", "runs"), (("status", "Failed"), ("status", "x y")))
+    assert spec.api_path(7) == "/api/projects/7/batch_exports/e/runs/"
+    assert spec.full_url(BASE, 7) == f"{BASE}/api/projects/7/batch_exports/e/runs/?status=Failed&status=x+y"
+    assert (
+        http.RequestSpec("GET", "batch_exports/").full_url(BASE, 7) == f"{BASE}/api/projects/7/batch_exports/"
+    )
+
+
 def test_ui_url() -> None:
     assert http.ui_url(BASE, 5) == f"{BASE}/project/5/pipeline/batch-exports"
     assert (
@@ -33,7 +48,7 @@ def test_ui_url() -> None:
 
 
 def test_offset_pagination() -> None:
-    first = first_request(endpoints.list_batch_exports(1))
+    first = first_request(endpoints.list_batch_exports())
     body = {
         "count": 150,
         "next": "https://x/api/?offset=100",
@@ -46,14 +61,14 @@ def test_offset_pagination() -> None:
 
 
 def test_next_links_are_relative_and_joined_to_our_base_url() -> None:
-    spec = first_request(endpoints.list_runs(1, "e"))
+    spec = first_request(endpoints.list_runs("e"))
     body = {
         "next": "http://internal:8000/api/projects/1/batch_exports/e/runs/?cursor=abc&after=x",
         "results": [],
     }
     nxt = http.next_cursor_request(spec, body)
     assert nxt is not None and nxt.url == "/api/projects/1/batch_exports/e/runs/?cursor=abc&after=x"
-    assert nxt.full_url("https://ph.example.com/prefix") == (
+    assert nxt.full_url("https://ph.example.com/prefix", 7) == (
         "https://ph.example.com/prefix/api/projects/1/batch_exports/e/runs/?cursor=abc&after=x"
     )
     assert http.next_cursor_request(spec, {"next": None}) is None

@@ -117,13 +117,9 @@ def bundle(dag_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def dags(airflow_db: None, bundle: Path) -> dict[str, Any]:
+def dags(airflow_dags: Any, bundle: Path) -> dict[str, Any]:
     """Freshly parsed: ``dag.test()`` runs these objects, and each test must start from the DAG file."""
-    from airflow_provider_posthog.compat import dagbag_class
-
-    bag = dagbag_class()(dag_folder=str(bundle))
-    assert not bag.import_errors, bag.import_errors
-    return dict(bag.dags)
+    return airflow_dags.parse(bundle)
 
 
 @pytest.fixture
@@ -152,30 +148,6 @@ def _run(dag: Any, **conf: Any) -> Any:
     import pendulum
 
     return dag.test(logical_date=pendulum.parse(LOGICAL_DATE), run_conf=conf or None)
-
-
-def _tis(dag_id: str, run_id: str) -> dict[str, tuple[str | None, int]]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        ).all()
-        return {ti.task_id: (ti.state, ti.try_number) for ti in rows}
-
-
-def _xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        ).all()
-        return {(r.task_id, r.key): XComModel.deserialize_value(r) for r in rows}
 
 
 def _rendered(dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -218,7 +190,7 @@ def _log_files(dag_id: str) -> str:
 
 
 def test_the_dag_file_parses_with_no_connection_and_no_network(
-    airflow_db: None, bundle: Path, no_network: list[Any], monkeypatch: pytest.MonkeyPatch
+    airflow_dags: Any, bundle: Path, no_network: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from unittest import mock
 
@@ -226,35 +198,37 @@ def test_the_dag_file_parses_with_no_connection_and_no_network(
 
     DagSerialization = dag_serialization()
 
-    from airflow_provider_posthog.compat import dagbag_class
     from airflow_provider_posthog.destinations import S3Destination
 
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
     with mock.patch(
         "airflow.sdk.BaseHook.get_connection", side_effect=AssertionError("connection looked up")
     ) as lookup:
-        bag = dagbag_class()(dag_folder=str(bundle))
-        assert not bag.import_errors, bag.import_errors
-        for dag in bag.dags.values():
+        parsed = airflow_dags.parse(bundle)
+        for dag in parsed.values():
             json.dumps(DagSerialization.to_dict(dag))  # what the DAG processor stores
     assert lookup.call_count == 0
     assert no_network == []
-    assert sorted(bag.dags) == [CREATE_DAG, UPDATE_DAG]
-    builder = bag.dags[CREATE_DAG].get_task("create_export").destination
+    assert sorted(parsed) == [CREATE_DAG, UPDATE_DAG]
+    builder = parsed[CREATE_DAG].get_task("create_export").destination
     assert isinstance(builder, S3Destination) and builder.prefix == "posthog/{{ ds }}/"
 
 
 def test_create_with_an_aws_connection_reaches_posthog_and_the_secret_goes_nowhere_else(
-    dags: dict[str, Any], posthog_conn: Any, aws_default: None, capfd: pytest.CaptureFixture[str]
+    dags: dict[str, Any],
+    posthog_conn: Any,
+    airflow_dags: Any,
+    aws_default: None,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     emu = posthog_conn
     dag = dags[CREATE_DAG]
     dr = _run(dag)
     out = capfd.readouterr()
-    assert dr.state == "success", _tis(dag.dag_id, dr.run_id)
+    assert dr.state == "success", airflow_dags.task_states(dag.dag_id, dr.run_id)
 
     # (a) The export reached PostHog (over HTTP) with the connection's keys and the rendered prefix.
-    xcoms = _xcoms(dag.dag_id, dr.run_id)
+    xcoms = airflow_dags.xcoms(dag.dag_id, dr.run_id)
     export_id = xcoms[("create_export", "return_value")]
     stored = emu.control.get_export(export_id)
     assert stored["name"] == "events-to-s3 2024-03-01"
@@ -281,6 +255,7 @@ def test_create_with_an_aws_connection_reaches_posthog_and_the_secret_goes_nowhe
 def test_an_error_quoting_the_secret_is_scrubbed_before_it_leaves_the_task(
     dags: dict[str, Any],
     posthog_conn: Any,
+    airflow_dags: Any,
     aws_default: None,
     capfd: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -306,7 +281,10 @@ def test_an_error_quoting_the_secret_is_scrubbed_before_it_leaves_the_task(
     dr = _run(dag)
     out = capfd.readouterr()
     assert dr.state == "failed"
-    assert _tis(dag.dag_id, dr.run_id)["create_export"] == ("failed", 1)  # a 400 is not retried
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id)["create_export"] == (
+        "failed",
+        1,
+    )  # a 400 is not retried
     assert emu.control.count_requests("POST", "/batch_exports") == 1  # it did go out, with the key
     assert "The AWS secret access key *** was rejected by S3. [field: destination]" in out.out
     assert SECRET not in out.out and SECRET not in out.err
@@ -323,6 +301,7 @@ def test_an_error_quoting_the_secret_is_scrubbed_before_it_leaves_the_task(
 def test_a_missing_connection_fails_once_before_any_request(
     dags: dict[str, Any],
     posthog_conn: Any,
+    airflow_dags: Any,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
@@ -331,7 +310,10 @@ def test_a_missing_connection_fails_once_before_any_request(
     dag = dags[CREATE_DAG]
     dr = _run(dag)
     assert dr.state == "failed"
-    assert _tis(dag.dag_id, dr.run_id)["create_export"] == ("failed", 1)  # retries=2, not retried
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id)["create_export"] == (
+        "failed",
+        1,
+    )  # retries=2, not retried
     assert (
         "aws_conn_id='aws_default': no Airflow connection with this id is defined." in capfd.readouterr().out
     )
@@ -339,7 +321,11 @@ def test_a_missing_connection_fails_once_before_any_request(
 
 
 def test_update_with_a_builder_changes_the_destination(
-    dags: dict[str, Any], posthog_conn: Any, aws_default: None, capfd: pytest.CaptureFixture[str]
+    dags: dict[str, Any],
+    posthog_conn: Any,
+    airflow_dags: Any,
+    aws_default: None,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     emu = posthog_conn
     export = emu.control.seed_export(
@@ -359,7 +345,7 @@ def test_update_with_a_builder_changes_the_destination(
     dag = dags[UPDATE_DAG]
     dr = _run(dag, batch_export_id=str(export["id"]))
     out = capfd.readouterr()
-    assert dr.state == "success", _tis(dag.dag_id, dr.run_id)
+    assert dr.state == "success", airflow_dags.task_states(dag.dag_id, dr.run_id)
     config = emu.control.get_export(str(export["id"]))["destination"]["config"]
     assert config["bucket_name"] == "analytics-v2"
     assert config["prefix"] == "v2/2024-03-01/"
@@ -370,4 +356,4 @@ def test_update_with_a_builder_changes_the_destination(
     assert SECRET not in out.out and SECRET not in out.err
     rendered = _rendered(dag.dag_id, dr.run_id)
     assert rendered and all(SECRET not in repr(r) for r in rendered)
-    assert SECRET not in repr(_xcoms(dag.dag_id, dr.run_id))
+    assert SECRET not in repr(airflow_dags.xcoms(dag.dag_id, dr.run_id))

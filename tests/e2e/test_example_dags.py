@@ -14,6 +14,7 @@ import pytest
 
 S3_SECRET = "e2e-Secret-Access-Key-0123456789"
 UTC = dt.timezone.utc
+BACKFILL_DAG, BACKFILL_TASK = "posthog_backfill_and_wait", "backfill_posthog_export"
 
 
 def _window(emu: Any, hours: int = 2) -> tuple[dt.datetime, dt.datetime]:
@@ -30,34 +31,14 @@ def _export(emu: Any) -> str:
     return str(export["id"])
 
 
-def _xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        ).all()
-        return {(r.task_id, r.key): XComModel.deserialize_value(r) for r in rows}
-
-
-def _backfill_dag(example_dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **attrs: Any) -> Any:
-    """The session's parsed DAG with task attributes changed for this test only (restored afterwards)."""
-    dag = example_dags["posthog_backfill_and_wait"]
-    for name, value in attrs.items():
-        monkeypatch.setattr(dag.get_task("backfill_posthog_export"), name, value)
-    return dag
-
-
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_backfill_and_wait(
-    example_dags: dict[str, Any], posthog_conn: Any, deferrable: bool, monkeypatch: pytest.MonkeyPatch
+    example_dags: dict[str, Any], posthog_conn: Any, deferrable: bool, airflow_dags: Any
 ) -> None:
     emu = posthog_conn
     export_id = _export(emu)
     start, end = _window(emu)
-    dag = _backfill_dag(example_dags, monkeypatch, deferrable=deferrable)
+    dag = airflow_dags.with_task(example_dags[BACKFILL_DAG], BACKFILL_TASK, deferrable=deferrable)
     conf = {
         "batch_export_id": export_id,
         "start_at": start.isoformat(),
@@ -70,8 +51,8 @@ def test_backfill_and_wait(
     assert [b["status"] for b in backfills] == ["Completed"]
     runs = [r for r in emu.control.runs_for(export_id) if r.get("backfill") == backfills[0]["id"]]
     assert len(runs) == 2 and {r["status"] for r in runs} == {"Completed"}
-    xcoms = _xcoms(dag.dag_id, dr.run_id)
-    task = "backfill_posthog_export"
+    xcoms = airflow_dags.xcoms(dag.dag_id, dr.run_id)
+    task = BACKFILL_TASK
     assert xcoms[(task, "return_value")] == backfills[0]["id"] == xcoms[(task, "backfill_id")]
     assert xcoms[(task, "batch_export_id")] == export_id
     assert xcoms[(task, "backfills_url")].endswith(f"/pipeline/batch-exports/{export_id}?tab=backfills")
@@ -82,16 +63,13 @@ def test_backfill_and_wait(
 
 
 def test_backfill_failure_fails_the_task_with_the_runs_error(
-    example_dags: dict[str, Any],
-    posthog_conn: Any,
-    capfd: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    example_dags: dict[str, Any], posthog_conn: Any, capfd: pytest.CaptureFixture[str], airflow_dags: Any
 ) -> None:
     emu = posthog_conn
     export_id = _export(emu)
     emu.control.fail_next_run(export_id, error="S3 AccessDenied: emulated failure")
     start, end = _window(emu, hours=1)
-    dag = _backfill_dag(example_dags, monkeypatch, deferrable=True, retries=0)
+    dag = airflow_dags.with_task(example_dags[BACKFILL_DAG], BACKFILL_TASK, deferrable=True, retries=0)
     conf = {
         "batch_export_id": export_id,
         "start_at": start.isoformat(),
@@ -108,17 +86,20 @@ def test_backfill_failure_fails_the_task_with_the_runs_error(
 
 def _test_wait_dag(
     example_dags: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
     deferrable: bool,
     export_id: str,
     start: dt.datetime,
     end: dt.datetime,
 ) -> Any:
     """Run the wait-for-scheduled-export example DAG over ``[start, end)`` with a fast sensor."""
-    dag = example_dags["posthog_wait_for_scheduled_export"]
-    sensor = dag.get_task("wait_for_posthog_export")
-    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
-        monkeypatch.setattr(sensor, name, value)
+    dag = airflow_dags.with_task(
+        example_dags["posthog_wait_for_scheduled_export"],
+        "wait_for_posthog_export",
+        deferrable=deferrable,
+        poke_interval=0.2,
+        mode="poke",
+    )
     conf = {
         "batch_export_id": export_id,
         "data_interval_start": start.isoformat(),
@@ -129,7 +110,7 @@ def _test_wait_dag(
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 def test_wait_for_scheduled_interval(
-    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool
+    example_dags: dict[str, Any], posthog_conn: Any, airflow_dags: Any, deferrable: bool
 ) -> None:
     emu = posthog_conn
     export_id = _export(emu)
@@ -139,7 +120,7 @@ def test_wait_for_scheduled_interval(
     )
     # The second hour is still exporting when the DAG starts: the deferred sensor must wait for it.
     emu.control.seed_run(export_id, start + dt.timedelta(hours=1), end, status="Running")
-    dr = _test_wait_dag(example_dags, monkeypatch, deferrable, export_id, start, end)
+    dr = _test_wait_dag(example_dags, airflow_dags, deferrable, export_id, start, end)
     assert dr.state == "success"
     assert {r["status"] for r in emu.control.runs_for(export_id)} == {"Completed"}
 
@@ -149,14 +130,14 @@ def test_wait_for_scheduled_interval_fails_on_a_failed_run(
     example_dags: dict[str, Any],
     posthog_conn: Any,
     capfd: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
     deferrable: bool,
 ) -> None:
     emu = posthog_conn
     export_id = _export(emu)
     start, end = _window(emu, hours=1)
     emu.control.seed_run(export_id, start, end, status="Failed", latest_error="warehouse full (emulated)")
-    dr = _test_wait_dag(example_dags, monkeypatch, deferrable, export_id, start, end)
+    dr = _test_wait_dag(example_dags, airflow_dags, deferrable, export_id, start, end)
     assert dr.state == "failed"
     assert "warehouse full (emulated)" in capfd.readouterr().out
 
@@ -166,6 +147,7 @@ def test_manage_exports_as_code_keeps_secrets_out(
     posthog_conn: Any,
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
 ) -> None:
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.utils.session import create_session
@@ -182,7 +164,7 @@ def test_manage_exports_as_code_keeps_secrets_out(
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
     dr = dag.test(run_conf={"export_name": "e2e managed", "interval": "day", "backfill_gap": False})
     assert dr.state == "success"
-    export_id = _xcoms(dag.dag_id, dr.run_id)[("create_export", "return_value")]
+    export_id = airflow_dags.xcoms(dag.dag_id, dr.run_id)[("create_export", "return_value")]
     stored = emu.control.get_export(export_id)
     assert stored["name"] == "e2e managed" and stored["interval"] == "day" and stored["paused"] is False
     config = stored["destination"]["config"]
@@ -191,7 +173,7 @@ def test_manage_exports_as_code_keeps_secrets_out(
     assert config["region"] == "eu-central-1" and config["bucket_name"] == "analytics-raw"
     # ... but not the logs, XCom or the rendered template fields.
     assert S3_SECRET not in capfd.readouterr().out
-    assert S3_SECRET not in repr(_xcoms(dag.dag_id, dr.run_id))
+    assert S3_SECRET not in repr(airflow_dags.xcoms(dag.dag_id, dr.run_id))
     with create_session() as session:
         rendered = session.scalars(
             select(RenderedTaskInstanceFields).where(RenderedTaskInstanceFields.dag_id == dag.dag_id)
@@ -208,13 +190,15 @@ def test_manage_exports_as_code_keeps_secrets_out(
 
 
 def test_deferred_timeout_cancels_the_backfill(
-    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+    example_dags: dict[str, Any], posthog_conn: Any, airflow_dags: Any
 ) -> None:
     emu = posthog_conn
     emu.control.configure(run_duration=30.0)
     export_id = _export(emu)
     start, end = _window(emu, hours=2)
-    dag = _backfill_dag(example_dags, monkeypatch, deferrable=True, retries=0, timeout=1.0)
+    dag = airflow_dags.with_task(
+        example_dags[BACKFILL_DAG], BACKFILL_TASK, deferrable=True, retries=0, timeout=1.0
+    )
     conf = {
         "batch_export_id": export_id,
         "start_at": start.isoformat(),
@@ -295,9 +279,25 @@ def test_retry_reattaches_exactly_one_backfill_across_two_attempts(posthog_conn:
     assert emu.control.count_requests("POST", "/backfills") == 1
 
 
-async def test_trigger_on_kill_cancels_the_backfill_in_posthog(posthog_conn: Any) -> None:
+@pytest.mark.parametrize(("state", "after"), [("failed", "Cancelled"), ("deferred", "Running")])
+async def test_trigger_on_kill_cancels_the_backfill_in_posthog(
+    posthog_conn: Any, monkeypatch: pytest.MonkeyPatch, state: str, after: str
+) -> None:
+    """A user marked the deferred task failed: on_kill cancels its backfill. Airflow 3.3.2 also calls
+    on_kill when the trigger only moves to another triggerer; the task is then still deferred (the state
+    the triggerer's Task SDK channel reports) and the backfill must go on."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import TaskStatesResult
+
     from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
 
+    class Supervisor:
+        async def asend(self, msg: Any) -> Any:
+            return TaskStatesResult(task_states={"run-1": {"backfill": state}})
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Supervisor(), raising=False)
     emu = posthog_conn
     emu.control.configure(run_duration=30.0)
     export_id = _export(emu)
@@ -306,8 +306,9 @@ async def test_trigger_on_kill_cancels_the_backfill_in_posthog(posthog_conn: Any
     trigger = PostHogBackfillTrigger(
         batch_export_id=export_id, backfill_id=backfill["id"], poll_interval=0.1, cancel_on_kill=True
     )
+    trigger.task_instance = SimpleNamespace(dag_id="d", task_id="backfill", run_id="run-1", map_index=-1)
     await trigger.on_kill()
-    assert emu.control.get_backfill(backfill["id"])["status"] == "Cancelled"
+    assert emu.control.get_backfill(backfill["id"])["status"] == after
 
 
 async def test_trigger_never_uses_the_sync_connection_lookup(posthog_conn: Any) -> None:

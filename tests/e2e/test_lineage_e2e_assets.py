@@ -9,16 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pendulum
 import pytest
 
-if TYPE_CHECKING:
-    from airflow.sdk import DAG
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 S3_KEY_ID = "AKIALINEAGEE2E0001"
 S3_SECRET = "lineage-e2e-Secret-Key-9876543210"
 BUCKET = "lineage-lake"
@@ -70,23 +64,6 @@ def _iso(value: dt.datetime | str) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def _events(dag_id: str, run_id: str) -> list[Any]:
-    from airflow.models.asset import AssetEvent
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-    from sqlalchemy.orm import joinedload
-
-    with create_session() as session:
-        query = (
-            select(AssetEvent)
-            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
-            .options(joinedload(AssetEvent.asset), joinedload(AssetEvent.source_aliases))
-        )
-        events = list(session.scalars(query).unique())
-        session.expunge_all()
-        return events
-
-
 def _clear_queue(dag_id: str) -> None:
     from airflow.models.asset import AssetDagRunQueue
     from airflow.utils.session import create_session
@@ -109,40 +86,18 @@ def _queued(dag_id: str) -> tuple[bool, bool]:
         return queued, dag_id in triggered
 
 
-def _register(dags: list[DAG], *, unpause: tuple[str, ...] = ()) -> None:
-    """Serialize DAGs into the metadata DB as the DAG processor would; unpause the given ones."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import update
-
-    from airflow_provider_posthog.compat import dagbag_class
-    from tests.airflow_versions import sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = dagbag_class()(dag_folder="/nonexistent-lineage-e2e-dags")
-    for dag in dags:
-        bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
-    if unpause:
-        with create_session() as session:
-            session.execute(update(DagModel).where(DagModel.dag_id.in_(unpause)).values(is_paused=False))
-
-
 @pytest.fixture
-def examples_registered(example_dags: dict[str, Any]) -> dict[str, Any]:
+def examples_registered(example_dags: dict[str, Any], airflow_dags: Any) -> dict[str, Any]:
     """The example DAGs in the metadata DB, the asset-scheduled one unpaused with an empty queue."""
-    _register(list(example_dags.values()), unpause=(MODELS_DAG,))
+    airflow_dags.register(example_dags.values(), unpause=(MODELS_DAG,))
     _clear_queue(MODELS_DAG)
     return example_dags
 
 
 def _run_backfill_example(
-    dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch, export_id: str, emu: Any, **attrs: Any
+    dags: dict[str, Any], airflow_dags: Any, export_id: str, emu: Any, **attrs: Any
 ) -> Any:
-    dag = dags[BACKFILL_DAG]
-    for name, value in attrs.items():
-        monkeypatch.setattr(dag.get_task(BACKFILL_TASK), name, value)
+    dag = airflow_dags.with_task(dags[BACKFILL_DAG], BACKFILL_TASK, **attrs)
     start, end = _window(emu)
     conf = {
         "batch_export_id": export_id,
@@ -176,13 +131,13 @@ def test_emulator_get_export_strips_secrets_and_keeps_where_it_writes(posthog_co
 def test_backfill_example_emits_the_destination_asset_and_queues_the_models_dag(
     examples_registered: dict[str, Any],
     posthog_conn: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
     capfd: pytest.CaptureFixture[str],
     deferrable: bool,
 ) -> None:
     emu = posthog_conn
     export_id = _create_export()
-    dr = _run_backfill_example(examples_registered, monkeypatch, export_id, emu, deferrable=deferrable)
+    dr = _run_backfill_example(examples_registered, airflow_dags, export_id, emu, deferrable=deferrable)
     assert dr.state == "success"
 
     (backfill,) = emu.control.backfills_for(export_id)
@@ -192,8 +147,12 @@ def test_backfill_example_emits_the_destination_asset_and_queues_the_models_dag(
         key=lambda r: r["data_interval_start"],
     )
     assert len(runs) == 2 and {r["status"] for r in runs} == {"Completed"}
+    # A wait that succeeded in the worker hands lineage the runs it decided on; resumed after a deferral,
+    # the task has only the trigger's event and lists them once more.
+    lists = [e for e in emu.control.request_log if e.method == "GET" and e.path.endswith("/runs/")]
+    assert len(lists) == (2 if deferrable else 1)
 
-    (event,) = _events(BACKFILL_DAG, dr.run_id)
+    (event,) = airflow_dags.asset_events(BACKFILL_DAG, dr.run_id)
     assert (event.asset.uri, event.asset.name) == (S3_URI, S3_URI)
     assert [a.name for a in event.source_aliases] == [ALIAS]
     assert event.source_task_id == BACKFILL_TASK
@@ -217,7 +176,7 @@ def test_backfill_example_emits_the_destination_asset_and_queues_the_models_dag(
 
 
 def test_the_scheduler_creates_the_models_run_with_the_event(
-    examples_registered: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+    examples_registered: dict[str, Any], posthog_conn: Any, airflow_dags: Any
 ) -> None:
     """The scheduler's own run creation consumes the event: the models DAG runs with this extra."""
     from airflow.jobs.job import Job
@@ -231,9 +190,9 @@ def test_the_scheduler_creates_the_models_run_with_the_event(
 
     emu = posthog_conn
     export_id = _create_export()
-    dr = _run_backfill_example(examples_registered, monkeypatch, export_id, emu, deferrable=False)
+    dr = _run_backfill_example(examples_registered, airflow_dags, export_id, emu, deferrable=False)
     assert dr.state == "success"
-    (event,) = _events(BACKFILL_DAG, dr.run_id)
+    (event,) = airflow_dags.asset_events(BACKFILL_DAG, dr.run_id)
 
     with create_session() as session:
         before = set(session.scalars(select(DagRun.run_id).where(DagRun.dag_id == MODELS_DAG)))
@@ -298,26 +257,26 @@ def _triggering_events(event: Any) -> Any:
 
 
 def test_failed_backfill_emits_nothing(
-    examples_registered: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+    examples_registered: dict[str, Any], posthog_conn: Any, airflow_dags: Any
 ) -> None:
     emu = posthog_conn
     export_id = _create_export()
     emu.control.fail_next_run(export_id, error="S3 AccessDenied: emulated failure")
-    dr = _run_backfill_example(examples_registered, monkeypatch, export_id, emu, deferrable=False, retries=0)
+    dr = _run_backfill_example(examples_registered, airflow_dags, export_id, emu, deferrable=False, retries=0)
     assert dr.state == "failed"
     assert [b["status"] for b in emu.control.backfills_for(export_id)] == ["Completed"]  # with a failed run
-    assert _events(BACKFILL_DAG, dr.run_id) == []
+    assert airflow_dags.asset_events(BACKFILL_DAG, dr.run_id) == []
     assert _queued(MODELS_DAG) == (False, False)
 
 
 def test_emit_asset_events_false_emits_nothing_and_declares_no_alias(
-    examples_registered: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+    examples_registered: dict[str, Any], posthog_conn: Any, airflow_dags: Any
 ) -> None:
     from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
 
     export_id = _create_export()
     start, end = _window(posthog_conn)
-    with pendulum_dag("lineage_e2e_off") as dag:
+    with airflow_dags.new("lineage_e2e_off") as dag:
         PostHogCreateBackfillOperator(
             task_id="backfill",
             batch_export_id=export_id,
@@ -328,23 +287,17 @@ def test_emit_asset_events_false_emits_nothing_and_declares_no_alias(
             emit_asset_events=False,
         )
     assert dag.get_task("backfill").outlets == []
-    _register([dag])
+    airflow_dags.register([dag])
     dr = dag.test()
     assert dr.state == "success"
-    assert _events(dag.dag_id, dr.run_id) == []
+    assert airflow_dags.asset_events(dag.dag_id, dr.run_id) == []
 
 
 # ---------------------------------------------------------------------------------------------- the sensors
 
 
-def pendulum_dag(dag_id: str) -> DAG:
-    from airflow.sdk import DAG
-
-    return DAG(dag_id, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False)
-
-
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
-def test_backfill_sensor_emits_on_success(posthog_conn: Any, airflow_db: None, deferrable: bool) -> None:
+def test_backfill_sensor_emits_on_success(posthog_conn: Any, airflow_dags: Any, deferrable: bool) -> None:
     from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor
 
@@ -353,7 +306,7 @@ def test_backfill_sensor_emits_on_success(posthog_conn: Any, airflow_db: None, d
     start, end = _window(emu)
     backfill = PostHogHook().create_backfill(export_id, start, end)
     dag_id = f"lineage_e2e_backfill_sensor_{'deferrable' if deferrable else 'poke'}"
-    with pendulum_dag(dag_id) as dag:
+    with airflow_dags.new(dag_id) as dag:
         PostHogBackfillSensor(
             task_id="wait",
             batch_export_id=export_id,
@@ -362,10 +315,10 @@ def test_backfill_sensor_emits_on_success(posthog_conn: Any, airflow_db: None, d
             deferrable=deferrable,
             asset_alias="models-input",
         )
-    _register([dag])
+    airflow_dags.register([dag])
     dr = dag.test()
     assert dr.state == "success"
-    (event,) = _events(dag_id, dr.run_id)
+    (event,) = airflow_dags.asset_events(dag_id, dr.run_id)
     assert event.asset.uri == S3_URI
     assert [a.name for a in event.source_aliases] == ["models-input"]
     runs = [r for r in emu.control.runs_for(export_id) if r.get("backfill") == backfill.id]
@@ -376,7 +329,7 @@ def test_backfill_sensor_emits_on_success(posthog_conn: Any, airflow_db: None, d
 
 
 def test_backfill_sensor_soft_fail_on_a_failed_backfill_emits_nothing(
-    posthog_conn: Any, airflow_db: None
+    posthog_conn: Any, airflow_dags: Any
 ) -> None:
     from airflow_provider_posthog.hooks.posthog import PostHogHook
     from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor
@@ -386,7 +339,7 @@ def test_backfill_sensor_soft_fail_on_a_failed_backfill_emits_nothing(
     emu.control.fail_next_run(export_id, error="emulated failure")
     start, end = _window(emu)
     backfill = PostHogHook().create_backfill(export_id, start, end)
-    with pendulum_dag("lineage_e2e_backfill_sensor_failed") as dag:
+    with airflow_dags.new("lineage_e2e_backfill_sensor_failed") as dag:
         PostHogBackfillSensor(
             task_id="wait",
             batch_export_id=export_id,
@@ -394,14 +347,14 @@ def test_backfill_sensor_soft_fail_on_a_failed_backfill_emits_nothing(
             poke_interval=0.2,
             soft_fail=True,
         )
-    _register([dag])
+    airflow_dags.register([dag])
     dr = dag.test()
     (ti,) = dr.get_task_instances()
     assert ti.state == "skipped"
-    assert _events(dag.dag_id, dr.run_id) == []
+    assert airflow_dags.asset_events(dag.dag_id, dr.run_id) == []
 
 
-def test_run_sensor_emits_for_one_run_and_for_an_interval(posthog_conn: Any, airflow_db: None) -> None:
+def test_run_sensor_emits_for_one_run_and_for_an_interval(posthog_conn: Any, airflow_dags: Any) -> None:
     from airflow_provider_posthog.sensors.batch_export import PostHogBatchExportRunSensor
 
     emu = posthog_conn
@@ -422,7 +375,7 @@ def test_run_sensor_emits_for_one_run_and_for_an_interval(posthog_conn: Any, air
         records_completed=5,
         created_at=now - dt.timedelta(minutes=5),
     )
-    with pendulum_dag("lineage_e2e_run_sensors") as dag:
+    with airflow_dags.new("lineage_e2e_run_sensors") as dag:
         PostHogBatchExportRunSensor(
             task_id="one_run", batch_export_id=export_id, run_id=single["id"], poke_interval=0.2
         )
@@ -434,10 +387,10 @@ def test_run_sensor_emits_for_one_run_and_for_an_interval(posthog_conn: Any, air
             poke_interval=0.2,
             deferrable=True,
         )
-    _register([dag])
+    airflow_dags.register([dag])
     dr = dag.test()
     assert dr.state == "success"
-    by_task = {e.source_task_id: e for e in _events(dag.dag_id, dr.run_id)}
+    by_task = {e.source_task_id: e for e in airflow_dags.asset_events(dag.dag_id, dr.run_id)}
     assert set(by_task) == {"one_run", "interval"}
     one = by_task["one_run"].extra
     assert (one["run_ids"], one["backfill_id"], one["records_completed"]) == ([single["id"]], None, 7)
@@ -455,14 +408,14 @@ def test_run_sensor_emits_for_one_run_and_for_an_interval(posthog_conn: Any, air
     ]
 
 
-def test_retry_run_operator_emits_for_the_retried_interval(posthog_conn: Any, airflow_db: None) -> None:
+def test_retry_run_operator_emits_for_the_retried_interval(posthog_conn: Any, airflow_dags: Any) -> None:
     from airflow_provider_posthog.operators.backfill import PostHogRetryRunOperator
 
     emu = posthog_conn
     export_id = _create_export()
     start, end = _window(emu, hours=1)
     failed = emu.control.seed_run(export_id, start, end, status="Failed", latest_error="emulated")
-    with pendulum_dag("lineage_e2e_retry_run") as dag:
+    with airflow_dags.new("lineage_e2e_retry_run") as dag:
         PostHogRetryRunOperator(
             task_id="retry",
             batch_export_id=export_id,
@@ -470,12 +423,12 @@ def test_retry_run_operator_emits_for_the_retried_interval(posthog_conn: Any, ai
             poll_interval=0.2,
             deferrable=True,
         )
-    _register([dag])
+    airflow_dags.register([dag])
     dr = dag.test()
     assert dr.state == "success"
     (backfill,) = emu.control.backfills_for(export_id)
     (new_run,) = [r for r in emu.control.runs_for(export_id) if r.get("backfill") == backfill["id"]]
-    (event,) = _events(dag.dag_id, dr.run_id)
+    (event,) = airflow_dags.asset_events(dag.dag_id, dr.run_id)
     assert event.asset.uri == S3_URI
     assert [a.name for a in event.source_aliases] == ["posthog-batch-export:lineage_e2e_retry_run.retry"]
     assert (event.extra["backfill_id"], event.extra["run_ids"]) == (backfill["id"], [new_run["id"]])

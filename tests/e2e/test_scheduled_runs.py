@@ -34,58 +34,39 @@ def _export(emu: Any, interval: str = "day") -> str:
 
 
 @pytest.fixture
-def example_dags(airflow_db: None) -> dict[str, Any]:
+def example_dags(airflow_dags: Any) -> dict[str, Any]:
     """Freshly parsed example DAGs: running a task renders its template fields in place, so a DAG object that
     ran before (the session's, in other test files) no longer holds the templates these tests are about."""
-    from airflow_provider_posthog.compat import dagbag_class
-
-    bag = dagbag_class()(dag_folder=str(EXAMPLES))
-    assert not bag.import_errors, bag.import_errors
-    return dict(bag.dags)
+    return airflow_dags.parse(EXAMPLES)
 
 
-def _tis(dag_id: str, run_id: str) -> dict[str, Any]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        ).all()
-        return {ti.task_id: (ti.state, ti.try_number) for ti in rows}
-
-
-def _backfill_dag(example_dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **attrs: Any) -> Any:
-    dag = example_dags["posthog_backfill_and_wait"]
-    for name, value in attrs.items():
-        monkeypatch.setattr(dag.get_task(BACKFILL_TASK), name, value)
-    return dag
+def _backfill_dag(example_dags: dict[str, Any], airflow_dags: Any, **attrs: Any) -> Any:
+    return airflow_dags.with_task(example_dags["posthog_backfill_and_wait"], BACKFILL_TASK, **attrs)
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
 def test_backfill_example_on_a_scheduled_tick_backfills_the_previous_day(
     example_dags: dict[str, Any],
     posthog_conn: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
     capfd: pytest.CaptureFixture[str],
     deferrable: bool,
 ) -> None:
     emu = posthog_conn
     export_id = _export(emu)
     tick = _midnight(emu)
-    dag = _backfill_dag(example_dags, monkeypatch, deferrable=deferrable)
+    dag = _backfill_dag(example_dags, airflow_dags, deferrable=deferrable)
     assert type(dag.timetable).__name__ == "CronTriggerTimetable"  # Airflow 3's default for "@daily"
     dr = dag.test(logical_date=tick, run_conf={"batch_export_id": export_id, "poll_interval": 0.2})
     assert dr.data_interval_start == dr.data_interval_end == tick  # what broke 0.1.0
-    assert dr.state == "success", _tis(dag.dag_id, dr.run_id)
+    assert dr.state == "success", airflow_dags.task_states(dag.dag_id, dr.run_id)
     (backfill,) = emu.control.backfills_for(export_id)
     assert backfill["status"] == "Completed"
     assert (backfill["start_at"], backfill["end_at"]) == (tick - dt.timedelta(days=1), tick)
     runs = [r for r in emu.control.runs_for(export_id) if r.get("backfill") == backfill["id"]]
     assert [r["status"] for r in runs] == ["Completed"]
     assert emu.control.count_requests("POST", "/backfills") == 1
-    assert _tis(dag.dag_id, dr.run_id) == {
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id) == {
         BACKFILL_TASK: ("success", 1),
         "run_downstream_models": ("success", 1),
     }
@@ -93,13 +74,13 @@ def test_backfill_example_on_a_scheduled_tick_backfills_the_previous_day(
 
 
 def test_two_dag_runs_of_the_same_day_export_it_twice(
-    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+    example_dags: dict[str, Any], posthog_conn: Any, airflow_dags: Any
 ) -> None:
     """A scheduled run, then a manual run later the same day: both stand for yesterday; each exports it."""
     emu = posthog_conn
     export_id = _export(emu)
     tick = _midnight(emu)
-    dag = _backfill_dag(example_dags, monkeypatch, deferrable=False)
+    dag = _backfill_dag(example_dags, airflow_dags, deferrable=False)
     conf = {"batch_export_id": export_id, "poll_interval": 0.2}
     first = dag.test(logical_date=tick, run_conf=conf)
     second = dag.test(logical_date=tick + dt.timedelta(minutes=1), run_conf=conf)
@@ -111,7 +92,7 @@ def test_two_dag_runs_of_the_same_day_export_it_twice(
 
 
 def test_a_retry_reattaches_instead_of_exporting_twice(
-    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch
+    example_dags: dict[str, Any], posthog_conn: Any, airflow_dags: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Try 1 gives up waiting (timeout, backfill left running); Airflow retries; try 2 re-attaches to it."""
     emu = posthog_conn
@@ -120,7 +101,7 @@ def test_a_retry_reattaches_instead_of_exporting_twice(
     tick = _midnight(emu)
     dag = _backfill_dag(
         example_dags,
-        monkeypatch,
+        airflow_dags,
         deferrable=False,
         retries=1,
         retry_delay=dt.timedelta(0),
@@ -143,23 +124,23 @@ def test_a_retry_reattaches_instead_of_exporting_twice(
     (backfill,) = emu.control.backfills_for(export_id)
     assert backfill["status"] == "Completed"
     assert emu.control.count_requests("POST", "/backfills") == 1
-    assert _tis(dag.dag_id, dr.run_id)[BACKFILL_TASK] == ("success", 2)
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id)[BACKFILL_TASK] == ("success", 2)
 
 
 def test_a_bad_argument_fails_after_exactly_one_try_despite_retries(
     example_dags: dict[str, Any],
     posthog_conn: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     emu = posthog_conn
     export_id = _export(emu)
     dag = _backfill_dag(
-        example_dags, monkeypatch, deferrable=False, retries=2, retry_delay=dt.timedelta(0), reattach="bogus"
+        example_dags, airflow_dags, deferrable=False, retries=2, retry_delay=dt.timedelta(0), reattach="bogus"
     )
     dr = dag.test(logical_date=_midnight(emu), run_conf={"batch_export_id": export_id, "poll_interval": 0.2})
     assert dr.state == "failed"
-    state, try_number = _tis(dag.dag_id, dr.run_id)[BACKFILL_TASK]
+    state, try_number = airflow_dags.task_states(dag.dag_id, dr.run_id)[BACKFILL_TASK]
     assert (state, try_number) == ("failed", 1)
     assert "reattach='bogus' is not one of ['retry', 'always', 'never']" in capfd.readouterr().out
     assert emu.control.count_requests() == 0  # nothing reached PostHog
@@ -168,7 +149,7 @@ def test_a_bad_argument_fails_after_exactly_one_try_despite_retries(
 def test_an_identical_backfill_already_running_fails_at_once_naming_it(
     example_dags: dict[str, Any],
     posthog_conn: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    airflow_dags: Any,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     emu = posthog_conn
@@ -178,10 +159,10 @@ def test_an_identical_backfill_already_running_fails_at_once_naming_it(
     running = emu.control.seed_backfill(
         export_id, tick - dt.timedelta(days=1), tick, status="Running", simulate=True
     )
-    dag = _backfill_dag(example_dags, monkeypatch, deferrable=False, retries=2, retry_delay=dt.timedelta(0))
+    dag = _backfill_dag(example_dags, airflow_dags, deferrable=False, retries=2, retry_delay=dt.timedelta(0))
     dr = dag.test(logical_date=tick, run_conf={"batch_export_id": export_id, "poll_interval": 0.2})
     assert dr.state == "failed"
-    assert _tis(dag.dag_id, dr.run_id)[BACKFILL_TASK] == ("failed", 1)
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id)[BACKFILL_TASK] == ("failed", 1)
     out = capfd.readouterr().out
     assert f"Backfill {running['id']}" in out and "reattach='always'" in out
     assert emu.control.count_requests("POST", "/backfills") == 0
@@ -190,7 +171,7 @@ def test_an_identical_backfill_already_running_fails_at_once_naming_it(
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 def test_wait_example_on_a_scheduled_tick_waits_for_the_previous_days_runs(
-    example_dags: dict[str, Any], posthog_conn: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool
+    example_dags: dict[str, Any], posthog_conn: Any, airflow_dags: Any, deferrable: bool
 ) -> None:
     import threading
     import time
@@ -215,16 +196,19 @@ def test_wait_example_on_a_scheduled_tick_waits_for_the_previous_days_runs(
     threading.Thread(target=complete_after_first_check, daemon=True).start()
     # A run of the day before must not count.
     emu.control.seed_run(export_id, day - dt.timedelta(hours=1), day, status="Failed")
-    dag = example_dags["posthog_wait_for_scheduled_export"]
-    sensor = dag.get_task("wait_for_posthog_export")
-    for name, value in {"deferrable": deferrable, "poke_interval": 0.2, "mode": "poke"}.items():
-        monkeypatch.setattr(sensor, name, value)
+    dag = airflow_dags.with_task(
+        example_dags["posthog_wait_for_scheduled_export"],
+        "wait_for_posthog_export",
+        deferrable=deferrable,
+        poke_interval=0.2,
+        mode="poke",
+    )
     assert type(dag.timetable).__name__ == "CronTriggerTimetable"
     dr = dag.test(logical_date=tick, run_conf={"batch_export_id": export_id})
     assert dr.data_interval_start == dr.data_interval_end == tick
-    assert dr.state == "success", _tis(dag.dag_id, dr.run_id)
+    assert dr.state == "success", airflow_dags.task_states(dag.dag_id, dr.run_id)
     assert emu.control.count_requests("GET", "/runs") >= 2  # it waited for the last hour
-    assert _tis(dag.dag_id, dr.run_id) == {
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id) == {
         "wait_for_posthog_export": ("success", 1),
         "load_exported_data": ("success", 1),
     }
@@ -248,14 +232,7 @@ def _readme_dag(export_id: str) -> Any:
     return namespace["readme_dag"]
 
 
-def test_readme_example_succeeds_on_a_scheduled_tick(posthog_conn: Any, airflow_db: None) -> None:
-    try:
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef,unused-ignore]
-
-    from airflow_provider_posthog.compat import dagbag_class
-
+def test_readme_example_succeeds_on_a_scheduled_tick(posthog_conn: Any, airflow_dags: Any) -> None:
     emu = posthog_conn
     export_id = _export(emu)
     dag = _readme_dag(export_id)
@@ -265,16 +242,11 @@ def test_readme_example_succeeds_on_a_scheduled_tick(posthog_conn: Any, airflow_
     # that ran first would wait for runs that never come).
     dag.get_task("backfill") >> dag.get_task("wait_for_export")
     # dag.test() needs the DAG serialized in a bundle; the snippet is not a file of one, so register it.
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = dagbag_class()(dag_folder=str(EXAMPLES / "__none__"))
-    bag.bag_dag(dag)
-    sync_bag_to_db(bag, "dags-folder", None)
+    airflow_dags.register([dag])
     tick = _midnight(emu)
     dr = dag.test(logical_date=tick)
     assert dr.data_interval_start == dr.data_interval_end == tick
-    assert dr.state == "success", _tis(dag.dag_id, dr.run_id)
+    assert dr.state == "success", airflow_dags.task_states(dag.dag_id, dr.run_id)
     (backfill,) = emu.control.backfills_for(export_id)
     assert (backfill["start_at"], backfill["end_at"], backfill["status"]) == (
         tick - dt.timedelta(days=1),

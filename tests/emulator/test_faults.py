@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -156,3 +158,58 @@ def test_admin_http_routes(api: Api, posthog_emulator: PostHogEmulator) -> None:
     assert requests.post(f"{base}/nonsense", timeout=5).status_code == 400
     assert requests.post(f"{base}/reset", timeout=5).json() == {"ok": True}
     assert api.get("").json()["count"] == 0
+
+
+def _raw_get(emulator: PostHogEmulator, path: str) -> socket.socket:
+    """A GET sent over a bare socket, so the test sees when each byte of the answer arrives."""
+    sock = socket.create_connection(("127.0.0.1", emulator.port), timeout=5)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {emulator.api_key}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_trickle_fault_sends_the_real_answer_one_byte_at_a_time(
+    api: Api, posthog_emulator: PostHogEmulator
+) -> None:
+    """Headers at once (with the body's length), then one byte per ``trickle`` seconds."""
+    posthog_emulator.control.add_fault("batch_exports", method="GET", trickle=0.1)
+    started = time.monotonic()
+    with _raw_get(posthog_emulator, f"/api/projects/{posthog_emulator.project_id}/batch_exports/") as sock:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        headers_at = time.monotonic() - started
+        assert head.startswith(b"HTTP/1.1 200 ")
+        declared = re.search(rb"(?i)content-length: (\d+)", head)
+        assert b"chunked" not in head.lower()
+        arrivals = []
+        for _ in range(4):
+            assert len(sock.recv(64)) == 1  # one byte per send, however much the client asks for
+            arrivals.append(time.monotonic() - started)
+    assert headers_at < 0.09
+    assert arrivals[0] >= 0.09 and arrivals[-1] >= 0.39
+    assert declared and int(declared[1]) > 4  # the client hung up mid-body; the next call is answered
+    assert api.get("").status_code == 200
+    assert [e.status for e in posthog_emulator.control.request_log] == [200, 200]
+
+
+def test_trickled_answer_is_complete_and_can_carry_a_status(
+    api: Api, posthog_emulator: PostHogEmulator
+) -> None:
+    control = posthog_emulator.control
+    normal = api.get("")
+    control.add_fault("batch_exports", method="GET", trickle=0.005)
+    started = time.monotonic()
+    slow = api.get("")
+    assert time.monotonic() - started >= 0.005 * len(normal.content)
+    assert (slow.status_code, slow.content) == (200, normal.content)
+    base = f"{posthog_emulator.base_url}/_emulator"
+    fault = {"path_regex": "batch_exports", "status": 503, "trickle": 0.005}
+    assert requests.post(f"{base}/faults", json=fault, timeout=5).json()["ok"] is True
+    listed = requests.get(f"{base}/faults", timeout=5).json()
+    assert [(f["status"], f["trickle"]) for f in listed] == [(503, 0.005)]
+    unavailable = api.get("")
+    assert unavailable.status_code == 503 and unavailable.json()["detail"] == "A server error occurred."
+    with pytest.raises(ValueError, match="trickle"):
+        control.add_fault("batch_exports", trickle=-1)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook, aclose_shared_clients
+from airflow_provider_posthog.hooks.posthog import PostHogHook
+from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook, aclose_shared_clients
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from airflow_provider_posthog.api.http import Operation
+
+T = TypeVar("T")
 
 
 class HookClient:
@@ -39,9 +44,19 @@ class HookClient:
 
         return call
 
+    def run(
+        self, op: Operation[T], project_id: int | str | None = None, *, deadline: float | None = None
+    ) -> T:
+        """Drive an operation: ``run`` of the sync hook, ``arun`` of the async one."""
+        if isinstance(self.hook, PostHogHook):
+            return self.hook.run(op, project_id, deadline=deadline)
+        assert self._loop is not None
+        return self._loop.run_until_complete(self.hook.arun(op, project_id, deadline=deadline))
+
     def close(self) -> None:
         if self._loop is not None:
             self._loop.run_until_complete(aclose_shared_clients())
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())  # as asyncio.run() does
             self._loop.close()
             self._loop = None
 

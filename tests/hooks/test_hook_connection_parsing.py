@@ -16,7 +16,8 @@ from airflow_provider_posthog.api.connection import (
     settings_from_connection,
 )
 from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook
+from airflow_provider_posthog.hooks.posthog import PostHogHook
+from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -269,7 +270,7 @@ def test_network_failures_read_as_one_line_with_the_fix(monkeypatch: pytest.Monk
                     await ahook.list_batch_exports()
                 return exc.value, (await ahook.test_connection())[1]
             finally:
-                from airflow_provider_posthog.hooks.posthog import aclose_shared_clients
+                from airflow_provider_posthog.hooks.posthog_async import aclose_shared_clients
 
                 await aclose_shared_clients()
 
@@ -300,7 +301,7 @@ def test_tls_certificates_and_dns_read_as_one_line_with_the_fix(
     from airflow_provider_posthog.emulator.settings import EmulatorSettings
     from airflow_provider_posthog.emulator.tls import make_tls_files
     from airflow_provider_posthog.exceptions import PostHogTransportError
-    from airflow_provider_posthog.hooks.posthog import aclose_shared_clients
+    from airflow_provider_posthog.hooks.posthog_async import aclose_shared_clients
 
     def hook_for(host: str, extra: dict[str, Any]) -> Any:
         conn = {
@@ -351,3 +352,30 @@ def test_tls_certificates_and_dns_read_as_one_line_with_the_fix(
     error, (ok, message) = call(hook_for("https://posthog.example.internal", {}))
     assert "The host name 'posthog.example.internal' could not be resolved (DNS)" in str(error)
     assert not ok and "could not be resolved" in message
+
+
+def test_max_response_bytes_from_extra() -> None:
+    def cap(extra: dict[str, Any]) -> int:
+        return settings_from_connection(
+            host=None, password=KEY, extra={"project_id": 1, **extra}
+        ).max_response_bytes
+
+    assert cap({}) == cap({"max_response_bytes": ""}) == 10 * 1024 * 1024
+    assert cap({"max_response_bytes": "2048"}) == cap({"max_response_bytes": 2048}) == 2048
+    assert (
+        cap({"max_response_bytes": 2048.0}) == cap({"extra__posthog__max_response_bytes": " 2048 "}) == 2048
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "0", -5, "1.5", 1.5, "10MB", True])
+def test_max_response_bytes_refuses_anything_but_a_positive_whole_number(value: object) -> None:
+    with pytest.raises(PostHogConfigError) as exc:
+        settings_from_connection(
+            host=None, password=KEY, extra={"project_id": 1, "max_response_bytes": value}
+        )
+    message = str(exc.value)
+    assert message.startswith(
+        "Connection extra 'max_response_bytes' must be a positive whole number of bytes"
+    )
+    assert "10485760 (10 MiB, the default when it is not set)" in message
+    assert message.endswith(f"got {str(value)!r}.")

@@ -4,45 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pendulum
 import pytest
 from hook_clients import HookClient, wait_until
-from hook_helpers import FAST_POLICY
+from hook_helpers import BOTH_GENERATIONS
 
-from airflow_provider_posthog.api.backfills import BackfillLookup
 from airflow_provider_posthog.api.statuses import Outcome
-from airflow_provider_posthog.emulator import EmulatorSettings
 from airflow_provider_posthog.exceptions import (
     PostHogNotFoundError,
     PostHogTooManyBackfillsError,
     PostHogValidationError,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-LOOKUP = BackfillLookup(timeout=10.0, poll_initial=0.05, poll_max=0.2)
 DEST_TOKEN = "phc_destination_secret_token_42"
 
 
-@pytest.fixture(params=["docs", "new"])
-def posthog_emulator_settings(request: pytest.FixtureRequest) -> EmulatorSettings:
-    return EmulatorSettings(
-        api_generation=request.param,
-        run_duration=0.3,
-        backfill_row_delay=0.2,
-        backfill_run_delay=0.05,
-        backfill_starting_time=0.1,
-    )
-
-
-@pytest.fixture(params=["sync", "async"])
-def client(request: pytest.FixtureRequest, posthog_conn: Any) -> Iterator[HookClient]:
-    c = HookClient(request.param, retry_policy=FAST_POLICY, backfill_lookup=LOOKUP)
-    yield c
-    c.close()
+pytestmark = BOTH_GENERATIONS
 
 
 def _hours_ago(h: int) -> dt.datetime:
@@ -117,11 +96,15 @@ def test_runs(client: HookClient, posthog_conn: Any) -> None:
     assert (got.status, got.latest_error, got.outcome) == ("Failed", "boom", Outcome.FAILED)
     assert got.data_interval_end == _hours_ago(199)
 
-    client.cancel_run(export["id"], running["id"])
+    assert client.cancel_run(export["id"], running["id"]) == "Cancelled"
     assert client.get_run(export["id"], running["id"]).status == "Cancelled"
-    client.cancel_run(export["id"], running["id"])  # already cancelled: fine
-    with pytest.raises(PostHogValidationError, match="'Completed' status"):
-        client.cancel_run(export["id"], next(r.id for r in runs if r.status == "Completed"))
+    assert client.cancel_run(export["id"], running["id"]) == "Cancelled"  # already cancelled: fine
+    c.clear_request_log()
+    completed = next(r.id for r in runs if r.status == "Completed")
+    assert client.cancel_run(export["id"], completed) == "Completed"  # finished: its status, no error
+    assert [(e.method, e.status) for e in c.request_log] == [("POST", 400), ("GET", 200)]
+    with pytest.raises(PostHogNotFoundError, match=f"POST /api/projects/{posthog_conn.project_id}/"):
+        client.cancel_run(export["id"], "00000000-0000-0000-0000-000000000000")
 
     retried = client.retry_run(export["id"], failed["id"])
     assert retried.start_at == _hours_ago(200) and retried.end_at == _hours_ago(199)
@@ -170,9 +153,11 @@ def test_cancel_backfill(client: HookClient, posthog_conn: Any) -> None:
     assert (
         client.find_backfill(export["id"], _hours_ago(10), _hours_ago(2), active_only=True).id == seeded["id"]
     )
-    client.cancel_backfill(export["id"], seeded["id"])
+    assert client.cancel_backfill(export["id"], seeded["id"]) == "Cancelled"
     assert client.get_backfill(export["id"], seeded["id"]).status == "Cancelled"
-    client.cancel_backfill(export["id"], seeded["id"])  # idempotent
+    assert client.cancel_backfill(export["id"], seeded["id"]) == "Cancelled"  # idempotent
+    done = c.seed_backfill(export["id"], _hours_ago(20), _hours_ago(12), status="Completed")
+    assert client.cancel_backfill(export["id"], done["id"]) == "Completed"
 
 
 def test_day_export_backfill_bounds(

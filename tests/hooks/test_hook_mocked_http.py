@@ -25,9 +25,10 @@ from airflow_provider_posthog.exceptions import (
     PostHogTransportError,
     PostHogValidationError,
 )
-from airflow_provider_posthog.hooks import posthog as hook_module
+from airflow_provider_posthog.hooks import posthog_async as hook_module
 from airflow_provider_posthog.hooks.base import MASKED_KEYS
-from airflow_provider_posthog.hooks.posthog import PostHogAsyncHook, PostHogHook, shared_async_client
+from airflow_provider_posthog.hooks.posthog import PostHogHook
+from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook, shared_async_client
 
 P = f"{HOST}/api/projects/{PROJECT}/batch_exports/"
 EXPORT = "018f0000-0000-7000-8000-00000000e0e0"
@@ -90,6 +91,7 @@ def test_headers_timeouts_and_offset_paging(mock_conn: str, requests_mock: Any) 
     assert sent.headers["User-Agent"].startswith("airflow-provider-posthog/")
     assert spy.call_args.kwargs["timeout"] == (10.0, 30.0)
     assert spy.call_args.kwargs["allow_redirects"] is False
+    assert spy.call_args.kwargs["stream"] is True  # the body is read in chunks, against the size cap
 
 
 def test_cursor_paging_follows_absolute_next_on_our_host(mock_conn: str, requests_mock: Any) -> None:
@@ -413,18 +415,24 @@ def test_run_logs_refused_to_personal_keys_returns_empty(mock_conn: str, request
         make_hook().get_run_logs(EXPORT, "r1")
 
 
-def test_cancel_already_cancelled_is_done(mock_conn: str, requests_mock: Any) -> None:
+def test_cancel_of_a_finished_job_returns_its_status(mock_conn: str, requests_mock: Any) -> None:
+    """PostHog answers 400 for a job that is no longer active: the status read back is the answer."""
     requests_mock.post(
         P + f"{EXPORT}/runs/r1/cancel/",
         status_code=400,
         json={"detail": "Cannot cancel a run that is in 'Cancelled' status"},
     )
-    make_hook().cancel_run(EXPORT, "r1")
+    requests_mock.get(P + f"{EXPORT}/runs/r1/", json={"id": "r1", "status": "Cancelled"})
+    assert make_hook().cancel_run(EXPORT, "r1") == "Cancelled"
     requests_mock.post(
         P + f"{EXPORT}/backfills/b1/cancel/",
         status_code=400,
         json={"detail": "Cannot cancel a backfill that is in 'Completed' status"},
     )
+    requests_mock.get(P + f"{EXPORT}/backfills/b1/", json=backfill_row("b1", status="Completed"))
+    assert make_hook().cancel_backfill(EXPORT, "b1") == "Completed"
+    # A 400 for a job that is still active is not "already finished": it is raised.
+    requests_mock.get(P + f"{EXPORT}/backfills/b1/", json=backfill_row("b1", status="Running"))
     with pytest.raises(PostHogValidationError, match="'Completed' status"):
         make_hook().cancel_backfill(EXPORT, "b1")
 

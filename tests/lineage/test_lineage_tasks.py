@@ -1,38 +1,58 @@
-"""The four waiting tasks wired to lineage, with a mocked hook: what they read, when they emit, and never on
-anything but a verified success. (Real runs against the emulator: ``tests/e2e/test_lineage_*.py``.)"""
+"""The four waiting tasks wired to lineage, through a real hook on a scripted PostHog (``fake_posthog``): what
+they read, when they emit, and never on anything but a verified success. (Real runs against the emulator:
+``tests/e2e/test_lineage_*.py``.)
+
+A wait that succeeded in this process hands lineage the runs its last poll decided on, so the only request
+lineage adds is the export; a wait resumed after a deferral has only the trigger's event and reads the
+runs again."""
 
 from __future__ import annotations
 
-import datetime as dt
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 import pytest
-import record_factories as f
+from fake_posthog import BACKFILL, EXPORT, FakePostHog, export_row, http_error, run_row, with_hook
 from lineage_cases import DESTINATIONS, SECRETS
 
-from airflow_provider_posthog.api.models import BatchExport
+from airflow_provider_posthog.api.models import Backfill
+from airflow_provider_posthog.compat import AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogJobFailedError,
     PostHogRemoteFailureError,
+    PostHogWaitTimeoutError,
 )
-from airflow_provider_posthog.lineage.mixin import latest_completed_runs
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator, PostHogRetryRunOperator
 from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor, PostHogBatchExportRunSensor
 from airflow_provider_posthog.tasks.waiting import make_event
 
 S3_URI = "s3://analytics-lake/posthog/events"
-UTC = dt.timezone.utc
+START, MIDDLE, END = "2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z", "2024-01-01T02:00:00Z"
+EXPORT_PATH = f"batch_exports/{EXPORT}/"
+BACKFILL_PATH = f"batch_exports/{EXPORT}/backfills/{BACKFILL}/"
+RUNS_PATH = f"batch_exports/{EXPORT}/runs/"
+RUN_PATH = f"batch_exports/{EXPORT}/runs/run-1/"
 CLASSES = {
     "backfill": (
         PostHogCreateBackfillOperator,
-        {"batch_export_id": f.EXPORT, "start_at": "x", "end_at": "y"},
+        {
+            "batch_export_id": EXPORT,
+            "start_at": START,
+            "end_at": END,
+            "poll_interval": 0,
+            "deferrable": False,
+        },
     ),
-    "retry": (PostHogRetryRunOperator, {"batch_export_id": f.EXPORT, "run_id": "run-0"}),
-    "backfill_sensor": (PostHogBackfillSensor, {"batch_export_id": f.EXPORT, "backfill_id": f.BACKFILL}),
-    "run_sensor": (PostHogBatchExportRunSensor, {"batch_export_id": f.EXPORT, "run_id": "run-1"}),
+    "retry": (PostHogRetryRunOperator, {"batch_export_id": EXPORT, "run_id": "run-0"}),
+    "backfill_sensor": (PostHogBackfillSensor, {"batch_export_id": EXPORT, "backfill_id": BACKFILL}),
+    "run_sensor": (PostHogBatchExportRunSensor, {"batch_export_id": EXPORT, "run_id": "run-1"}),
+    "interval_sensor": (
+        PostHogBatchExportRunSensor,
+        {"batch_export_id": EXPORT, "data_interval_start": START, "data_interval_end": END},
+    ),
 }
 
 
@@ -52,49 +72,55 @@ class OutletEvents:
         return _Accessor()
 
 
-def _export() -> BatchExport:
-    return BatchExport.from_api(
-        {
-            "id": f.EXPORT,
-            "name": "e",
-            "model": "events",
-            "interval": "hour",
-            "destination": DESTINATIONS["S3"],
-        }
-    )
-
-
-def _hook() -> mock.MagicMock:
-    hook = mock.MagicMock()
-    hook.get_batch_export.return_value = _export()
-    hook._settings.return_value = SimpleNamespace(base_url="https://us.posthog.com", project_id=12345)
-    hook.get_backfill.return_value = f.backfill("Completed")
-    hook.list_backfill_runs.return_value = [
-        f.run("Completed", run_id="run-1"),
-        f.run("Completed", run_id="run-2", start="2024-01-01T01:00:00Z", end="2024-01-01T02:00:00Z"),
-        f.run("Completed", run_id="other", backfill_id="someone-else"),
-        f.run("Cancelled", run_id="run-0"),
+def _fake(backfill: tuple[str, ...] = ("Completed",)) -> FakePostHog:
+    """PostHog with an S3 export, a backfill answering ``backfill`` to successive reads, its two completed
+    runs (and an older one of another backfill) and ``run-1`` to read by id."""
+    fake = FakePostHog(export=export_row(model="events", destination=DESTINATIONS["S3"]))
+    fake.backfill(*backfill)
+    fake.run("Completed", run_id="run-1", backfill_id=None)
+    fake.run_list = [
+        run_row("Completed", run_id="run-1"),
+        run_row("Completed", run_id="run-2", start=MIDDLE, end=END),
+        run_row("Completed", run_id="other", backfill_id="someone-else", created_at="2024-01-01T23:00:00Z"),
     ]
-    hook.get_run.return_value = f.run("Completed", run_id="run-1", backfill_id=None)
-    return hook
+    return fake
 
 
-def _task(kind: str, **kwargs: Any) -> Any:
+def _task(kind: str, fake: FakePostHog | None = None, **kwargs: Any) -> Any:
+    """The task in a DAG, on a real hook answered by ``fake``; creating a backfill is not what these tests
+    look at, so the operator's lookup and create calls are mocks."""
     from airflow.sdk import DAG
 
     cls, required = CLASSES[kind]
     with DAG("lineage_tasks", schedule=None):
         task = cls(task_id=kind, **{**required, **kwargs})
-    task.__dict__["hook"] = _hook()
+    running = Backfill.from_api(dict(fake.backfills[BACKFILL][0], status="Running")) if fake else None
+    with_hook(
+        task,
+        fake or _fake(),
+        find_backfill=mock.Mock(return_value=None),
+        create_backfill=mock.Mock(return_value=running),
+    )
     return task
 
 
-def _context(task: Any) -> dict[str, Any]:
-    return {"ti": mock.MagicMock(), "task": task, "outlet_events": OutletEvents()}
+def _context(task: Any, *, outlets: bool = True) -> dict[str, Any]:
+    """A task runner's context (``outlets=False``: a call outside Airflow's task runner)."""
+    ti = mock.MagicMock()
+    ti.try_number, ti.max_tries = 1, 0
+    ti.get_first_reschedule_date.return_value = None
+    context: dict[str, Any] = {"ti": ti, "task": task, "dag_run": SimpleNamespace(start_date=None)}
+    if outlets:
+        context["outlet_events"] = OutletEvents()
+    return context
 
 
 def _success(**ids: Any) -> dict[str, Any]:
-    return {**make_event("success", "done", batch_export_id=f.EXPORT, **ids), "records_completed": 20}
+    return {**make_event("success", "done", batch_export_id=EXPORT, **ids), "records_completed": 20}
+
+
+def _added(context: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
+    return context["outlet_events"].added
 
 
 @pytest.mark.parametrize("kind", sorted(CLASSES))
@@ -121,36 +147,157 @@ def test_construction_reads_nothing() -> None:
     hook_class.assert_not_called()
 
 
-@pytest.mark.parametrize("kind", ["backfill", "retry", "backfill_sensor"])
-def test_backfill_success_reads_the_export_once_and_emits_its_completed_runs(kind: str) -> None:
-    """Also what a deferred ``execute_complete`` does: a fresh instance, only the trigger's event."""
-    task = _task(kind)
+# ------------------------------------------------------------------------- a wait that succeeded in process
+
+
+def _sync_wait(kind: str, emit: bool) -> tuple[Any, dict[str, Any], FakePostHog]:
+    """Run ``kind``'s wait to success in this process (the operator's worker loop, or the sensor's pokes):
+    what it waits on is running at the first poll and done at the second."""
+    fake = _fake(("Running", "Completed"))
+    if kind == "run_sensor":
+        fake.run("Running", "Completed", run_id="run-1", backfill_id=None)
+    if kind == "interval_sensor":
+        fake.run_list = [[dict(row, status="Running") for row in fake.run_list], fake.run_list]
+    mode = {"mode": "poke"} if "sensor" in kind else {}
+    task = _task(kind, fake, emit_asset_events=emit, **mode)
     context = _context(task)
-    task.execute_complete(context, _success(backfill_id=f.BACKFILL))
-    ((alias, asset, extra),) = context["outlet_events"].added
+    if "sensor" in kind:
+        assert [task.poke(context) for _ in range(2)] == [False, True]
+    else:
+        assert task.execute(context) == BACKFILL
+    return task, context, fake
+
+
+@pytest.mark.parametrize("kind", ["backfill", "backfill_sensor", "run_sensor", "interval_sensor"])
+def test_a_wait_that_succeeded_here_emits_once_reading_only_the_export(kind: str) -> None:
+    """The runs come from the poll that decided the success: lineage adds one read (the export), whatever
+    the task waited on; the same wait without asset events sends everything else."""
+    task, context, fake = _sync_wait(kind, emit=True)
+    _, off_context, off = _sync_wait(kind, emit=False)
+    ((alias, asset, extra),) = _added(context)
     assert (alias, asset.uri) == (task.asset_alias, S3_URI)
-    assert extra["backfill_id"] == f.BACKFILL and extra["run_ids"] == ["run-1", "run-2"]
-    assert extra["records_completed"] == 20 and extra["batch_export_id"] == f.EXPORT
+    assert not any(secret in repr(extra) for secret in SECRETS)
+    assert _added(off_context) == []
+    assert Counter(fake.paths()) - Counter(off.paths()) == Counter({EXPORT_PATH: 1})
+    assert Counter(off.paths()) - Counter(fake.paths()) == Counter()
+    expected = {
+        "backfill": (["run-1", "run-2"], BACKFILL, 20),
+        "backfill_sensor": (["run-1", "run-2"], BACKFILL, 20),
+        "run_sensor": (["run-1"], None, 10),
+        "interval_sensor": (["run-1", "run-2"], None, 20),
+    }[kind]
+    assert (extra["run_ids"], extra["backfill_id"], extra["records_completed"]) == expected
+    # OpenLineage reads nothing more either.
+    lineage = task.get_openlineage_facets_on_complete(None)
+    assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount == expected[2]
+    assert Counter(fake.paths()) - Counter(off.paths()) == Counter({EXPORT_PATH: 1})
+
+
+def test_the_interval_sensor_reports_the_newest_completed_run_of_each_interval_inside_its_window() -> None:
+    fake = _fake()
+    retried = {"start": MIDDLE, "end": END, "backfill_id": None}
+    fake.run_list = [
+        run_row("Completed", run_id="hour-1", backfill_id=None),
+        run_row("Failed", run_id="hour-2-first", created_at="2024-01-02T00:00:00Z", **retried),
+        run_row("Completed", run_id="hour-2-retry", created_at="2024-01-02T00:05:00Z", **retried),
+        run_row("Completed", run_id="before", start="2023-12-31T23:00:00Z", end=START, backfill_id=None),
+    ]
+    task = _task("interval_sensor", fake, mode="poke")
+    context = _context(task)
+    assert task.poke(context) is True
+    ((_, _, extra),) = _added(context)
+    assert extra["run_ids"] == ["hour-1", "hour-2-retry"] and extra["records_completed"] == 20
+    assert (extra["data_interval_start"], extra["data_interval_end"]) == (
+        "2024-01-01T00:00:00+00:00",
+        "2024-01-01T02:00:00+00:00",
+    )
+    assert fake.paths().count(RUNS_PATH) == 1
+
+
+def _backfill_failed() -> FakePostHog:
+    fake = _fake()
+    fake.run_list = [*fake.run_list, run_row("Failed", run_id="run-3", latest_error="S3 AccessDenied")]
+    return fake
+
+
+def _backfill_running() -> FakePostHog:
+    return _fake(("Running",))
+
+
+@pytest.mark.parametrize(
+    ("kind", "script", "kwargs", "error"),
+    [
+        ("backfill", _backfill_failed, {}, PostHogJobFailedError),
+        ("backfill", _backfill_running, {"timeout": 0.05, "cancel_on_kill": False}, PostHogWaitTimeoutError),
+        ("backfill_sensor", _backfill_failed, {}, PostHogRemoteFailureError),
+        ("backfill_sensor", _backfill_failed, {"soft_fail": True}, AirflowSkipException),
+        ("backfill_sensor", _backfill_running, {"timeout": 0.05}, AirflowSensorTimeout),
+    ],
+    ids=["operator-failed", "operator-timeout", "sensor-failed", "sensor-soft-fail", "sensor-timeout"],
+)
+def test_a_wait_that_ended_otherwise_here_emits_nothing_and_reads_nothing_more(
+    kind: str, script: Any, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    """Failure, timeout and soft-fail skip never reach lineage: the same wait without asset events sends the
+    same requests (polls of a running backfill aside: a timeout's count of them varies)."""
+    sent = []
+    for emit in (True, False):
+        fake = script()
+        mode = {"mode": "poke", "poke_interval": 0} if "sensor" in kind else {}
+        task = _task(kind, fake, emit_asset_events=emit, **mode, **kwargs)
+        context = _context(task)
+        with pytest.raises(error):
+            task.execute(context)
+        assert _added(context) == []
+        assert task.get_openlineage_facets_on_complete(None) is None
+        sent.append([path for path in fake.paths() if path != BACKFILL_PATH])
+    with_events, without = sent
+    assert with_events == without
+
+
+# --------------------------------------------------------------------------- a wait resumed after a deferral
+
+
+@pytest.mark.parametrize("kind", ["backfill", "retry", "backfill_sensor"])
+def test_a_resumed_backfill_wait_reads_the_export_once_and_lists_its_runs_again(kind: str) -> None:
+    """``execute_complete`` of a fresh instance has only the trigger's event: it reads the backfill and its
+    runs, and the export once per task instance (its schedule bounds the runs' listing)."""
+    fake = _fake()
+    task = _task(kind, fake)
+    context = _context(task)
+    task.execute_complete(context, _success(backfill_id=BACKFILL))
+    ((alias, asset, extra),) = _added(context)
+    assert (alias, asset.uri) == (task.asset_alias, S3_URI)
+    assert extra["backfill_id"] == BACKFILL and extra["run_ids"] == ["run-1", "run-2"]
+    assert extra["records_completed"] == 20 and extra["batch_export_id"] == EXPORT
     assert extra["intervals"][1] == {"start": "2024-01-01T01:00:00+00:00", "end": "2024-01-01T02:00:00+00:00"}
     assert not any(secret in repr(extra) for secret in SECRETS)
-    hook = task.hook
-    hook.get_batch_export.assert_called_once_with(f.EXPORT)
-    # The export's schedule goes with the runs' listing, so the hook need not read the export again.
-    assert hook.list_backfill_runs.call_args.args[2].interval == "hour"
+    assert fake.paths() == [EXPORT_PATH, BACKFILL_PATH, RUNS_PATH]
     # A second success of the same instance (a sensor re-poked) reads the export no more.
-    task.execute_complete(context, _success(backfill_id=f.BACKFILL))
-    hook.get_batch_export.assert_called_once()
-    assert len(context["outlet_events"].added) == 2
+    task.execute_complete(context, _success(backfill_id=BACKFILL))
+    assert fake.paths() == [EXPORT_PATH, BACKFILL_PATH, RUNS_PATH, BACKFILL_PATH, RUNS_PATH]
+    assert len(_added(context)) == 2
+
+
+def test_a_resumed_interval_wait_lists_the_runs_again() -> None:
+    fake = _fake()
+    task = _task("interval_sensor", fake)
+    context = _context(task)
+    task.execute_complete(context, _success())
+    ((_, _, extra),) = _added(context)
+    assert extra["run_ids"] == ["run-1", "run-2"] and extra["records_completed"] == 20
+    assert fake.paths() == [EXPORT_PATH, RUNS_PATH]
 
 
 def test_asset_uri_overrides_the_destination() -> None:
-    task = _task("run_sensor", asset_uri="snowflake://acme/db/raw/events")
+    fake = _fake()
+    task = _task("run_sensor", fake, asset_uri="snowflake://acme/db/raw/events")
     context = _context(task)
     task.execute_complete(context, _success(run_id="run-1"))
-    ((_, asset, extra),) = context["outlet_events"].added
+    ((_, asset, extra),) = _added(context)
     assert asset.uri == "snowflake://acme/db/raw/events"
     assert (extra["run_ids"], extra["backfill_id"], extra["records_completed"]) == (["run-1"], None, 10)
-    task.hook.get_run.assert_called_once_with(f.EXPORT, "run-1")
+    assert fake.paths() == [EXPORT_PATH, RUN_PATH]
 
 
 @pytest.mark.parametrize(
@@ -163,113 +310,63 @@ def test_asset_uri_overrides_the_destination() -> None:
         ("run_sensor", "timeout", Exception),
     ],
 )
-def test_no_event_and_no_read_unless_the_wait_succeeded(kind: str, status: str, error: type) -> None:
-    task = _task(kind)
-    task.__dict__["cancel_on_kill"] = False
+def test_no_event_and_no_read_unless_the_resumed_wait_succeeded(kind: str, status: str, error: type) -> None:
+    fake = _fake()
+    task = _task(kind, fake, cancel_on_kill=False) if kind == "backfill" else _task(kind, fake)
     context = _context(task)
-    event = make_event(status, "not done", batch_export_id=f.EXPORT, backfill_id=f.BACKFILL)
+    event = make_event(status, "not done", batch_export_id=EXPORT, backfill_id=BACKFILL)
     with pytest.raises(error):
         task.execute_complete(context, event)
-    assert context["outlet_events"].added == []
-    task.hook.get_batch_export.assert_not_called()
+    assert _added(context) == [] and fake.sent == []
     # The OpenLineage failure facets still name the datasets and the job (the export read lazily).
     lineage = task.get_openlineage_facets_on_failure(None)
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://analytics-lake", "posthog/events")]
-    assert lineage.run_facets["externalQuery"].externalQueryId == f.BACKFILL
+    assert lineage.run_facets["externalQuery"].externalQueryId == BACKFILL
+    assert fake.paths() == [EXPORT_PATH]
 
 
 def test_turned_off_or_outside_the_task_runner_reads_nothing() -> None:
-    for task, context in (
-        (off := _task("backfill", emit_asset_events=False), _context(off)),
-        (bare := _task("backfill"), {"ti": mock.MagicMock(), "task": bare}),
-    ):
-        assert task.execute_complete(context, _success(backfill_id=f.BACKFILL)) == f.BACKFILL
-        task.hook.get_batch_export.assert_not_called()
-        assert not context.get("outlet_events") or context["outlet_events"].added == []
+    off = _task("backfill", emit_asset_events=False)
+    bare = _task("backfill")
+    for task, context in ((off, _context(off)), (bare, _context(bare, outlets=False))):
+        assert task.execute_complete(context, _success(backfill_id=BACKFILL)) == BACKFILL
+        assert task.hook.fake.sent == []
+        assert not context.get("outlet_events") or _added(context) == []
 
 
 def test_a_failed_read_after_success_fails_the_task_so_a_retry_emits() -> None:
-    task = _task("backfill")
-    task.hook.get_batch_export.side_effect = PostHogAPIError("GET .../batch_exports/x/: 503", http_status=503)
+    fake = _fake().fail_next(1, http_error(503))
+    task = _task("backfill", fake)
     context = _context(task)
     with pytest.raises(PostHogAPIError):
-        task.execute_complete(context, _success(backfill_id=f.BACKFILL))
-    assert context["outlet_events"].added == []
+        task.execute_complete(context, _success(backfill_id=BACKFILL))
+    assert _added(context) == []
+    assert fake.paths() == [EXPORT_PATH]
 
 
 def test_openlineage_on_complete_carries_the_counts_and_survives_a_failed_read() -> None:
     task = _task("backfill")
-    task.execute_complete(_context(task), _success(backfill_id=f.BACKFILL))
+    task.execute_complete(_context(task), _success(backfill_id=BACKFILL))
     lineage = task.get_openlineage_facets_on_complete(None)
-    assert [(d.namespace, d.name) for d in lineage.inputs] == [
-        ("posthog://us.posthog.com/project/12345", "events")
-    ]
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("posthog://ph.test/project/1", "events")]
     assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount == 20
+    assert lineage.run_facets["externalQuery"].externalQueryId == BACKFILL
 
-    broken = _task("backfill")
-    broken.hook.get_batch_export.side_effect = PostHogAPIError("boom", http_status=500)
+    # Verified outside the task runner (nothing read then), and PostHog fails the read OpenLineage makes.
+    fake = _fake()
+    broken = _task("backfill", fake)
+    broken.execute_complete(_context(broken, outlets=False), _success(backfill_id=BACKFILL))
+    fake.fail_next(1, http_error(500))
     assert broken.get_openlineage_facets_on_complete(None) is None
-
-
-def _interval_sensor() -> Any:
-    return _task(
-        "run_sensor",
-        run_id=None,
-        data_interval_start="2024-01-01T00:00:00+00:00",
-        data_interval_end="2024-01-01T02:00:00+00:00",
-        mode="poke",
-    )
-
-
-def _interval_runs() -> list[Any]:
-    second = {"start": "2024-01-01T01:00:00Z", "end": "2024-01-01T02:00:00Z", "backfill_id": None}
-    return [
-        f.run("Completed", run_id="hour-1", backfill_id=None),
-        f.run("Failed", run_id="hour-2-first", created_at="2024-01-02T00:00:00Z", **second),
-        f.run("Completed", run_id="hour-2-retry", created_at="2024-01-02T00:05:00Z", **second),
-    ]
-
-
-def test_interval_sensor_emits_the_runs_it_decided_on_without_listing_again() -> None:
-    task = _interval_sensor()
-    task.hook.list_runs.return_value = _interval_runs()
-    context = _context(task)
-    assert task.poke(context) is True
-    ((_, _, extra),) = context["outlet_events"].added
-    assert extra["run_ids"] == ["hour-1", "hour-2-retry"]
-    assert (extra["data_interval_start"], extra["data_interval_end"]) == (
-        "2024-01-01T00:00:00+00:00",
-        "2024-01-01T02:00:00+00:00",
-    )
-    task.hook.list_runs.assert_called_once()
-
-
-def test_interval_sensor_resumed_after_deferral_lists_the_runs_again() -> None:
-    task = _interval_sensor()
-    task.hook.list_runs.return_value = _interval_runs()
-    context = _context(task)
-    task.execute_complete(context, _success())
-    ((_, _, extra),) = context["outlet_events"].added
-    assert extra["run_ids"] == ["hour-1", "hour-2-retry"] and extra["records_completed"] == 20
-    task.hook.list_runs.assert_called_once()
-
-
-def test_latest_completed_runs_keeps_the_newest_completed_run_per_interval_inside_the_window() -> None:
-    start, end = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 1, 2, tzinfo=UTC)
-    outside = f.run("Completed", run_id="outside", start="2023-12-31T23:00:00Z", end="2024-01-01T00:00:00Z")
-    older = f.run("Completed", run_id="older", created_at="2024-01-01T00:00:00Z")
-    runs = [*_interval_runs(), outside, older]
-    assert [r.id for r in latest_completed_runs(runs, start, end)] == ["hour-1", "hour-2-retry"]
+    assert fake.paths() == [EXPORT_PATH]
 
 
 def test_no_openlineage_datasets_when_the_task_did_not_wait() -> None:
     """``wait_for_completion=False``: the backfill was only started, nothing is claimed as written."""
-    task = _task("backfill", wait_for_completion=False, start_at="2024-01-01T00:00:00+00:00")
-    task.end_at = "2024-01-01T02:00:00+00:00"
-    task.hook.find_backfill.return_value = None
-    task.hook.create_backfill.return_value = f.backfill("Running")
-    context = {**_context(task), "dag_run": SimpleNamespace(start_date=None)}
-    assert task.execute(context) == f.BACKFILL
-    assert context["outlet_events"].added == []
+    fake = _fake()
+    task = _task("backfill", fake, wait_for_completion=False)
+    context = _context(task)
+    assert task.execute(context) == BACKFILL
+    assert _added(context) == []
     assert task.get_openlineage_facets_on_complete(None) is None
-    task.hook.get_batch_export.assert_not_called()
+    assert fake.sent == []

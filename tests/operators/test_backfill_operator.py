@@ -1,4 +1,8 @@
-"""PostHogCreateBackfillOperator / PostHogRetryRunOperator with a mocked hook (no network, no DB)."""
+"""PostHogCreateBackfillOperator / PostHogRetryRunOperator against a scripted PostHog (no network, no DB).
+
+The operators poll and cancel through the real operations of a real hook (``fake_posthog``); creating,
+finding and retrying backfills are replaced by mocks, since these tests look at what happens around them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from unittest import mock
 
 import pendulum
 import pytest
+from fake_posthog import BACKFILL, EXPORT, FakePostHog, run_row, with_hook
 
 from airflow_provider_posthog.compat import TaskDeferred
 from airflow_provider_posthog.exceptions import (
@@ -23,11 +28,11 @@ from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOpe
 from airflow_provider_posthog.tasks.waiting import make_event
 from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger
 
-EXPORT = "0190-export"
-BACKFILL = "0190-backfill"
 START = "2024-01-01T00:00:00+00:00"
 END = "2024-01-01T02:00:00+00:00"
 ROUND_START = "2024-01-01T23:59:00+00:00"  # the factories' backfills are created 2024-01-02T00:00:00Z
+BACKFILL_PATH = f"batch_exports/{EXPORT}/backfills/{BACKFILL}/"
+CANCEL_PATH = f"{BACKFILL_PATH}cancel/"
 
 
 def _op(**kwargs: Any) -> PostHogCreateBackfillOperator:
@@ -43,24 +48,38 @@ def _op(**kwargs: Any) -> PostHogCreateBackfillOperator:
     return PostHogCreateBackfillOperator(**params)
 
 
-def _with_hook(op: Any, hook: mock.MagicMock) -> Any:
-    op.__dict__["hook"] = hook  # fills the cached_property
+def _fake(*statuses: str) -> FakePostHog:
+    """PostHog answering ``statuses`` to successive polls of the backfill (default: Running, then
+    Completed) and one completed run of it."""
+    fake = FakePostHog().backfill(*(statuses or ("Running", "Completed")))
+    fake.run_list = [run_row("Completed")]
+    return fake
+
+
+def _calls(factories: Any) -> mock.Mock:
+    """The hook methods these tests do not run through the fake; one parent records every call."""
+    calls = mock.Mock()
+    calls.find_backfill.return_value = None
+    calls.create_backfill.return_value = factories.backfill("Running")
+    calls.retry_run.return_value = factories.backfill("Running")
+    calls.get_run_logs.return_value = []
+    return calls
+
+
+def _with_hook(op: Any, fake: FakePostHog, calls: mock.Mock) -> Any:
+    with_hook(
+        op,
+        fake,
+        find_backfill=calls.find_backfill,
+        create_backfill=calls.create_backfill,
+        retry_run=calls.retry_run,
+        get_run_logs=calls.get_run_logs,
+    )
     return op
 
 
-def _hook(factories: Any, statuses: list[str] | None = None, **overrides: Any) -> mock.MagicMock:
-    hook = mock.MagicMock()
-    hook.find_backfill.return_value = None
-    hook.create_backfill.return_value = factories.backfill("Running")
-    hook.get_backfill.side_effect = [factories.backfill(s) for s in (statuses or ["Running", "Completed"])]
-    hook.list_runs.return_value = [factories.run("Completed")]
-    hook.ui_url.side_effect = lambda export_id, tab=None: (
-        f"https://ph.test/project/1/pipeline/batch-exports/{export_id}" + (f"?tab={tab}" if tab else "")
-    )
-    hook.list_backfill_runs = hook.list_runs  # one mock, whichever way the runs are listed
-    for name, value in overrides.items():
-        setattr(hook, name, value)
-    return hook
+def _polls(fake: FakePostHog) -> int:
+    return fake.paths("GET").count(BACKFILL_PATH)
 
 
 def _context(try_number: int = 1, max_tries: int = 1, retries: int = 1) -> dict[str, Any]:
@@ -99,17 +118,18 @@ def _pushed(context: dict[str, Any]) -> dict[str, Any]:
         ({"batch_export_id": ""}, "batch_export_id is required"),
         ({"batch_export_id": None}, "batch_export_id is required"),
         ({"poll_interval": "fast"}, "poll_interval"),
+        ({"unreachable_timeout": "a while"}, "unreachable_timeout='a while' is not a number"),
     ],
 )
 def test_invalid_arguments_fail_before_any_api_call(
     factories: Any, kwargs: dict[str, Any], match: str
 ) -> None:
-    hook = _hook(factories)
-    op = _with_hook(_op(**kwargs), hook)
+    fake, calls = _fake(), _calls(factories)
+    op = _with_hook(_op(**kwargs), fake, calls)
     with pytest.raises(PostHogConfigError, match=match):
         op.execute(_context())
-    hook.create_backfill.assert_not_called()
-    hook.find_backfill.assert_not_called()
+    assert calls.mock_calls == []
+    assert fake.sent == []
 
 
 def test_accepts_datetimes_pendulum_and_rendered_templates(factories: Any) -> None:
@@ -120,9 +140,9 @@ def test_accepts_datetimes_pendulum_and_rendered_templates(factories: Any) -> No
         ),
         ("2024-01-01 00:00:00+00:00", "2024-01-01T02:00:00Z"),
     ]:
-        hook = _hook(factories)
-        _with_hook(_op(start_at=start, end_at=end), hook).execute(_context())
-        args = hook.create_backfill.call_args.args
+        calls = _calls(factories)
+        _with_hook(_op(start_at=start, end_at=end), _fake(), calls).execute(_context())
+        args = calls.create_backfill.call_args.args
         assert args[1] == dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
         assert args[2].tzinfo is not None
 
@@ -154,6 +174,8 @@ def test_template_fields_cover_ids_dates_and_conn() -> None:
         "posthog_conn_id",
         "project_id",
         "poll_interval",
+        "timeout",
+        "unreachable_timeout",
     } <= fields
 
 
@@ -175,70 +197,74 @@ def test_deferrable_default_comes_from_config(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_sync_wait_pushes_ids_before_waiting_and_returns_backfill_id(factories: Any) -> None:
-    hook = _hook(factories)
+    fake, calls = _fake("Completed"), _calls(factories)
     context = _context()
     seen_before_poll: dict[str, Any] = {}
+    answer = fake.answer
 
-    def get_backfill(*args: Any) -> Any:
-        seen_before_poll.update(_pushed(context))
-        return factories.backfill("Completed")
+    def spy(spec: Any) -> Any:
+        if spec.path == BACKFILL_PATH and not seen_before_poll:
+            seen_before_poll.update(_pushed(context))
+        return answer(spec)
 
-    hook.get_backfill.side_effect = get_backfill
-    assert _with_hook(_op(), hook).execute(context) == BACKFILL
+    fake.answer = spy  # type: ignore[method-assign]
+    assert _with_hook(_op(), fake, calls).execute(context) == BACKFILL
     assert seen_before_poll["backfill_id"] == BACKFILL
     assert seen_before_poll["batch_export_id"] == EXPORT
     assert seen_before_poll["backfills_url"].endswith("?tab=backfills")
     assert seen_before_poll["runs_url"].endswith("?tab=runs")
-    hook.create_backfill.assert_called_once()
+    calls.create_backfill.assert_called_once()
 
 
 def test_sync_wait_polls_until_done(factories: Any) -> None:
-    hook = _hook(factories, ["Running", "Running", "Completed"])
+    fake = _fake("Running", "Running", "Completed")
     with mock.patch("airflow_provider_posthog.operators._base.time.sleep") as sleep:
-        assert _with_hook(_op(poll_interval=7), hook).execute(_context()) == BACKFILL
-    assert hook.get_backfill.call_count == 3
+        assert _with_hook(_op(poll_interval=7), fake, _calls(factories)).execute(_context()) == BACKFILL
+    assert _polls(fake) == 3
     assert sleep.call_args_list == [mock.call(7.0), mock.call(7.0)]
 
 
 def test_failed_run_fails_with_latest_error_and_log_tail(factories: Any) -> None:
-    hook = _hook(factories, ["Completed"])
-    hook.list_runs.return_value = [factories.run("Failed", run_id="bad", latest_error="S3 AccessDenied")]
+    fake, calls = _fake("Completed"), _calls(factories)
+    fake.run_list = [run_row("Failed", run_id="bad", latest_error="S3 AccessDenied")]
     log = mock.MagicMock(
         timestamp=pendulum.datetime(2024, 1, 2, tz="UTC"), level="ERROR", message="upload failed: 403"
     )
-    hook.get_run_logs.return_value = [log]
+    calls.get_run_logs.return_value = [log]
     with pytest.raises(PostHogJobFailedError) as excinfo:
-        _with_hook(_op(), hook).execute(_context())
+        _with_hook(_op(), fake, calls).execute(_context())
     text = str(excinfo.value)
     assert "S3 AccessDenied" in text and "upload failed: 403" in text and "bad" in text
-    hook.get_run_logs.assert_called_once_with(EXPORT, "bad")
+    calls.get_run_logs.assert_called_once_with(EXPORT, "bad")
 
 
 def test_sync_timeout_cancels_the_backfill(factories: Any) -> None:
-    hook = _hook(factories, ["Running", "Running", "Running"])
+    fake = _fake("Running")
     with pytest.raises(PostHogWaitTimeoutError):
-        _with_hook(_op(timeout=0), hook).execute(_context())
-    hook.cancel_backfill.assert_called_once_with(EXPORT, BACKFILL)
+        _with_hook(_op(timeout=0), fake, _calls(factories)).execute(_context())
+    # One cancel of this backfill, then its status read back (the cancel took: Cancelled).
+    assert fake.paths("POST") == [CANCEL_PATH]
+    assert fake.paths()[-2:] == [CANCEL_PATH, BACKFILL_PATH]
 
 
 def test_sync_timeout_without_cancel_on_kill_leaves_it_running(factories: Any) -> None:
-    hook = _hook(factories, ["Running", "Running"])
+    fake = _fake("Running")
     with pytest.raises(PostHogWaitTimeoutError):
-        _with_hook(_op(timeout=0, cancel_on_kill=False), hook).execute(_context())
-    hook.cancel_backfill.assert_not_called()
+        _with_hook(_op(timeout=0, cancel_on_kill=False), fake, _calls(factories)).execute(_context())
+    assert fake.paths("POST") == []
 
 
 def test_wait_for_completion_false_returns_the_same_value(factories: Any) -> None:
-    hook = _hook(factories)
-    assert _with_hook(_op(wait_for_completion=False), hook).execute(_context()) == BACKFILL
-    hook.get_backfill.assert_not_called()
+    fake = _fake()
+    assert _with_hook(_op(wait_for_completion=False), fake, _calls(factories)).execute(_context()) == BACKFILL
+    assert fake.sent == []
 
 
 def test_worker_on_kill_cancels_a_sync_wait(factories: Any) -> None:
-    hook = _hook(factories, ["Running"] * 3)
-    op = _with_hook(_op(), hook)
+    fake = _fake("Running")
+    op = _with_hook(_op(), fake, _calls(factories))
     op.on_kill()  # nothing started yet: no call
-    hook.cancel_backfill.assert_not_called()
+    assert fake.sent == []
 
     def killed(*_: Any) -> None:
         op.on_kill()
@@ -249,46 +275,48 @@ def test_worker_on_kill_cancels_a_sync_wait(factories: Any) -> None:
         pytest.raises(KeyboardInterrupt),
     ):
         op.execute(_context())
-    hook.cancel_backfill.assert_called_once_with(EXPORT, BACKFILL)
+    assert fake.paths("POST") == [CANCEL_PATH]
 
 
 # ------------------------------------------------------------------------------------------- re-attach
 
 
 def test_reattaches_to_a_running_backfill_of_the_same_range(factories: Any) -> None:
-    hook = _hook(factories, ["Completed"])
-    hook.find_backfill.return_value = factories.backfill("Running")
-    assert _with_hook(_op(), hook).execute(_retry()) == BACKFILL
-    hook.create_backfill.assert_not_called()
-    assert hook.find_backfill.call_args.args[0] == EXPORT
+    fake, calls = _fake("Completed"), _calls(factories)
+    calls.find_backfill.return_value = factories.backfill("Running")
+    assert _with_hook(_op(), fake, calls).execute(_retry()) == BACKFILL
+    calls.create_backfill.assert_not_called()
+    assert calls.find_backfill.call_args.args[0] == EXPORT
 
 
 def test_completed_backfill_returns_at_once_without_deferring(factories: Any) -> None:
-    hook = _hook(factories, ["Completed", "Completed"])
-    hook.find_backfill.return_value = factories.backfill("Completed")
-    op = _with_hook(_op(deferrable=True), hook)
+    fake, calls = _fake("Completed"), _calls(factories)
+    calls.find_backfill.return_value = factories.backfill("Completed")
+    op = _with_hook(_op(deferrable=True), fake, calls)
     with mock.patch.object(op, "defer") as defer:
         assert op.execute(_retry()) == BACKFILL
     defer.assert_not_called()
-    hook.create_backfill.assert_not_called()
+    calls.create_backfill.assert_not_called()
 
 
 def test_completed_backfill_with_failed_runs_is_replaced_on_retry(factories: Any) -> None:
-    hook = _hook(factories)
-    old = factories.backfill("Completed", id="old")
-    hook.find_backfill.return_value = old
-    hook.get_backfill.side_effect = [old, factories.backfill("Running"), factories.backfill("Completed")]
-    old_failed_run = factories.run("Failed", backfill_id="old")
-    hook.list_runs.side_effect = [[old_failed_run], [factories.run("Completed")]]
-    assert _with_hook(_op(), hook).execute(_retry()) == BACKFILL
-    hook.create_backfill.assert_called_once()
+    fake, calls = _fake("Running", "Completed"), _calls(factories)
+    fake.backfill("Completed", backfill_id="old")
+    calls.find_backfill.return_value = factories.backfill("Completed", id="old")
+    fake.run_list = [
+        run_row("Failed", run_id="old-run", backfill_id="old"),
+        run_row("Completed"),
+    ]
+    assert _with_hook(_op(), fake, calls).execute(_retry()) == BACKFILL
+    calls.create_backfill.assert_called_once()
+    assert f"batch_exports/{EXPORT}/backfills/old/" in fake.paths("GET")  # the old one's runs were checked
 
 
 def test_failed_backfill_of_the_same_range_is_replaced(factories: Any) -> None:
-    hook = _hook(factories)
-    hook.find_backfill.return_value = factories.backfill("Failed", id="old")
-    _with_hook(_op(), hook).execute(_retry())
-    hook.create_backfill.assert_called_once()
+    calls = _calls(factories)
+    calls.find_backfill.return_value = factories.backfill("Failed", id="old")
+    _with_hook(_op(), _fake(), calls).execute(_retry())
+    calls.create_backfill.assert_called_once()
 
 
 def test_two_attempts_create_exactly_one_backfill(factories: Any) -> None:
@@ -300,30 +328,33 @@ def test_two_attempts_create_exactly_one_backfill(factories: Any) -> None:
         created.append(1)
         return factories.backfill("Running")
 
-    hook = mock.MagicMock()
-    hook.create_backfill.side_effect = create
-    hook.find_backfill.side_effect = lambda *a, **k: factories.backfill(state["status"]) if created else None
-    hook.get_backfill.side_effect = lambda *a: factories.backfill(state["status"])
-    hook.list_runs.return_value = [factories.run("Completed")]
-    hook.list_backfill_runs = hook.list_runs
+    calls = _calls(factories)
+    calls.create_backfill.side_effect = create
+    calls.find_backfill.side_effect = lambda *a, **k: factories.backfill(state["status"]) if created else None
+    fake = _fake("Running")
     with pytest.raises(PostHogWaitTimeoutError):
-        _with_hook(_op(timeout=0, cancel_on_kill=False), hook).execute(_context(try_number=1))
+        _with_hook(_op(timeout=0, cancel_on_kill=False), fake, calls).execute(_context(try_number=1))
     state["status"] = "Completed"
-    assert _with_hook(_op(), hook).execute(_context(try_number=2)) == BACKFILL
+    fake.backfill("Completed")
+    assert _with_hook(_op(), fake, calls).execute(_context(try_number=2)) == BACKFILL
     assert len(created) == 1
+    assert fake.paths("POST") == []
 
 
 # ------------------------------------------------------------------------------------------- deferrable
 
 
 def test_defers_with_plain_kwargs_epoch_deadline_and_no_framework_timeout(factories: Any) -> None:
-    hook = _hook(factories, ["Running"])
+    fake = _fake("Running")
     op = _with_hook(
-        _op(deferrable=True, poll_interval=5, timeout=600, execution_timeout=dt.timedelta(seconds=300)), hook
+        _op(deferrable=True, poll_interval=5, timeout=600, execution_timeout=dt.timedelta(seconds=300)),
+        fake,
+        _calls(factories),
     )
     context = _context()
     with (
         mock.patch("airflow_provider_posthog.operators._base.time.time", return_value=1_000.0),
+        mock.patch("airflow_provider_posthog.operators.backfill.time.time", return_value=1_000.0),
         pytest.raises(TaskDeferred) as excinfo,
     ):
         op.execute(context)
@@ -339,6 +370,7 @@ def test_defers_with_plain_kwargs_epoch_deadline_and_no_framework_timeout(factor
     assert kwargs["poll_interval"] == 5.0 and kwargs["cancel_on_kill"] is True
     assert kwargs["first_poll_at"] == 1_005.0  # the task just polled: no second request at deferral
     assert kwargs["backfill_id"] == BACKFILL
+    assert _polls(fake) == 1
 
 
 @pytest.mark.parametrize("supported", [True, False, None], ids=["3.3+", "older", "installed"])
@@ -350,7 +382,7 @@ def test_warns_when_this_airflow_cannot_cancel_a_killed_deferred_task(
 
     from airflow.triggers.base import BaseTrigger
 
-    op = _with_hook(_op(deferrable=True, poll_interval=5), _hook(factories, ["Running"]))
+    op = _with_hook(_op(deferrable=True, poll_interval=5), _fake("Running"), _calls(factories))
     flag = mock.patch("airflow_provider_posthog.compat.TRIGGER_ON_KILL_SUPPORTED", supported)
     if supported is None:
         flag, supported = nullcontext(), "on_kill" in vars(BaseTrigger)
@@ -371,13 +403,11 @@ def _event(status: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_execute_complete_success_returns_the_same_value_as_sync(factories: Any) -> None:
-    op = _with_hook(_op(deferrable=True), _hook(factories))
+    op = _with_hook(_op(deferrable=True), _fake(), _calls(factories))
     assert op.execute_complete(_context(), _event("success")) == BACKFILL
 
 
 def test_execute_complete_failure_quotes_runs(factories: Any) -> None:
-    hook = _hook(factories)
-    hook.get_run_logs.return_value = []
     failed = [
         {
             "id": "r9",
@@ -387,23 +417,25 @@ def test_execute_complete_failure_quotes_runs(factories: Any) -> None:
             "data_interval_end": END,
         }
     ]
+    calls = _calls(factories)
     with pytest.raises(PostHogJobFailedError, match="boom"):
-        _with_hook(_op(), hook).execute_complete(_context(), _event("failed", failed_runs=failed))
+        _with_hook(_op(), _fake(), calls).execute_complete(_context(), _event("failed", failed_runs=failed))
+    calls.get_run_logs.assert_called_once_with(EXPORT, "r9")
 
 
 def test_execute_complete_timeout_cancels_then_fails(factories: Any) -> None:
-    hook = _hook(factories, ["Running"])
+    fake = _fake("Running")
     with pytest.raises(PostHogWaitTimeoutError):
-        _with_hook(_op(), hook).execute_complete(_context(), _event("timeout"))
-    hook.cancel_backfill.assert_called_once_with(EXPORT, BACKFILL)
+        _with_hook(_op(), fake, _calls(factories)).execute_complete(_context(), _event("timeout"))
+    assert fake.paths() == [CANCEL_PATH, BACKFILL_PATH]  # the cancel, then its status read back
 
 
 def test_execute_complete_trigger_error_is_not_a_job_failure(factories: Any) -> None:
-    hook = _hook(factories)
+    fake = _fake()
     with pytest.raises(PostHogTriggerError) as excinfo:
-        _with_hook(_op(), hook).execute_complete(_context(), _event("error"))
+        _with_hook(_op(), fake, _calls(factories)).execute_complete(_context(), _event("error"))
     assert not isinstance(excinfo.value, PostHogJobFailedError)
-    hook.cancel_backfill.assert_not_called()
+    assert fake.sent == []  # no cancel: the export may still be running
 
 
 @pytest.mark.parametrize(
@@ -419,27 +451,36 @@ def test_execute_complete_trigger_error_is_not_a_job_failure(factories: Any) -> 
 )
 def test_execute_complete_rejects_unknown_or_missing_events(factories: Any, event: Any) -> None:
     with pytest.raises(PostHogTriggerError):
-        _with_hook(_op(), _hook(factories)).execute_complete(_context(), event)
+        _with_hook(_op(), _fake(), _calls(factories)).execute_complete(_context(), event)
 
 
 # ------------------------------------------------------------------------------------------- retry run
 
 
+def _retry_op(**kwargs: Any) -> PostHogRetryRunOperator:
+    return PostHogRetryRunOperator(
+        task_id="retry", batch_export_id=EXPORT, run_id="run-1", poll_interval=0, **kwargs
+    )
+
+
 def test_retry_run_waits_for_its_backfill(factories: Any) -> None:
-    hook = _hook(factories, ["Completed"])
-    hook.get_run.return_value = factories.run("Failed", backfill_id=None)
-    hook.retry_run.return_value = factories.backfill("Running")
-    op = PostHogRetryRunOperator(task_id="retry", batch_export_id=EXPORT, run_id="run-1", poll_interval=0)
+    fake, calls = _fake("Completed"), _calls(factories)
+    fake.run("Failed", backfill_id=None)
     context = _context()
-    assert _with_hook(op, hook).execute(context) == BACKFILL
-    hook.retry_run.assert_called_once_with(EXPORT, "run-1")
+    assert _with_hook(_retry_op(), fake, calls).execute(context) == BACKFILL
+    calls.retry_run.assert_called_once_with(EXPORT, "run-1")
     assert _pushed(context)["run_id"] == "run-1"
+    assert _polls(fake) == 1
 
 
 def test_retry_run_reattaches(factories: Any) -> None:
-    hook = _hook(factories, ["Completed"])
-    hook.get_run.return_value = factories.run("Failed", backfill_id=None)
-    hook.find_backfill.return_value = factories.backfill("Running")
-    op = PostHogRetryRunOperator(task_id="retry", batch_export_id=EXPORT, run_id="run-1", poll_interval=0)
-    assert _with_hook(op, hook).execute(_retry()) == BACKFILL
-    hook.retry_run.assert_not_called()
+    fake, calls = _fake("Completed"), _calls(factories)
+    fake.run("Failed", backfill_id=None)
+    calls.find_backfill.return_value = factories.backfill("Running")
+    assert _with_hook(_retry_op(), fake, calls).execute(_retry()) == BACKFILL
+    calls.retry_run.assert_not_called()
+    assert calls.find_backfill.call_args.args == (
+        EXPORT,
+        pendulum.parse("2024-01-01T00:00:00Z"),
+        pendulum.parse("2024-01-01T01:00:00Z"),
+    )

@@ -1,4 +1,5 @@
-"""Export management and cancel operators with a mocked hook; destination secrets stay out of logs/fields."""
+"""Export management operators with a mocked hook (destination secrets stay out of logs and fields); the
+cancel operators against a scripted PostHog (``fake_posthog``), through the real cancel operation."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from fake_posthog import FakePostHog, http_error, with_hook
 
 from airflow_provider_posthog.api.models import BatchExport
 from airflow_provider_posthog.exceptions import (
+    PostHogCancelNotEffectiveError,
     PostHogConfigError,
     PostHogError,
     PostHogNotFoundError,
@@ -174,31 +177,64 @@ def test_delete_missing_is_ok_unless_told_otherwise() -> None:
         _run(PostHogDeleteBatchExportOperator(task_id="d", batch_export_id="e1", missing_ok=False), hook)
 
 
-def test_cancel_run_running_finished_and_strict(factories: Any) -> None:
-    hook = _hook(
-        get_run=mock.Mock(return_value=factories.run("Running")),
-        cancel_run=mock.Mock(return_value="Cancelled"),
-    )
+def _cancel(op: Any, fake: FakePostHog) -> Any:
+    with_hook(op, fake)
+    return op.execute({"ti": mock.MagicMock()})
+
+
+RUN_PATH = "batch_exports/e1/runs/run-1/"
+BACKFILL_PATH = "batch_exports/e1/backfills/b1/"
+
+
+def test_cancel_run_running_finished_and_strict() -> None:
+    """A running run is cancelled and its status read back; a finished one (PostHog refuses the cancel with
+    400) is left alone, which ``strict=True`` makes an error."""
+    fake = FakePostHog().run("Running")
     op = PostHogCancelRunOperator(task_id="c", batch_export_id="e1", run_id="run-1")
-    assert _run(op, hook) == "Cancelled"
-    hook.cancel_run.assert_called_once_with("e1", "run-1")
+    assert _cancel(op, fake) == "Cancelled"
+    assert fake.paths() == [f"{RUN_PATH}cancel/", RUN_PATH]
 
-    done = _hook(get_run=mock.Mock(return_value=factories.run("Completed")))
-    assert (
-        _run(PostHogCancelRunOperator(task_id="c", batch_export_id="e1", run_id="run-1"), done) == "Completed"
+    done = FakePostHog().run("Completed")
+    done.cancels["run-1"] = http_error(400, "Cannot cancel a run that is Completed", method="POST")
+    assert _cancel(PostHogCancelRunOperator(task_id="c", batch_export_id="e1", run_id="run-1"), done) == (
+        "Completed"
     )
-    done.cancel_run.assert_not_called()
+    assert done.paths() == [f"{RUN_PATH}cancel/", RUN_PATH]  # the refusal is read back, not trusted
     with pytest.raises(PostHogError, match="strict"):
-        _run(PostHogCancelRunOperator(task_id="c", batch_export_id="e1", run_id="run-1", strict=True), done)
+        _cancel(
+            PostHogCancelRunOperator(task_id="c", batch_export_id="e1", run_id="run-1", strict=True), done
+        )
 
 
-def test_cancel_backfill_race_with_completion_is_not_an_error(factories: Any) -> None:
-    hook = _hook(
-        get_backfill=mock.Mock(side_effect=[factories.backfill("Running"), factories.backfill("Completed")]),
-        cancel_backfill=mock.Mock(side_effect=PostHogValidationError("Cannot cancel a backfill ...")),
-    )
+def test_cancel_backfill_race_with_completion_is_not_an_error() -> None:
+    """The backfill finished just before the cancel arrived: PostHog answers 400, the read-back says
+    Completed, and the task succeeds with that status."""
+    fake = FakePostHog().backfill("Completed", backfill_id="b1")
+    fake.cancels["b1"] = http_error(400, "Cannot cancel a backfill that is Completed", method="POST")
     op = PostHogCancelBackfillOperator(task_id="c", batch_export_id="e1", backfill_id="b1")
-    assert _run(op, hook) == "Completed"
+    assert _cancel(op, fake) == "Completed"
+    assert fake.paths() == [f"{BACKFILL_PATH}cancel/", BACKFILL_PATH]
+
+
+def test_cancel_refused_while_still_running_fails() -> None:
+    """A 400 for a backfill that is still running is not "already finished": the refusal fails the task."""
+    fake = FakePostHog().backfill("Running", backfill_id="b1")
+    refusal = http_error(400, "Cancel refused", method="POST")
+    fake.cancels["b1"] = refusal
+    op = PostHogCancelBackfillOperator(task_id="c", batch_export_id="e1", backfill_id="b1")
+    with pytest.raises(PostHogValidationError) as raised:
+        _cancel(op, fake)
+    assert raised.value is refusal
+
+
+def test_a_cancel_posthog_ignored_fails_naming_the_backfill() -> None:
+    fake = FakePostHog().backfill("Running", backfill_id="b1")
+    fake.cancels["b1"] = "ignore"
+    op = PostHogCancelBackfillOperator(task_id="c", batch_export_id="e1", backfill_id="b1")
+    with pytest.raises(
+        PostHogCancelNotEffectiveError, match=r"backfill b1 of batch export e1.*still Running"
+    ):
+        _cancel(op, fake)
 
 
 # -- destination builders -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Re-attach and zero-width ranges in the backfill operators, with a mocked hook (no network, no DB).
+"""Re-attach and zero-width ranges in the backfill operators against a scripted PostHog (no network, no DB).
 
 The rules themselves are tested in ``tests/tasks``.
 """
@@ -13,6 +13,7 @@ from unittest import mock
 import pendulum
 import pytest
 from airflow.sdk import DAG
+from fake_posthog import FakePostHog, run_row, with_hook
 
 from airflow_provider_posthog.compat import AirflowFailException
 from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError, PostHogConfigError
@@ -37,21 +38,42 @@ def _ctx(try_number: int = 1, max_tries: int = 1, retries: int = 1, start: str |
 # -------------------------------------------------------------------------------- the backfill operator
 
 
-def _hook(factories: Any) -> mock.MagicMock:
-    hook = mock.MagicMock()
-    hook.find_backfill.return_value = None
-    hook.create_backfill.return_value = factories.backfill("Running", id="new")
-    hook.get_backfill.side_effect = lambda export_id, backfill_id: factories.backfill(
-        "Completed", id=backfill_id
-    )
-    hook.list_backfill_runs.side_effect = lambda export_id, backfill, *a, **k: [
-        factories.run("Completed", backfill_id=backfill.id)
-    ]
-    hook.ui_url.return_value = "https://ph.test/x"
-    return hook
+IDS = ("new", "ours", "old", "running")
+#: The hook methods the re-attach rules call, replaced by mocks (polls go through the fake).
+HOOKED = ("find_backfill", "create_backfill", "get_run", "retry_run")
 
 
-def _op(hook: mock.MagicMock, **kwargs: Any) -> PostHogCreateBackfillOperator:
+class Hooked:
+    """A scripted PostHog where every backfill (``IDS``) is Completed with one completed run, and mocks for
+    the hook methods the rules call (``find_backfill``, ``create_backfill``, ``get_run``, ``retry_run``)."""
+
+    def __init__(self, factories: Any) -> None:
+        self.fake = FakePostHog()
+        for backfill_id in IDS:
+            self.fake.backfill("Completed", backfill_id=backfill_id)
+        self.fake.run_list = [run_row("Completed", run_id=f"run-{i}", backfill_id=i) for i in IDS]
+        self.calls = mock.Mock()
+        self.calls.find_backfill.return_value = None
+        self.calls.create_backfill.return_value = factories.backfill("Running", id="new")
+
+    def __getattr__(self, name: str) -> Any:
+        """``hook.find_backfill`` and the like: the mocks, as a test configures and checks them."""
+        return getattr(self.calls, name)
+
+    def attach(self, task: Any) -> Any:
+        with_hook(task, self.fake, **{name: getattr(self.calls, name) for name in HOOKED})
+        return task
+
+    def untouched(self) -> bool:
+        """No request and no call: what a configuration error must leave behind."""
+        return self.calls.mock_calls == [] and self.fake.sent == []
+
+
+def _hook(factories: Any) -> Hooked:
+    return Hooked(factories)
+
+
+def _op(hook: Hooked, **kwargs: Any) -> PostHogCreateBackfillOperator:
     op = PostHogCreateBackfillOperator(
         task_id="backfill",
         batch_export_id=EXPORT,
@@ -61,8 +83,7 @@ def _op(hook: mock.MagicMock, **kwargs: Any) -> PostHogCreateBackfillOperator:
         deferrable=False,
         **kwargs,
     )
-    op.__dict__["hook"] = hook
-    return op
+    return hook.attach(op)
 
 
 def test_first_try_exports_again_even_when_the_range_was_exported(factories: Any) -> None:
@@ -123,7 +144,7 @@ def test_invalid_reattach_fails_before_any_call(factories: Any) -> None:
     hook = _hook(factories)
     with pytest.raises(PostHogConfigError, match="reattach='sometimes'"):
         _op(hook, reattach="sometimes").execute(_ctx())
-    assert hook.mock_calls == []
+    assert hook.untouched()
 
 
 def _already_running(factories: Any, **extra: Any) -> PostHogBackfillAlreadyRunningError:
@@ -164,8 +185,7 @@ def test_retry_run_operator_follows_the_same_rule(factories: Any) -> None:
         task = PostHogRetryRunOperator(
             task_id="retry", batch_export_id=EXPORT, run_id="run-1", poll_interval=0, **kwargs
         )
-        task.__dict__["hook"] = hook
-        return task
+        return hook.attach(task)
 
     assert op().execute(_ctx(try_number=1)) == "new"  # a new DAG run retries the run again
     assert op().execute(_ctx(try_number=2)) == "ours"  # a retry re-attaches
@@ -194,7 +214,7 @@ def test_backfill_operator_derives_a_zero_width_range_from_the_dags_schedule(fac
         start_at="2024-03-05T00:00:00+00:00",
         end_at="2024-03-05T00:00:00+00:00",
     )
-    op.__dict__["hook"] = hook
+    hook.attach(op)
     op.poll_interval, op.deferrable = 0, False
     context = {**_ctx(), "dag": _dag("@daily")}
     op.execute(context)  # type: ignore[arg-type]
@@ -207,4 +227,4 @@ def test_backfill_operator_without_a_schedule_fails_before_any_call(factories: A
     op.start_at = op.end_at = "2024-03-05T00:00:00+00:00"
     with pytest.raises(PostHogConfigError, match="no schedule"):
         op.execute({**_ctx(), "dag": _dag(None)})
-    assert hook.mock_calls == []
+    assert hook.untouched()

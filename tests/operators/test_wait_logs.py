@@ -1,5 +1,6 @@
 """What the backfill operator's log says while it waits: the PostHog page of the backfill, and each progress
-state once (a heartbeat while nothing changes). Mocked hook, injected clock: nothing sleeps."""
+state once (a heartbeat while nothing changes). Scripted PostHog (``fake_posthog``), injected clock: nothing
+sleeps."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from unittest import mock
 
 import pendulum
 import pytest
+from fake_posthog import BACKFILL, EXPORT, FakeHook, FakePostHog, backfill_row, run_row
 
+from airflow_provider_posthog.api.models import Backfill
 from airflow_provider_posthog.compat import TaskDeferred
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator, PostHogRetryRunOperator
 
-EXPORT = "0190-export"
-BACKFILL = "0190-backfill"
 UI = f"https://ph.test/project/1/pipeline/batch-exports/{EXPORT}"
 
 
@@ -31,23 +32,26 @@ class Clock:
         self.now += seconds
 
 
-def _running(finished: int, factories: Any) -> Any:
+def _running(finished: int) -> dict[str, Any]:
     progress = {"total_runs": 12, "finished_runs": finished, "progress": finished / 12}
-    return factories.backfill("Running", progress=progress)
+    return backfill_row("Running", progress=progress)
 
 
-def _hook(factories: Any, backfills: list[Any]) -> mock.MagicMock:
-    """``backfills``: what each poll of the backfill returns (the first is also what creating it returns)."""
-    hook = mock.MagicMock()
-    hook.find_backfill.return_value = None
-    hook.create_backfill.return_value = backfills[0]
-    hook.retry_run.return_value = backfills[0]
-    hook.get_run.return_value = factories.run("Failed")
-    hook.get_backfill.side_effect = backfills
-    hook.list_backfill_runs.return_value = [factories.run("Completed")]
-    hook.get_run_logs.return_value = []
-    hook.ui_url.side_effect = lambda export_id, tab=None: f"{UI}?tab={tab}" if tab else UI
+def _hook(backfills: list[dict[str, Any]]) -> FakeHook:
+    """``backfills``: what each poll of the backfill answers (the first is also what creating it returns)."""
+    fake = FakePostHog(run_list=[run_row("Completed")]).run("Failed")  # the run a retry retries
+    fake.backfills[BACKFILL] = list(backfills)
+    first = Backfill.from_api(backfills[0])
+    hook = FakeHook(fake)
+    hook.find_backfill = mock.Mock(return_value=None)  # type: ignore[method-assign]
+    hook.create_backfill = mock.Mock(return_value=first)  # type: ignore[method-assign]
+    hook.retry_run = mock.Mock(return_value=first)  # type: ignore[method-assign]
+    hook.ui_url = mock.Mock(wraps=hook.ui_url)  # type: ignore[method-assign]
     return hook
+
+
+def _polls(hook: FakeHook) -> int:
+    return hook.fake.paths("GET").count(f"batch_exports/{EXPORT}/backfills/{BACKFILL}/")
 
 
 def _context() -> dict[str, Any]:
@@ -60,7 +64,7 @@ def _context() -> dict[str, Any]:
     }
 
 
-def _run(op: Any, hook: mock.MagicMock, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _run(op: Any, hook: FakeHook, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Execute ``op`` on the injected clock; return its info lines."""
     op.__dict__["hook"] = hook
     log = mock.MagicMock()
@@ -90,11 +94,11 @@ def _progress(lines: list[str]) -> list[str]:
     return [line for line in lines if "runs finished" in line]
 
 
-def test_a_sync_wait_logs_each_progress_state_once(factories: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    polls = [_running(2, factories)] * 4 + [_running(3, factories)] * 2 + [factories.backfill("Completed")]
-    hook = _hook(factories, polls)
+def test_a_sync_wait_logs_each_progress_state_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = [_running(2)] * 4 + [_running(3)] * 2 + [backfill_row("Completed")]
+    hook = _hook(polls)
     lines = _run(_backfill_op(), hook, monkeypatch)
-    assert hook.get_backfill.call_count == len(polls)
+    assert _polls(hook) == len(polls)
     assert _progress(lines) == [
         f"Backfill {BACKFILL} is Running (2/12 runs finished).",
         f"Backfill {BACKFILL} is Running (3/12 runs finished).",
@@ -102,11 +106,11 @@ def test_a_sync_wait_logs_each_progress_state_once(factories: Any, monkeypatch: 
 
 
 def test_an_unchanged_state_is_repeated_as_a_heartbeat(
-    factories: Any, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Polls at 0, 120, 240, 360 and 480 s: the line at 0, the heartbeat at 360 (>= 300 s after it).
-    polls = [_running(2, factories)] * 5 + [factories.backfill("Completed")]
-    hook = _hook(factories, polls)
+    polls = [_running(2)] * 5 + [backfill_row("Completed")]
+    hook = _hook(polls)
     lines = _run(_backfill_op(poll_interval=120), hook, monkeypatch)
     assert _progress(lines) == [
         f"Backfill {BACKFILL} is Running (2/12 runs finished).",
@@ -115,9 +119,9 @@ def test_an_unchanged_state_is_repeated_as_a_heartbeat(
 
 
 def test_the_log_links_the_backfills_tab_of_what_it_waits_on(
-    factories: Any, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hook = _hook(factories, [_running(0, factories), factories.backfill("Completed")])
+    hook = _hook([_running(0), backfill_row("Completed")])
     lines = _run(_backfill_op(), hook, monkeypatch)
     link = (
         f"Waiting for backfill {BACKFILL} of batch export {EXPORT}; follow it in PostHog: {UI}?tab=backfills"
@@ -128,8 +132,8 @@ def test_the_log_links_the_backfills_tab_of_what_it_waits_on(
     hook.ui_url.assert_any_call(EXPORT, "backfills")
 
 
-def test_a_retried_run_links_its_backfill_too(factories: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    hook = _hook(factories, [_running(0, factories), factories.backfill("Completed")])
+def test_a_retried_run_links_its_backfill_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _hook([_running(0), backfill_row("Completed")])
     op = PostHogRetryRunOperator(
         task_id="retry", batch_export_id=EXPORT, run_id="run-1", poll_interval=1, deferrable=False
     )
@@ -141,9 +145,9 @@ def test_a_retried_run_links_its_backfill_too(factories: Any, monkeypatch: pytes
 
 
 def test_a_deferring_operator_logs_the_link_before_it_defers(
-    factories: Any, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    hook = _hook(factories, [_running(1, factories), _running(1, factories)])
+    hook = _hook([_running(1), _running(1)])
     log = mock.MagicMock()
     op = _backfill_op(deferrable=True)
     op.__dict__["hook"] = hook
@@ -154,7 +158,7 @@ def test_a_deferring_operator_logs_the_link_before_it_defers(
     assert any(line.endswith("?tab=backfills") and line.startswith("Waiting for backfill") for line in lines)
 
 
-def test_no_link_without_a_wait(factories: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    hook = _hook(factories, [_running(0, factories)])
+def test_no_link_without_a_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _hook([_running(0)])
     lines = _run(_backfill_op(wait_for_completion=False), hook, monkeypatch)
     assert not any(line.startswith("Waiting for") for line in lines)

@@ -147,17 +147,23 @@ def test_wait_args_are_parsed_together_and_each_error_names_its_argument() -> No
     assert parsed == args.WaitArgs(
         wait_for_completion=True, poll_interval=5.0, timeout=None, cancel_on_kill=False
     )
+    assert parsed.unreachable_timeout is None  # by default a wait rides out an outage until its deadline
     good: dict[str, Any] = {
         "wait_for_completion": True,
         "poll_interval": 1,
         "timeout": 1,
         "cancel_on_kill": True,
+        "unreachable_timeout": "",
     }
+    assert args.WaitArgs.parse(**good).unreachable_timeout is None
+    tightened = args.WaitArgs.parse(**{**good, "unreachable_timeout": dt.timedelta(minutes=5)})
+    assert tightened.unreachable_timeout == 300.0
     for name, bad in (
         ("wait_for_completion", "perhaps"),
         ("poll_interval", "soon"),
         ("timeout", -5),
         ("cancel_on_kill", "x"),
+        ("unreachable_timeout", "a while"),
     ):
         with pytest.raises(PostHogConfigError, match=f"^{name}"):
             args.WaitArgs.parse(**{**good, name: bad})

@@ -1,23 +1,38 @@
-"""The waiting core (``tasks.waiting``) driven directly: decisions, the poll step, events, the completion
-switch. No HTTP, no hook, no Airflow DAG; the clock is a number passed in."""
+"""The waiting core (``tasks.waiting``) driven directly: the poll step and its tolerance of an unreachable
+PostHog, the lines it logs, events, the completion switch. No HTTP, no hook, no Airflow DAG; the clock is a
+number passed in."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 from unittest import mock
 
 import pytest
+from fake_posthog import dropped, http_error
 
-from airflow_provider_posthog.api.statuses import BACKFILL_STATUSES, RUN_STATUSES, Outcome
-from airflow_provider_posthog.exceptions import PostHogTriggerError
-from airflow_provider_posthog.tasks import decisions, waiting
-from airflow_provider_posthog.tasks.decisions import Decision, decide_interval
-from airflow_provider_posthog.tasks.waiting import Wait
+from airflow_provider_posthog.api.decisions import Decision
+from airflow_provider_posthog.api.jobs import BackfillJob, Cancel, IntervalJob, RunJob
+from airflow_provider_posthog.api.statuses import Outcome
+from airflow_provider_posthog.exceptions import (
+    PostHogCancelNotEffectiveError,
+    PostHogConfigError,
+    PostHogDeadlineError,
+    PostHogRateLimitError,
+    PostHogTooManyBackfillsError,
+    PostHogTriggerError,
+    PostHogUnreachableError,
+)
+from airflow_provider_posthog.tasks import waiting
+from airflow_provider_posthog.tasks.waiting import PROGRESS_HEARTBEAT_SECONDS, Step, Wait
 
 UTC = dt.timezone.utc
 EXPORT = "0190-export"
 BACKFILL = "0190-backfill"
+WHAT = f"backfill {BACKFILL} of batch export {EXPORT}"
+#: 2023-11-14 22:13:20 UTC.
+T0 = 1_700_000_000.0
 RUNNING = Decision(Outcome.RUNNING, "Backfill b is Running (1/4 runs finished).", "Running")
 DONE = Decision(
     Outcome.SUCCEEDED, "Backfill b completed.", "Completed", runs_completed=4, records_completed=9
@@ -38,116 +53,231 @@ class TooLate(Exception):
     """Stands for the task's own timeout exception."""
 
 
-# ---------------------------------------------------------------------------------------------- decisions
+def _wait(**kwargs: Any) -> Wait:
+    return Wait(**{"job": BackfillJob(EXPORT, BACKFILL), "poll_interval": 10.0, **kwargs})
 
 
-@pytest.mark.parametrize("status", [*BACKFILL_STATUSES, "NewThing", ""])
-def test_backfill_decision_follows_the_status_table_and_fails_closed(factories: Any, status: str) -> None:
-    decision = decisions.decide_backfill(factories.backfill(status), [factories.run("Completed")])
-    assert decision.outcome is BACKFILL_STATUSES.get(status, Outcome.FAILED)
+def _texts(step: Step) -> list[str]:
+    return [text for _, text in step.lines]
 
 
-def test_completed_backfill_with_a_failed_run_of_its_own_fails(factories: Any) -> None:
-    runs = [
-        factories.run("Completed"),
-        factories.run("Failed", run_id="bad", latest_error="disk full"),
-        factories.run("Failed", run_id="other", backfill_id="another-backfill"),
-    ]
-    decision = decisions.decide_backfill(factories.backfill("Completed"), runs)
-    assert decision.outcome is Outcome.FAILED
-    assert [r["id"] for r in decision.failed_runs] == ["bad"]
-    assert decision.runs_completed == 1 and decision.records_completed == 10
+# ------------------------------------------------------------------------------------------- the wait
 
 
-@pytest.mark.parametrize("status", [*RUN_STATUSES, "NewThing"])
-def test_run_decision_follows_the_status_table_and_fails_closed(factories: Any, status: str) -> None:
-    assert decisions.decide_run(factories.run(status)).outcome is RUN_STATUSES.get(status, Outcome.FAILED)
-
-
-T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def _r(
-    factories: Any, status: str, hour: int, *, created: str = "2024-01-02T00:00:00Z", rid: str = ""
-) -> Any:
-    return factories.run(
-        status,
-        run_id=rid or f"run-{hour}-{status}",
-        start=(T0 + dt.timedelta(hours=hour)).isoformat(),
-        end=(T0 + dt.timedelta(hours=hour + 1)).isoformat(),
-        backfill_id=None,
-        created_at=created,
+def test_a_wait_names_its_job_ids_and_tab() -> None:
+    run_wait = Wait(job=RunJob(EXPORT, "r"))
+    interval = Wait(
+        job=IntervalJob(EXPORT, dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC))
     )
-
-
-def test_interval_needs_full_coverage(factories: Any) -> None:
-    end = T0 + dt.timedelta(hours=3)
-    runs = [_r(factories, "Completed", 0), _r(factories, "Completed", 2)]
-    assert decide_interval(runs, T0, end).outcome is Outcome.RUNNING  # hour 1 missing
-    runs.append(_r(factories, "Completed", 1))
-    decision = decide_interval(runs, T0, end)
-    assert decision.outcome is Outcome.SUCCEEDED and decision.runs_completed == 3
-
-
-def test_interval_newest_run_per_window_wins(factories: Any) -> None:
-    end = T0 + dt.timedelta(hours=1)
-    failed = _r(factories, "Failed", 0, created="2024-01-02T00:00:00Z")
-    retried = _r(factories, "Completed", 0, created="2024-01-02T05:00:00Z")
-    assert decide_interval([failed], T0, end).outcome is Outcome.FAILED
-    assert decide_interval([retried, failed], T0, end).outcome is Outcome.SUCCEEDED
-    assert decide_interval([], T0, end).outcome is Outcome.RUNNING
-    running = _r(factories, "Running", 0, created="2024-01-02T06:00:00Z")
-    assert decide_interval([running, retried, failed], T0, end).outcome is Outcome.RUNNING
+    assert [(w.what, w.batch_export_id, w.backfill_id, w.run_id, w.ui_tab) for w in (_wait(), run_wait)] == [
+        (WHAT, EXPORT, BACKFILL, None, "backfills"),
+        (f"run r of batch export {EXPORT}", EXPORT, None, "r", "runs"),
+    ]
+    assert (interval.backfill_id, interval.run_id, interval.ui_tab) == (None, None, "runs")
+    assert interval.what.startswith(f"the runs of batch export {EXPORT} covering [2024-01-01T00:00:00+00:00")
 
 
 # ------------------------------------------------------------------------------------------- the poll step
 
 
-def _wait(**kwargs: Any) -> Wait:
-    params: dict[str, Any] = {
-        "what": waiting.describe_backfill(EXPORT, BACKFILL),
-        "batch_export_id": EXPORT,
-        "backfill_id": BACKFILL,
-        "poll_interval": 10.0,
-    }
-    return Wait(**{**params, **kwargs})
-
-
 def test_a_running_poll_sleeps_one_interval_and_reports_progress() -> None:
-    step = _wait().step(RUNNING, now=1_000.0)
-    assert step.event is None and step.sleep == 10.0 and step.progress == RUNNING.message
+    step = _wait().step(RUNNING, now=T0)
+    assert step.event is None and step.sleep == 10.0
+    assert step.lines == ((logging.INFO, RUNNING.message),)
 
 
 def test_the_sleep_is_clamped_to_the_deadline() -> None:
-    step = _wait(end_time=1_004.0).step(RUNNING, now=1_000.0)
+    step = _wait(end_time=T0 + 4).step(RUNNING, now=T0)
     assert step.event is None and step.sleep == 4.0
 
 
 def test_past_the_deadline_a_running_poll_ends_in_a_timeout_event() -> None:
-    step = _wait(end_time=1_000.0).step(RUNNING, now=1_000.0)
-    assert step.progress == RUNNING.message  # the last state is still logged
+    step = _wait(end_time=T0).step(RUNNING, now=T0)
+    assert _texts(step) == [RUNNING.message]  # the last state is still logged
     assert step.event is not None and step.event["status"] == waiting.TIMEOUT
-    assert step.event["message"].startswith(
-        f"Stopped waiting for backfill {BACKFILL} of batch export {EXPORT}"
+    assert step.event["message"] == (
+        f"Stopped waiting for {WHAT}: the task's deadline passed while PostHog still reported it as running."
     )
     assert step.event["backfill_id"] == BACKFILL
 
 
 def test_a_terminal_poll_ends_with_its_event_even_past_the_deadline() -> None:
-    step = _wait(end_time=0.0).step(DONE, now=1_000.0)
-    assert step.event is not None and step.event["status"] == waiting.SUCCESS
+    step = _wait(end_time=0.0).step(DONE, now=T0)
+    assert step.event is not None and step.event["status"] == waiting.SUCCESS and step.sleep == 0.0
     assert step.event["runs_completed"] == 4 and step.event["records_completed"] == 9
-    failed = _wait().step(FAILED, now=1.0).event
+    failed = _wait().step(FAILED, now=T0).event
     assert (
         failed is not None and failed["status"] == waiting.FAILED and failed["failed_runs"][0]["id"] == "r1"
     )
 
 
-def test_a_failed_poll_logs_nothing_and_polls_again_unless_the_deadline_passed() -> None:
-    step = _wait(end_time=1_030.0).step(None, now=1_000.0)
-    assert step.event is None and step.progress is None and step.sleep == 10.0
-    late = _wait(end_time=1_000.0).step(None, now=1_001.0)
+# ------------------------------------------------------------------------ PostHog unreachable: the tolerance
+
+TRANSIENT = [
+    pytest.param(http_error(503), id="503"),
+    pytest.param(http_error(502), id="502"),
+    pytest.param(dropped(), id="dropped"),
+    pytest.param(PostHogRateLimitError("throttled", http_status=429), id="throttled"),
+    pytest.param(PostHogDeadlineError("cut at its deadline"), id="deadline"),
+    pytest.param(TimeoutError("timed out"), id="timeout"),
+]
+
+
+@pytest.mark.parametrize("exc", TRANSIENT)
+def test_transient_trouble_keeps_waiting_until_the_deadline(exc: Exception) -> None:
+    wait = _wait(end_time=T0 + 30)
+    for now in (T0, T0 + 10, T0 + 25):
+        step = wait.step(exc, now)
+        assert step.event is None
+    assert step.sleep == 5.0  # clamped to the deadline, like a running poll
+    late = wait.step(exc, T0 + 30)
     assert late.event is not None and late.event["status"] == waiting.TIMEOUT
+    assert late.event["message"] == (
+        f"Stopped waiting for {WHAT}: the task's deadline passed while PostHog was unreachable "
+        f"(since 22:13:20 UTC; last error: {exc})."
+    )
+    assert late.event["backfill_id"] == BACKFILL and late.event["remote_status"] is None
+
+
+def test_without_a_deadline_an_outage_never_ends_the_wait() -> None:
+    wait = _wait()
+    steps = [wait.step(http_error(503), T0 + 600 * i) for i in range(200)]  # 33 hours
+    assert all(s.event is None and s.sleep == 10.0 for s in steps)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pytest.param(http_error(400, "bad"), id="400"),
+        pytest.param(http_error(401, "no key"), id="401"),
+        pytest.param(http_error(403, "scope"), id="403"),
+        pytest.param(http_error(404, "Not found."), id="404"),
+        pytest.param(PostHogConfigError("no host"), id="config"),
+        pytest.param(PostHogTooManyBackfillsError("too many", http_status=429), id="too-many-backfills"),
+        pytest.param(ValueError("a bug"), id="other"),
+    ],
+)
+def test_final_errors_end_the_wait_at_once(exc: Exception) -> None:
+    wait = _wait(end_time=T0 + 3_600)
+    wait.step(http_error(503), T0)  # even in the middle of an outage
+    with pytest.raises(type(exc)) as raised:
+        wait.step(exc, T0 + 10)
+    assert raised.value is exc
+
+
+def test_unreachable_timeout_gives_up_after_that_long_without_an_answer() -> None:
+    wait = _wait(end_time=T0 + 3_600, unreachable_timeout=60)
+    down = http_error(503)
+    assert wait.step(down, T0).event is None
+    assert wait.step(down, T0 + 50).event is None
+    with pytest.raises(PostHogUnreachableError) as raised:
+        wait.step(down, T0 + 60)
+    assert str(raised.value) == (
+        f"PostHog has been unreachable for 1 min while waiting for {WHAT} (unreachable_timeout=60s); "
+        f"last error: {down}"
+    )
+    assert raised.value.__cause__ is down
+
+
+def test_an_answer_restarts_the_unreachable_timeout() -> None:
+    wait = _wait(unreachable_timeout=60)
+    down = http_error(503)
+    wait.step(down, T0)
+    wait.step(RUNNING, T0 + 50)
+    for now in (T0 + 100, T0 + 150):  # 50 s into the second outage: not 60 s in a row
+        assert wait.step(down, now).event is None
+    with pytest.raises(PostHogUnreachableError):
+        wait.step(down, T0 + 160)
+
+
+def test_an_outage_is_one_warning_then_a_heartbeat_then_one_line_on_recovery() -> None:
+    wait = _wait(end_time=T0 + 3_600)
+    wait.step(RUNNING, T0 - 10)
+    first = wait.step(http_error(503), T0)
+    line = "PostHog is unreachable since 22:13:20 UTC (HTTP 503); still waiting until 23:13:20 UTC."
+    assert first.lines == ((logging.WARNING, line),)
+    quiet = [wait.step(http_error(503), T0 + s).lines for s in range(10, int(PROGRESS_HEARTBEAT_SECONDS), 10)]
+    assert quiet == [()] * len(quiet)
+    beat = wait.step(http_error(503), T0 + PROGRESS_HEARTBEAT_SECONDS)
+    assert beat.lines == ((logging.WARNING, f"{line} (unchanged for 5 min)"),)
+    back = wait.step(RUNNING, T0 + PROGRESS_HEARTBEAT_SECONDS + 10)
+    assert back.lines == (
+        (logging.INFO, "PostHog answered again after 5 min."),
+        (logging.INFO, RUNNING.message),  # the progress is said again after the outage
+    )
+    assert wait.step(RUNNING, T0 + PROGRESS_HEARTBEAT_SECONDS + 20).lines == ()
+
+
+def test_a_short_outage_counts_seconds_and_a_terminal_answer_still_says_it_is_back() -> None:
+    wait = _wait()
+    wait.step(dropped(), T0)
+    step = wait.step(DONE, T0 + 40)
+    assert step.lines == ((logging.INFO, "PostHog answered again after 40 s."),)
+    assert step.event is not None and step.event["status"] == waiting.SUCCESS
+
+
+def test_a_different_trouble_is_logged_at_once_with_the_same_start() -> None:
+    wait = _wait()
+    wait.step(http_error(503), T0)
+    step = wait.step(dropped(), T0 + 10)
+    assert _texts(step) == [
+        "PostHog is unreachable since 22:13:20 UTC (no answer: RemoteDisconnected); still waiting "
+        "(the task has no timeout)."
+    ]
+
+
+def test_the_unreachable_line_names_both_limits() -> None:
+    both = _wait(end_time=T0 + 3_600, unreachable_timeout=600).step(http_error(503), T0)
+    assert _texts(both) == [
+        "PostHog is unreachable since 22:13:20 UTC (HTTP 503); still waiting until 23:13:20 UTC or for at "
+        "most 10 min without an answer."
+    ]
+    only = _wait(unreachable_timeout=30).step(TimeoutError(), T0)
+    assert _texts(only) == [
+        "PostHog is unreachable since 22:13:20 UTC (TimeoutError); still waiting for at most 30 s without "
+        "an answer."
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- logging
+
+
+def test_log_step_writes_warnings_and_above_as_warnings_and_the_rest_as_info() -> None:
+    log = mock.Mock()
+    waiting.log_step(
+        log,
+        Step(lines=((logging.INFO, "a"), (logging.WARNING, "b"), (logging.ERROR, "c"), (logging.DEBUG, "d"))),
+    )
+    assert log.info.call_args_list == [mock.call("%s", "a"), mock.call("%s", "d")]
+    assert log.warning.call_args_list == [mock.call("%s", "b"), mock.call("%s", "c")]
+    waiting.log_step(log, Step())
+    assert log.info.call_count == 2 and log.warning.call_count == 2
+
+
+def test_log_cancel_says_what_the_cancel_did_and_never_raises() -> None:
+    log = mock.Mock()
+    waiting.log_cancel(log, WHAT, Cancel(WHAT, "Cancelled", already_finished=False))
+    assert log.warning.call_args == mock.call("%s", f"Cancelled {WHAT} (now Cancelled).")
+    waiting.log_cancel(log, WHAT, Cancel(WHAT, "Completed", already_finished=True))
+    assert log.info.call_args == mock.call(
+        "%s", f"Backfill {BACKFILL} of batch export {EXPORT} is already Completed; nothing to cancel."
+    )
+    not_effective = PostHogCancelNotEffectiveError(
+        "still Running", kind="backfill", object_id=BACKFILL, status="Running"
+    )
+    waiting.log_cancel(log, WHAT, not_effective)
+    assert log.warning.call_args == mock.call(
+        "%s is still running after the cancel (%s); cancel it in PostHog.",
+        WHAT[:1].upper() + WHAT[1:],
+        not_effective,
+    )
+    boom = RuntimeError("boom")
+    waiting.log_cancel(log, WHAT, boom)
+    assert log.warning.call_args == mock.call("Could not cancel %s: %s", WHAT, boom)
+    assert log.info.call_count == 1 and log.warning.call_count == 3
+
+
+# ------------------------------------------------------------------------------------ sleeps and deadlines
 
 
 def test_sleep_until_never_goes_negative_or_past_the_deadline() -> None:
@@ -260,3 +390,27 @@ def test_tail_lines_keep_the_last_lines_oldest_first() -> None:
     lines = waiting.tail_lines(entries)
     assert len(lines) == waiting.LOG_TAIL_LINES
     assert lines[0].endswith("INFO m5") and lines[-1].endswith("INFO m14")
+
+
+def test_posthog_is_unreachable_since_the_start_of_the_first_failed_poll() -> None:
+    """The hook retries inside a poll for a while before it gives up: the outage began when that poll
+    started, not when its retries ran out."""
+    wait = _wait(end_time=T0 + 3600)
+    wait.start_poll(T0)
+    step = wait.step(http_error(503), T0 + 12)
+    assert wait.unreachable_since == T0
+    (level, line) = step.lines[0]
+    assert level == logging.WARNING
+    clock = dt.datetime.fromtimestamp(T0, dt.timezone.utc).strftime("%H:%M:%S UTC")
+    assert line.startswith(f"PostHog is unreachable since {clock} (HTTP 503)")
+    wait.start_poll(T0 + 72)
+    wait.step(http_error(503), T0 + 80)
+    assert wait.unreachable_since == T0  # a later failed poll does not move it
+
+
+def test_the_poll_deadline_is_the_wait_end_with_a_short_grace_for_the_last_poll() -> None:
+    assert _wait(end_time=None).start_poll(T0) is None
+    wait = _wait(end_time=T0 + 300, poll_interval=60)
+    assert wait.start_poll(T0) == T0 + 300
+    assert wait.start_poll(T0 + 300) == T0 + 300 + waiting.LAST_POLL_SECONDS
+    assert _wait(end_time=T0 + 10, poll_interval=0).start_poll(T0 + 10) == T0 + 11  # at least 1 s

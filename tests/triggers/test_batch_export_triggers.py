@@ -1,4 +1,5 @@
-"""Triggers with a mocked async hook: events, deadlines, transient errors, serde, on_kill."""
+"""Triggers against a scripted PostHog: events, deadlines, outages, serde, on_kill. They run the real poll and
+cancel operations through a real async hook (``fake_posthog``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,20 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import pytest
+from fake_posthog import (
+    BACKFILL,
+    EXPORT,
+    FakeAsyncHook,
+    FakePostHog,
+    dropped,
+    http_error,
+    run_row,
+    with_async_hook,
+)
 
+from airflow_provider_posthog.api.retry import RetryPolicy
 from airflow_provider_posthog.api.statuses import RUN_STATUSES, Outcome
-from airflow_provider_posthog.exceptions import PostHogNotFoundError, PostHogServerError
+from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook
 from airflow_provider_posthog.triggers.batch_export import (
     PostHogBackfillTrigger,
     PostHogBatchExportRunTrigger,
@@ -19,28 +31,27 @@ from airflow_provider_posthog.triggers.batch_export import (
 if TYPE_CHECKING:
     from airflow.triggers.base import TriggerEvent
 
-EXPORT = "0190-export"
-BACKFILL = "0190-backfill"
+BACKFILL_PATH = f"batch_exports/{EXPORT}/backfills/{BACKFILL}/"
+RUN_PATH = f"batch_exports/{EXPORT}/runs/run-1/"
+RUNS_PATH = f"batch_exports/{EXPORT}/runs/"
+INTERVAL = {
+    "data_interval_start": "2024-01-01T00:00:00+00:00",
+    "data_interval_end": "2024-01-02T00:00:00+00:00",
+}
 
 
-def _hook(**methods: Any) -> mock.MagicMock:
-    hook = mock.MagicMock()
-    for name, value in methods.items():
-        setattr(
-            hook,
-            name,
-            mock.AsyncMock(side_effect=value)
-            if callable(value) or isinstance(value, list)
-            else mock.AsyncMock(return_value=value),
-        )
-    return hook
-
-
-def _backfill_trigger(hook: mock.MagicMock, **kwargs: Any) -> PostHogBackfillTrigger:
+def _backfill_trigger(fake: FakePostHog, **kwargs: Any) -> PostHogBackfillTrigger:
     trigger = PostHogBackfillTrigger(
         batch_export_id=EXPORT, backfill_id=BACKFILL, poll_interval=0.01, **kwargs
     )
-    trigger._hook = lambda: hook  # type: ignore[method-assign]
+    with_async_hook(trigger, fake)
+    return trigger
+
+
+def _run_trigger(fake: FakePostHog, **kwargs: Any) -> PostHogBatchExportRunTrigger:
+    params: dict[str, Any] = {"batch_export_id": EXPORT, "poll_interval": 0.01, **kwargs}
+    trigger = PostHogBatchExportRunTrigger(**params)
+    with_async_hook(trigger, fake)
     return trigger
 
 
@@ -48,21 +59,24 @@ async def _events(trigger: Any) -> list[TriggerEvent]:
     return [event async for event in trigger.run()]
 
 
-@pytest.mark.parametrize(
+def _logged(log: mock.MagicMock) -> list[str]:
+    return [c[1][0] % c[1][1:] for c in log.method_calls if c[0] in ("info", "warning", "error")]
+
+
+# ------------------------------------------------------------------------------------------------- serde
+
+CASES = pytest.mark.parametrize(
     "cls_kwargs",
     [
         (PostHogBackfillTrigger, {"backfill_id": BACKFILL}),
         (PostHogBatchExportRunTrigger, {"run_id": "run-1"}),
-        (
-            PostHogBatchExportRunTrigger,
-            {
-                "data_interval_start": "2024-01-01T00:00:00+00:00",
-                "data_interval_end": "2024-01-02T00:00:00+00:00",
-            },
-        ),
+        (PostHogBatchExportRunTrigger, INTERVAL),
     ],
     ids=["backfill", "run", "interval"],
 )
+
+
+@CASES
 def test_serialize_round_trips_through_the_trigger_table(cls_kwargs: tuple[type, dict[str, Any]]) -> None:
     """Through the ``Trigger`` row the triggerer stores: serde on 3.2+, ``BaseSerialization`` on 3.1."""
     from airflow.models.trigger import Trigger
@@ -75,10 +89,14 @@ def test_serialize_round_trips_through_the_trigger_table(cls_kwargs: tuple[type,
         poll_interval=5,
         end_time=1_900_000_000.5,
         cancel_on_kill=True,
+        unreachable_timeout=300,
+        first_poll_at=1_899_999_000.0,
         **extra,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == f"airflow_provider_posthog.triggers.batch_export.{cls.__name__}"
+    assert kwargs["unreachable_timeout"] == 300.0
+    assert "max_poll_errors" not in kwargs  # accepted for stored triggers, but no longer part of the state
     stored = Trigger(classpath=classpath, kwargs=kwargs).kwargs
     assert stored == kwargs
     assert all(v is None or isinstance(v, (str, int, float, bool)) for v in kwargs.values())
@@ -86,48 +104,79 @@ def test_serialize_round_trips_through_the_trigger_table(cls_kwargs: tuple[type,
     assert rebuilt.serialize() == (classpath, kwargs)
 
 
+@CASES
+def test_a_trigger_stored_by_the_previous_version_still_loads(
+    cls_kwargs: tuple[type, dict[str, Any]],
+) -> None:
+    """The kwargs an earlier provider wrote to the trigger table (with ``max_poll_errors``, without
+    ``unreachable_timeout``): the triggerer must still build the trigger, which then waits until end_time."""
+    from airflow.models.trigger import Trigger
+
+    cls, extra = cls_kwargs
+    if cls is PostHogBatchExportRunTrigger:
+        extra = {"run_id": None, "data_interval_start": None, "data_interval_end": None, **extra}
+    old = {
+        "batch_export_id": EXPORT,
+        "posthog_conn_id": "ph",
+        "project_id": 7,
+        "poll_interval": 60.0,
+        "end_time": 1_900_000_000.5,
+        "cancel_on_kill": False,
+        "max_poll_errors": 5,
+        "first_poll_at": None,
+        **extra,
+    }
+    classpath = f"airflow_provider_posthog.triggers.batch_export.{cls.__name__}"
+    trigger = cls(**Trigger(classpath=classpath, kwargs=old).kwargs)
+    _, kwargs = trigger.serialize()
+    new = ("unreachable_timeout", "unreachable_since")
+    assert all(kwargs[k] is None for k in new) and "max_poll_errors" not in kwargs
+    assert {k: v for k, v in kwargs.items() if k not in new} == {
+        k: v for k, v in old.items() if k != "max_poll_errors"
+    }
+
+
 def test_constructor_rejects_non_plain_values() -> None:
     with pytest.raises(ValueError, match="end_time"):
         PostHogBackfillTrigger(batch_export_id=EXPORT, backfill_id=BACKFILL, end_time="soon")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unreachable_timeout"):
+        PostHogBackfillTrigger(batch_export_id=EXPORT, backfill_id=BACKFILL, unreachable_timeout="1h")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="run_id"):
         PostHogBatchExportRunTrigger(batch_export_id=EXPORT)
 
 
-async def test_backfill_success_after_polling(factories: Any) -> None:
-    hook = _hook(
-        get_backfill=[factories.backfill("Running"), factories.backfill("Completed")],
-        list_backfill_runs=[
-            [
-                factories.run("Completed"),
-                factories.run(
-                    "Completed", run_id="run-2", start="2024-01-01T01:00:00Z", end="2024-01-01T02:00:00Z"
-                ),
-                factories.run("Failed", run_id="other", backfill_id="another-backfill"),
-            ]
-        ],
-    )
-    events = await _events(_backfill_trigger(hook))
+# ------------------------------------------------------------------------------------------------ events
+
+
+async def test_backfill_success_after_polling() -> None:
+    fake = FakePostHog().backfill("Running", "Completed")
+    fake.run_list = [
+        run_row("Completed"),
+        run_row("Completed", run_id="run-2", start="2024-01-01T01:00:00Z", end="2024-01-01T02:00:00Z"),
+        run_row("Failed", run_id="other", backfill_id="another-backfill"),
+    ]
+    events = await _events(_backfill_trigger(fake))
     assert len(events) == 1
     payload = events[0].payload
     assert payload["status"] == "success"
     assert payload["backfill_id"] == BACKFILL and payload["batch_export_id"] == EXPORT
     assert payload["runs_completed"] == 2 and payload["records_completed"] == 20
-    assert hook.get_backfill.await_count == 2
-    # The runs of the backfill are listed once, when it is terminal, with a created_at window.
-    assert hook.list_backfill_runs.await_count == 1
-    # The backfill itself is handed to the hook, which knows how to list all of its runs.
-    assert hook.list_backfill_runs.await_args.args[0] == EXPORT
-    assert hook.list_backfill_runs.await_args.args[1].id == BACKFILL
+    assert fake.paths().count(BACKFILL_PATH) == 2
+    # The runs of the backfill are listed once, when it is terminal, by data interval: from one export
+    # interval before its (aligned-down) start to its end, so its first run is included.
+    assert fake.paths().count(RUNS_PATH) == 1
+    (runs,) = [s for s in fake.sent if s.path == RUNS_PATH]
+    assert dict(runs.params) == {
+        "ordering": "data_interval_start",
+        "start": "2023-12-31T23:00:00+00:00",
+        "end": "2024-01-01T02:00:00+00:00",
+    }
 
 
-async def test_completed_backfill_with_a_failed_run_is_a_failure(factories: Any) -> None:
-    hook = _hook(
-        get_backfill=factories.backfill("Completed"),
-        list_backfill_runs=[
-            [factories.run("Completed"), factories.run("Failed", run_id="bad", latest_error="disk full")]
-        ],
-    )
-    (event,) = await _events(_backfill_trigger(hook))
+async def test_completed_backfill_with_a_failed_run_is_a_failure() -> None:
+    fake = FakePostHog().backfill("Completed")
+    fake.run_list = [run_row("Completed"), run_row("Failed", run_id="bad", latest_error="disk full")]
+    (event,) = await _events(_backfill_trigger(fake))
     assert event.payload["status"] == "failed"
     assert event.payload["failed_runs"][0]["id"] == "bad"
     assert event.payload["failed_runs"][0]["latest_error"] == "disk full"
@@ -136,130 +185,66 @@ async def test_completed_backfill_with_a_failed_run_is_a_failure(factories: Any)
 @pytest.mark.parametrize(
     "status", ["Failed", "Cancelled", "Terminated", "TimedOut", "FailedRetryable", "Bogus", ""]
 )
-async def test_failed_or_unknown_backfill_status_fails(factories: Any, status: str) -> None:
-    hook = _hook(get_backfill=factories.backfill(status), list_backfill_runs=[[]])
-    (event,) = await _events(_backfill_trigger(hook))
+async def test_failed_or_unknown_backfill_status_fails(status: str) -> None:
+    (event,) = await _events(_backfill_trigger(FakePostHog().backfill(status)))
     assert event.payload["status"] == "failed"
 
 
-async def test_deadline_passed_sends_timeout(factories: Any) -> None:
-    hook = _hook(get_backfill=factories.backfill("Running"))
-    (event,) = await _events(_backfill_trigger(hook, end_time=time.time() - 1))
+async def test_deadline_passed_sends_timeout() -> None:
+    (event,) = await _events(_backfill_trigger(FakePostHog().backfill("Running"), end_time=time.time() - 1))
     assert event.payload["status"] == "timeout"
     assert "deadline" in event.payload["message"]
 
 
-async def test_transient_errors_are_retried_inside_the_trigger(factories: Any) -> None:
-    hook = _hook(
-        get_backfill=[PostHogServerError("503"), PostHogServerError("503"), factories.backfill("Completed")],
-        list_backfill_runs=[[factories.run("Completed")]],
-    )
-    (event,) = await _events(_backfill_trigger(hook))
-    assert event.payload["status"] == "success"
-    assert hook.get_backfill.await_count == 3
-
-
-async def test_persistent_transient_errors_become_a_trigger_error(factories: Any) -> None:
-    hook = _hook(get_backfill=[PostHogServerError("503")] * 3)
-    (event,) = await _events(_backfill_trigger(hook, max_poll_errors=3))
-    assert event.payload["status"] == "error"
-
-
 async def test_trigger_error_does_not_claim_the_export_failed() -> None:
-    hook = _hook(get_backfill=PostHogNotFoundError("GET ... 404"))
-    (event,) = await _events(_backfill_trigger(hook))
+    not_found = http_error(404)
+    (event,) = await _events(_backfill_trigger(FakePostHog().backfill(not_found)))
     assert event.payload["status"] == "error"
     message = event.payload["message"]
-    assert "may still be running" in message
-    assert "failed" not in message.lower().replace("trigger", "")
+    assert "may still be running" in message and str(not_found) in message
+    # Only the quoted HTTP error may say "failed"; the trigger's own words never claim the export did.
+    assert "failed" not in message.replace(str(not_found), "").lower()
 
 
-async def test_still_running_does_not_fire(factories: Any) -> None:
-    hook = _hook(get_backfill=lambda *a, **k: factories.backfill("Running"))
-    task = asyncio.create_task(_backfill_trigger(hook).run().__anext__())
+async def test_still_running_does_not_fire() -> None:
+    fake = FakePostHog().backfill("Running")
+    task = asyncio.create_task(_backfill_trigger(fake).run().__anext__())
     await asyncio.sleep(0.2)
     assert not task.done()
-    assert hook.get_backfill.await_count >= 2
+    assert fake.paths().count(BACKFILL_PATH) >= 2
     task.cancel()
 
 
-async def test_on_kill_cancels_only_when_asked(factories: Any) -> None:
-    hook = _hook(get_backfill=factories.backfill("Running"), cancel_backfill="Cancelled")
-    await _backfill_trigger(hook, cancel_on_kill=True).on_kill()
-    hook.cancel_backfill.assert_awaited_once_with(EXPORT, BACKFILL)
-    other = _hook(get_backfill=factories.backfill("Running"), cancel_backfill="Cancelled")
-    await _backfill_trigger(other, cancel_on_kill=False).on_kill()
-    other.cancel_backfill.assert_not_awaited()
-    other.get_backfill.assert_not_awaited()
-
-
-async def test_on_kill_leaves_a_finished_backfill_alone(factories: Any) -> None:
-    """The same "already finished" rule as the operators: read first, cancel only Starting/Running."""
-    hook = _hook(get_backfill=factories.backfill("Completed"), cancel_backfill="Cancelled")
-    await _backfill_trigger(hook, cancel_on_kill=True).on_kill()
-    hook.cancel_backfill.assert_not_awaited()
-
-
-async def test_on_kill_cancels_a_single_run_but_never_an_interval(factories: Any) -> None:
-    hook = _hook(get_run=factories.run("Running"), cancel_run="Cancelled")
-    run = PostHogBatchExportRunTrigger(batch_export_id=EXPORT, run_id="run-1", cancel_on_kill=True)
-    run._hook = lambda: hook  # type: ignore[method-assign]
-    await run.on_kill()
-    hook.cancel_run.assert_awaited_once_with(EXPORT, "run-1")
-    interval = PostHogBatchExportRunTrigger(
-        batch_export_id=EXPORT,
-        data_interval_start="2024-01-01T00:00:00+00:00",
-        data_interval_end="2024-01-02T00:00:00+00:00",
-        cancel_on_kill=True,
-    )
-    other = _hook(get_run=factories.run("Running"), cancel_run="Cancelled")
-    interval._hook = lambda: other  # type: ignore[method-assign]
-    await interval.on_kill()
-    assert other.mock_calls == []
-
-
-async def test_on_kill_swallows_errors(factories: Any) -> None:
-    hook = _hook(get_backfill=factories.backfill("Running"), cancel_backfill=PostHogServerError("boom"))
-    await _backfill_trigger(hook, cancel_on_kill=True).on_kill()  # no exception
-    hook.cancel_backfill.assert_awaited_once()
-
-
 @pytest.mark.parametrize("status", [*RUN_STATUSES, "SomethingNew"])
-async def test_run_trigger_maps_every_status(factories: Any, status: str) -> None:
-    hook = _hook(get_run=factories.run(status))
-    trigger = PostHogBatchExportRunTrigger(
-        batch_export_id=EXPORT, run_id="run-1", poll_interval=0.01, end_time=time.time() - 1
-    )
-    trigger._hook = lambda: hook  # type: ignore[method-assign]
+async def test_run_trigger_maps_every_status(status: str) -> None:
+    trigger = _run_trigger(FakePostHog().run(status), run_id="run-1", end_time=time.time() - 1)
     (event,) = await _events(trigger)
     expected = {Outcome.SUCCEEDED: "success", Outcome.FAILED: "failed", Outcome.RUNNING: "timeout"}
     assert event.payload["status"] == expected[RUN_STATUSES.get(status, Outcome.FAILED)]
     assert event.payload["run_id"] == "run-1"
 
 
-async def test_interval_trigger_waits_for_full_coverage(factories: Any) -> None:
-    first = factories.run("Completed", backfill_id=None)
-    second = factories.run(
+async def test_interval_trigger_waits_for_full_coverage() -> None:
+    first = run_row("Completed", backfill_id=None)
+    second = run_row(
         "Completed",
         run_id="run-2",
         backfill_id=None,
         start="2024-01-01T01:00:00Z",
         end="2024-01-01T02:00:00Z",
     )
-    hook = _hook(list_runs=[[first], [second, first]])
-    trigger = PostHogBatchExportRunTrigger(
-        batch_export_id=EXPORT,
-        data_interval_start="2024-01-01T00:00:00+00:00",
-        data_interval_end="2024-01-01T02:00:00+00:00",
-        poll_interval=0.01,
+    fake = FakePostHog()
+    fake.run_list = [[first], [second, first]]
+    trigger = _run_trigger(
+        fake, data_interval_start="2024-01-01T00:00:00+00:00", data_interval_end="2024-01-01T02:00:00+00:00"
     )
-    trigger._hook = lambda: hook  # type: ignore[method-assign]
     (event,) = await _events(trigger)
     assert event.payload["status"] == "success"
     assert event.payload["runs_completed"] == 2
-    kwargs = hook.list_runs.await_args.kwargs
-    assert kwargs["ordering"] == "-data_interval_start"
-    assert kwargs["start"].startswith("2024-01-01T00:00:00") and kwargs["end"].startswith(
+    assert fake.paths() == [RUNS_PATH, RUNS_PATH]
+    params = dict(fake.sent[-1].params)
+    assert params["ordering"] == "-data_interval_start"
+    assert params["start"].startswith("2024-01-01T00:00:00") and params["end"].startswith(
         "2024-01-01T02:00:00"
     )
 
@@ -267,17 +252,304 @@ async def test_interval_trigger_waits_for_full_coverage(factories: Any) -> None:
 async def test_first_poll_waits_until_first_poll_at_but_not_past_the_deadline() -> None:
     calls: list[float] = []
 
-    async def get_backfill(*_: Any) -> Any:
-        calls.append(time.time())
-        raise PostHogNotFoundError("gone")  # ends the trigger after its first poll
+    def timed(fake: FakePostHog) -> FakePostHog:
+        answer = fake.answer
+
+        def record(spec: Any) -> Any:
+            calls.append(time.time())
+            return answer(spec)
+
+        fake.answer = record  # type: ignore[method-assign]
+        return fake
 
     start = time.time()
-    trigger = _backfill_trigger(_hook(get_backfill=get_backfill), first_poll_at=start + 0.3)
-    await _events(trigger)
+    trigger = _backfill_trigger(timed(FakePostHog().backfill(http_error(404))), first_poll_at=start + 0.3)
+    await _events(trigger)  # the 404 ends the trigger after its first poll
     assert len(calls) == 1 and calls[0] - start >= 0.29
 
     calls.clear()
     start = time.time()
-    late = _backfill_trigger(_hook(get_backfill=get_backfill), first_poll_at=start + 60, end_time=start + 0.2)
+    late = _backfill_trigger(
+        timed(FakePostHog().backfill(http_error(404))), first_poll_at=start + 60, end_time=start + 0.2
+    )
     await asyncio.wait_for(_events(late), timeout=5)
     assert len(calls) == 1 and 0.19 <= calls[0] - start < 5
+
+
+# --------------------------------------------------------------------------------- PostHog unreachable
+
+
+async def test_the_trigger_rides_out_more_failed_polls_than_the_old_budget() -> None:
+    """Eight failed polls (503, dropped connections, 429) in a row, more than the old ``max_poll_errors=5``
+    (still passed here, as an old stored trigger would): the wait goes on and ends in success."""
+    outage = [http_error(503), dropped(), http_error(429)] * 2 + [http_error(503), dropped()]
+    fake = FakePostHog().backfill(*outage, "Completed")
+    fake.run_list = [run_row("Completed")]
+    events = await _events(_backfill_trigger(fake, max_poll_errors=5, end_time=time.time() + 60))
+    assert [e.payload["status"] for e in events] == ["success"]
+    assert fake.paths().count(BACKFILL_PATH) == len(outage) + 1
+
+
+async def test_an_outage_ends_in_a_timeout_at_the_deadline() -> None:
+    fake = FakePostHog().backfill("Running").fail_next(10_000)
+    (event,) = await _events(_backfill_trigger(fake, end_time=time.time() + 0.2))
+    assert event.payload["status"] == "timeout"
+    assert "while PostHog was unreachable" in event.payload["message"]
+    assert "HTTP 503" in event.payload["message"]
+    assert fake.paths().count(BACKFILL_PATH) > 2
+
+
+async def test_a_final_error_after_transient_ones_yields_one_error_event() -> None:
+    fake = FakePostHog().backfill(http_error(503), dropped(), http_error(401), "Completed")
+    events = await _events(_backfill_trigger(fake))
+    assert [e.payload["status"] for e in events] == ["error"]
+    assert "PostHogAuthError" in events[0].payload["message"]
+    assert fake.paths().count(BACKFILL_PATH) == 3  # no poll after the final error
+
+
+async def test_unreachable_timeout_yields_an_error_event_naming_it() -> None:
+    fake = FakePostHog().run("Running").fail_next(10_000, dropped())
+    trigger = _run_trigger(fake, run_id="run-1", unreachable_timeout=0.15, end_time=time.time() + 60)
+    started = time.monotonic()
+    (event,) = await _events(trigger)
+    assert time.monotonic() - started >= 0.15
+    assert event.payload["status"] == "error"
+    assert "PostHogUnreachableError" in event.payload["message"]
+    assert "unreachable_timeout=0.15s" in event.payload["message"]
+    assert event.payload["run_id"] == "run-1"
+
+
+async def test_the_unreachable_count_goes_on_from_the_deferring_task() -> None:
+    """The task found PostHog unreachable 100 s ago and deferred: with unreachable_timeout=50 the trigger's
+    first failed poll ends the wait, instead of counting 50 s from zero again."""
+    fake = FakePostHog().run("Running").fail_next(10_000, dropped())
+    trigger = _run_trigger(
+        fake,
+        run_id="run-1",
+        unreachable_timeout=50,
+        unreachable_since=time.time() - 100,
+        end_time=time.time() + 600,
+    )
+    (event,) = await _events(trigger)
+    assert event.payload["status"] == "error" and "unreachable for 1 min" in event.payload["message"]
+    assert len(fake.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("cls", "extra"),
+    [
+        (PostHogBackfillTrigger, {"backfill_id": BACKFILL}),
+        (PostHogBatchExportRunTrigger, {"run_id": "run-1"}),
+    ],
+    ids=["backfill", "run"],
+)
+async def test_every_poll_is_bounded_by_the_end_time(cls: type, extra: dict[str, Any]) -> None:
+    end_time = time.time() + 60
+    fake = FakePostHog().backfill("Running", "Running", "Completed").run("Running", "Running", "Completed")
+    fake.run_list = [run_row("Completed")]
+    trigger = cls(batch_export_id=EXPORT, poll_interval=0.01, end_time=end_time, **extra)
+    hook: FakeAsyncHook = with_async_hook(trigger, fake)
+    (event,) = await _events(trigger)
+    assert event.payload["status"] == "success"
+    assert hook.deadlines == [end_time] * 3
+
+
+async def test_a_poll_due_at_or_after_the_end_time_still_gets_a_short_grace() -> None:
+    """A trigger that starts after its end_time (a triggerer that was down) still asks PostHog once, with a
+    deadline just past now rather than one already passed, and reports what PostHog said."""
+    end_time = time.time() - 10
+    trigger = _backfill_trigger(FakePostHog().backfill("Running"), end_time=end_time)
+    hook: FakeAsyncHook = trigger._hook()  # type: ignore[assignment]
+    before = time.time()
+    (event,) = await _events(trigger)
+    assert event.payload["status"] == "timeout"
+    assert "still reported it as running" in event.payload["message"]
+    (deadline,) = hook.deadlines
+    assert deadline is not None and deadline >= before + 1.0
+
+
+# --------------------------------------------------------------------------------------------- on_kill
+
+
+@pytest.fixture(autouse=True)
+def task_state(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What ``on_kill`` reads as its task's state (``states[0]``, or an exception to raise)."""
+    from airflow_provider_posthog import compat
+
+    states: list[Any] = ["failed"]
+
+    async def atask_state(ti: Any) -> str | None:
+        if isinstance(states[0], BaseException):
+            raise states[0]
+        return states[0]
+
+    monkeypatch.setattr(compat, "atask_state", atask_state)
+    return states
+
+
+async def test_on_kill_does_not_cancel_when_the_trigger_only_moved(task_state: list[Any]) -> None:
+    """Airflow 3.3.2 calls on_kill also when a trigger moves to another triggerer: the task is still
+    deferred there, and its backfill must go on."""
+    task_state[0] = "deferred"
+    fake = FakePostHog().backfill("Running")
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+    trigger._log = log = mock.MagicMock()
+    await trigger.on_kill()
+    assert fake.sent == []
+    assert "still deferred (its trigger moved): not cancelling" in _logged(log)[0]
+
+
+async def test_on_kill_does_not_cancel_when_the_task_state_is_unknown(task_state: list[Any]) -> None:
+    task_state[0] = RuntimeError("no supervisor")
+    fake = FakePostHog().backfill("Running")
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+    trigger._log = log = mock.MagicMock()
+    await trigger.on_kill()
+    assert fake.sent == []
+    (warning,) = [c.args[0] % c.args[1:] for c in log.warning.call_args_list]
+    assert warning.startswith(f"Not cancelling backfill {BACKFILL} of batch export {EXPORT}")
+    assert "cancel it in PostHog" in warning
+
+
+@pytest.mark.parametrize(("map_index", "key"), [(-1, "wait"), (3, "wait_3")])
+async def test_the_task_state_is_read_through_the_triggerers_sdk_channel(
+    monkeypatch: pytest.MonkeyPatch, map_index: int, key: str
+) -> None:
+    """``compat.atask_state`` asks the triggerer's supervisor (GetTaskStates) for exactly this task
+    instance and reads Airflow's answer, keyed ``task_id`` or ``task_id_mapindex``."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates, TaskStatesResult
+
+    from airflow_provider_posthog import compat
+
+    monkeypatch.undo()  # the real compat.atask_state, not the autouse fixture's
+    sent: list[Any] = []
+
+    class Comms:
+        async def asend(self, msg: Any) -> Any:
+            sent.append(msg)
+            return TaskStatesResult(task_states={"run-1": {key: "deferred", "other": "failed"}})
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Comms(), raising=False)
+    ti = SimpleNamespace(dag_id="d", task_id="wait", run_id="run-1", map_index=map_index)
+    assert await compat.atask_state(ti) == "deferred"
+    (msg,) = sent
+    assert isinstance(msg, GetTaskStates)
+    assert (msg.dag_id, msg.task_ids, msg.run_ids) == ("d", ["wait"], ["run-1"])
+    assert msg.map_index == (map_index if map_index >= 0 else None)
+
+
+async def test_on_kill_cancels_only_when_asked() -> None:
+    """The cancel is POSTed, then the backfill is read back to report what PostHog really did."""
+    fake = FakePostHog().backfill("Running")
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+    trigger._log = log = mock.MagicMock()
+    await trigger.on_kill()
+    assert [(s.method, s.path) for s in fake.sent] == [
+        ("POST", f"{BACKFILL_PATH}cancel/"),
+        ("GET", BACKFILL_PATH),
+    ]
+    assert _logged(log) == [f"Cancelled backfill {BACKFILL} of batch export {EXPORT} (now Cancelled)."]
+
+    other = FakePostHog().backfill("Running")
+    await _backfill_trigger(other, cancel_on_kill=False).on_kill()
+    assert other.sent == []
+
+
+async def test_on_kill_of_a_finished_backfill_reports_that_nothing_was_left_to_cancel() -> None:
+    """PostHog refuses (400) to cancel a finished backfill; the trigger reads it back and says so."""
+    fake = FakePostHog().backfill("Completed")
+    fake.cancels[BACKFILL] = http_error(400, "Cannot cancel", method="POST")
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+    trigger._log = log = mock.MagicMock()
+    await trigger.on_kill()
+    assert [s.method for s in fake.sent] == ["POST", "GET"]
+    assert _logged(log) == [
+        f"Backfill {BACKFILL} of batch export {EXPORT} is already Completed; nothing to cancel."
+    ]
+    log.warning.assert_not_called()
+
+
+async def test_on_kill_cancels_a_single_run_but_never_an_interval() -> None:
+    fake = FakePostHog().run("Running")
+    await _run_trigger(fake, run_id="run-1", cancel_on_kill=True).on_kill()
+    assert [(s.method, s.path) for s in fake.sent] == [("POST", f"{RUN_PATH}cancel/"), ("GET", RUN_PATH)]
+
+    other = FakePostHog().run("Running")
+    await _run_trigger(other, cancel_on_kill=True, **INTERVAL).on_kill()
+    assert other.sent == []
+
+
+async def test_on_kill_swallows_errors() -> None:
+    fake = FakePostHog().backfill("Running")
+    fake.cancels[BACKFILL] = http_error(500, "boom", method="POST")
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+    trigger._log = log = mock.MagicMock()
+    await trigger.on_kill()  # no exception
+    assert fake.paths("POST") == [f"{BACKFILL_PATH}cancel/"]
+    (warning,) = _logged(log)
+    assert warning.startswith(f"Could not cancel backfill {BACKFILL} of batch export {EXPORT}: ")
+    assert "HTTP 500" in warning
+
+
+async def test_on_kill_warns_when_posthog_accepted_the_cancel_but_the_backfill_still_runs() -> None:
+    fake = FakePostHog().backfill("Running")
+    fake.cancels[BACKFILL] = "ignore"
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+    trigger._log = log = mock.MagicMock()
+    await trigger.on_kill()
+    (warning,) = [c.args[0] % c.args[1:] for c in log.warning.call_args_list]
+    assert "is still running after the cancel" in warning and "cancel it in PostHog" in warning
+
+
+# ------------------------------------------------------ against the emulator: the real hook and transport
+
+#: Two quick attempts per request, so an outage spans several polls.
+TWO_QUICK_ATTEMPTS = RetryPolicy(max_attempts=2, backoff_initial=0.001, backoff_max=0.01)
+
+
+def _emulated(emulator: Any, status: str, **kwargs: Any) -> PostHogBackfillTrigger:
+    """A trigger on a backfill seeded in the emulator, polling through a real ``PostHogAsyncHook``."""
+    export = emulator.control.seed_export()
+    backfill = emulator.control.seed_backfill(
+        export["id"], "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z", status=status
+    )
+    trigger = PostHogBackfillTrigger(batch_export_id=export["id"], backfill_id=backfill["id"], **kwargs)
+    hook = PostHogAsyncHook(posthog_conn_id="posthog_default", retry_policy=TWO_QUICK_ATTEMPTS)
+    trigger._hook = lambda: hook  # type: ignore[method-assign]
+    return trigger
+
+
+async def test_the_trigger_rides_out_an_outage_on_the_wire(posthog_conn: Any) -> None:
+    posthog_conn.control.add_fault("/backfills/", count=6)
+    posthog_conn.control.add_fault("/backfills/", count=6, drop_connection=True)
+    trigger = _emulated(posthog_conn, "Completed", poll_interval=0.01, end_time=time.time() + 30)
+    assert [e.payload["status"] for e in await _events(trigger)] == ["success"]
+    assert posthog_conn.control.count_requests("GET", f"/backfills/{trigger.backfill_id}") == 13
+
+
+async def test_a_trigger_that_times_out_on_a_running_backfill_blames_the_deadline(posthog_conn: Any) -> None:
+    """The last poll's sleep ends on the wait's end: the poll is still sent (with a short grace) and
+    answered, so the timeout says the backfill was still running, not that PostHog was unreachable."""
+    trigger = _emulated(posthog_conn, "Running", poll_interval=0.1, end_time=time.time() + 0.35)
+    trigger._log = log = mock.MagicMock()
+    (event,) = await _events(trigger)
+    assert event.payload["status"] == "timeout"
+    assert "still reported it as running" in event.payload["message"]
+    log.warning.assert_not_called()
+
+
+async def test_a_trickling_server_cannot_hold_a_trigger_past_its_deadline(posthog_conn: Any) -> None:
+    """PostHog answers every poll one byte every 2 s (a whole answer would take minutes): with a 3 s
+    timeout and the connection's default 10 + 30 s request timeouts, the wait still ends within one poll
+    interval after its deadline, with a timeout event."""
+    trigger = _emulated(posthog_conn, "Running", poll_interval=1.0)
+    posthog_conn.control.add_fault("/backfills/", method="GET", count=None, trickle=2.0)
+    started = time.time()
+    trigger.end_time = started + 3.0
+    (event,) = await _events(trigger)
+    took = time.time() - started
+    assert event.payload["status"] == "timeout"
+    assert 3.0 <= took < 3.0 + 1.0 + 0.5  # the deadline, plus at most one poll interval (and scheduling)

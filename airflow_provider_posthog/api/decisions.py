@@ -1,7 +1,8 @@
-"""Remote state to an outcome: the one place that reads backfills and runs for every waiting path.
+"""Remote state to an outcome: the one table from backfills and runs to succeed / fail / keep waiting.
 
 A decision is ``RUNNING`` (keep waiting) or terminal, with the facts a message needs. Statuses map through
-``api.statuses`` only, so an unknown status fails closed.
+``api.statuses`` only, so an unknown status fails closed. The polls of ``api.jobs`` are the only callers on
+the waiting paths; nothing here needs Airflow.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """What a poll found: keep waiting, or a terminal outcome with the facts a message needs."""
+    """What a poll found: keep waiting, or a terminal outcome with the facts a message needs.
+
+    ``completed_runs`` are the runs a success counted (what lineage reports); they stay in the process that
+    polled and never enter an event.
+    """
 
     outcome: Outcome
     message: str
@@ -28,6 +33,7 @@ class Decision:
     failed_runs: tuple[dict[str, Any], ...] = ()
     runs_completed: int = 0
     records_completed: int = 0
+    completed_runs: tuple[BatchExportRun, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def done(self) -> bool:
@@ -50,9 +56,12 @@ def run_summary(run: BatchExportRun) -> dict[str, Any]:
     }
 
 
-def _count(runs: Iterable[BatchExportRun]) -> tuple[int, int]:
-    completed = [r for r in runs if run_outcome(r.status) is Outcome.SUCCEEDED]
-    return len(completed), sum(r.records_completed or 0 for r in completed)
+def _completed(runs: Iterable[BatchExportRun]) -> tuple[BatchExportRun, ...]:
+    return tuple(r for r in runs if run_outcome(r.status) is Outcome.SUCCEEDED)
+
+
+def _records(runs: Iterable[BatchExportRun]) -> int:
+    return sum(r.records_completed or 0 for r in runs)
 
 
 def decide_backfill(backfill: Backfill, runs: Sequence[BatchExportRun] | None = None) -> Decision:
@@ -65,7 +74,8 @@ def decide_backfill(backfill: Backfill, runs: Sequence[BatchExportRun] | None = 
     """
     outcome = backfill_outcome(backfill.status)
     own_runs = [r for r in runs or () if r.backfill_id == backfill.id]
-    n_done, records = _count(own_runs)
+    completed = _completed(own_runs)
+    n_done, records = len(completed), _records(completed)
     if outcome is Outcome.RUNNING:
         progress = backfill.progress
         detail = f" ({progress.finished_runs}/{progress.total_runs} runs finished)" if progress else ""
@@ -80,6 +90,7 @@ def decide_backfill(backfill: Backfill, runs: Sequence[BatchExportRun] | None = 
             backfill.status,
             runs_completed=n_done,
             records_completed=records,
+            completed_runs=completed,
         )
     if outcome is Outcome.SUCCEEDED:
         message = f"Backfill {backfill.id} is {backfill.status} but {len(failed)} of its run(s) failed."
@@ -101,6 +112,7 @@ def decide_run(run: BatchExportRun) -> Decision:
             run.status,
             runs_completed=1,
             records_completed=records,
+            completed_runs=(run,),
         )
     return Decision(
         Outcome.FAILED, f"Run {run.id} ended with status {run.status!r}.", run.status, (run_summary(run),)
@@ -133,7 +145,8 @@ def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.
     """
     counted = newest_per_interval(runs, start, end)
     failed = tuple(run_summary(r) for r in counted if run_outcome(r.status) is Outcome.FAILED)
-    n_done, records = _count(counted)
+    completed = _completed(counted)
+    n_done, records = len(completed), _records(completed)
     window = f"[{start.isoformat()}, {end.isoformat()})"
     if failed:
         return Decision(
@@ -166,4 +179,5 @@ def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.
         "Completed",
         runs_completed=n_done,
         records_completed=records,
+        completed_runs=completed,
     )
