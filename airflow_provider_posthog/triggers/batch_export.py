@@ -141,10 +141,36 @@ class _PostHogPollingTrigger(BaseTrigger):
         cancelled. When the task's state cannot be read, nothing is cancelled either: a wrongly cancelled
         backfill fails a wait that would have succeeded and exports again, a missed cancel only leaves it
         to finish (the warning names it).
+
+        Airflow 3.3.2 also sends the cancel of a stopped trigger again with every sync until it has
+        finished, which cancels ``on_kill`` itself unless it is done within one sync: so the work runs in a
+        task of its own, and ``on_kill`` waits for it through those repeated cancels, for at most
+        :data:`~airflow_provider_posthog.tasks.waiting.CANCEL_SECONDS`.
         """
         job = self.job
         if not self.cancel_on_kill or isinstance(job, IntervalJob):
             return
+        work = asyncio.ensure_future(self._cancel_if_stopped(job))
+        until = time.monotonic() + CANCEL_SECONDS
+        while not work.done():
+            left = until - time.monotonic()
+            if left <= 0:
+                work.cancel()
+                self.log.warning(
+                    "Gave up cancelling %s after %.0f s; cancel it in PostHog.",
+                    job.describe(),
+                    CANCEL_SECONDS,
+                )
+                return
+            try:
+                await asyncio.wait({work}, timeout=left)
+            except asyncio.CancelledError:
+                # Airflow's repeated cancel of this trigger: keep waiting, bounded (``uncancel``: 3.11+).
+                uncancel = getattr(asyncio.current_task(), "uncancel", None)
+                if uncancel is not None:
+                    uncancel()
+
+    async def _cancel_if_stopped(self, job: BackfillJob | RunJob) -> None:
         try:
             state = await compat.atask_state(self.task_instance)
         except Exception as exc:
@@ -161,9 +187,7 @@ class _PostHogPollingTrigger(BaseTrigger):
             )
             return
         try:
-            result = await asyncio.wait_for(
-                self._hook().arun(cancel(job), deadline=time.time() + CANCEL_SECONDS), timeout=CANCEL_SECONDS
-            )
+            result = await self._hook().arun(cancel(job), deadline=time.time() + CANCEL_SECONDS)
         except Exception as exc:
             log_cancel(self.log, job.describe(), exc)
         else:

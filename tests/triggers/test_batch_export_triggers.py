@@ -4,6 +4,7 @@ cancel operations through a real async hook (``fake_posthog``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -553,3 +554,43 @@ async def test_a_trickling_server_cannot_hold_a_trigger_past_its_deadline(postho
     took = time.time() - started
     assert event.payload["status"] == "timeout"
     assert 3.0 <= took < 3.0 + 1.0 + 0.5  # the deadline, plus at most one poll interval (and scheduling)
+
+
+async def test_on_kill_gets_its_cancel_through_airflows_repeated_cancels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow 3.3.2's triggerer runs ``on_kill`` in the trigger's cancelled task, inside
+    ``asyncio.wait_for``, and sends the same cancel again with every sync until the trigger has finished:
+    an ``on_kill`` that needs more than one sync (here a task-state lookup of 0.3 s, syncs every 0.05 s)
+    must still cancel the backfill."""
+    from airflow_provider_posthog import compat
+
+    async def slow_state(ti: Any) -> str:
+        await asyncio.sleep(0.3)
+        return "failed"
+
+    monkeypatch.setattr(compat, "atask_state", slow_state)
+    fake = FakePostHog().backfill("Running")
+    trigger = _backfill_trigger(fake, cancel_on_kill=True)
+
+    async def run_trigger() -> None:  # the shape of the triggerer's run_trigger
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError as cancelled:
+            if cancelled.args and cancelled.args[0] == "user action":
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(trigger.on_kill(), timeout=30)
+            raise
+
+    task = asyncio.create_task(run_trigger())
+    await asyncio.sleep(0)
+    for _ in range(12):  # the first cancel, then one with every sync
+        task.cancel("user action")
+        await asyncio.sleep(0.05)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(40):  # the cancel may outlive the trigger's own task (wait_for runs it in a task)
+        if fake.paths("POST"):
+            break
+        await asyncio.sleep(0.05)
+    assert fake.paths("POST") == [f"{BACKFILL_PATH}cancel/"]
