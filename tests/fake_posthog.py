@@ -177,11 +177,15 @@ class FakePostHog:
     def _export(self, ids: dict[str, str], spec: RequestSpec) -> Any:
         return dict(self.export, id=ids["e"])
 
-    def _backfill(self, ids: dict[str, str], spec: RequestSpec) -> Any:
-        row = dict(self._next(self.backfills.get(ids["id"], []), f"backfill {ids['id']}"))
-        if ids["id"] in self._cancelled:
+    def _job_row(self, scripts: dict[str, list[Any]], kind: str, job_id: str) -> Any:
+        """The next scripted row of a backfill or run; ``Cancelled`` once a cancel took effect."""
+        row = dict(self._next(scripts.get(job_id, []), f"{kind} {job_id}"))
+        if job_id in self._cancelled:
             row["status"] = "Cancelled"
         return row
+
+    def _backfill(self, ids: dict[str, str], spec: RequestSpec) -> Any:
+        return self._job_row(self.backfills, "backfill", ids["id"])
 
     def _backfill_list(self, ids: dict[str, str], spec: RequestSpec) -> Any:
         rows = [
@@ -190,10 +194,7 @@ class FakePostHog:
         return {"next": None, "results": rows}
 
     def _run(self, ids: dict[str, str], spec: RequestSpec) -> Any:
-        row = dict(self._next(self.runs_by_id.get(ids["id"], []), f"run {ids['id']}"))
-        if ids["id"] in self._cancelled:
-            row["status"] = "Cancelled"
-        return row
+        return self._job_row(self.runs_by_id, "run", ids["id"])
 
     def _run_list(self, ids: dict[str, str], spec: RequestSpec) -> Any:
         self._list_calls += 1
