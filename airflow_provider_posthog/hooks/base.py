@@ -166,13 +166,24 @@ class PostHogHookBase(BaseHook):
             path=path,
         )
 
-    @staticmethod
-    def _declared_too_large(settings: ConnectionSettings, headers: Mapping[str, str]) -> bool:
+    @classmethod
+    def _refuse_declared_size(
+        cls, spec: RequestSpec, settings: ConnectionSettings, headers: Mapping[str, str]
+    ) -> None:
+        """The size cap, before any of the body is read: an answer that declares more is refused."""
         try:
             declared = int(headers.get("Content-Length") or 0)
         except ValueError:
-            return False
-        return declared > settings.max_response_bytes
+            return
+        if declared > settings.max_response_bytes:
+            raise cls._too_large(spec, settings)
+
+    @classmethod
+    def _take(cls, spec: RequestSpec, settings: ConnectionSettings, body: bytearray, chunk: bytes) -> None:
+        """The size cap while the body streams in: add ``chunk``, refuse once the answer passes the cap."""
+        body += chunk
+        if len(body) > settings.max_response_bytes:
+            raise cls._too_large(spec, settings)
 
     @staticmethod
     def _headers(settings: ConnectionSettings) -> dict[str, str]:

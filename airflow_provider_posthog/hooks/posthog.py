@@ -140,13 +140,10 @@ class PostHogHook(PostHogHookBase):
 
     def _read(self, spec: RequestSpec, settings: ConnectionSettings, resp: requests.Response) -> bytes:
         """The whole body, refusing it once it passes ``max_response_bytes``."""
-        if self._declared_too_large(settings, resp.headers):
-            raise self._too_large(spec, settings)
+        self._refuse_declared_size(spec, settings, resp.headers)
         body = bytearray()
         for chunk in resp.iter_content(READ_CHUNK):
-            body += chunk
-            if len(body) > settings.max_response_bytes:
-                raise self._too_large(spec, settings)
+            self._take(spec, settings, body, chunk)
         return bytes(body)
 
     def _send(

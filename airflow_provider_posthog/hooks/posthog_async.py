@@ -100,13 +100,10 @@ class PostHogAsyncHook(PostHogHookBase):
         )
         resp = await client.send(request, stream=True)
         try:
-            if self._declared_too_large(settings, resp.headers):
-                raise self._too_large(spec, settings)
+            self._refuse_declared_size(spec, settings, resp.headers)
             body = bytearray()
             async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > settings.max_response_bytes:
-                    raise self._too_large(spec, settings)
+                self._take(spec, settings, body, chunk)
         finally:
             await resp.aclose()
         return self._decode(spec, settings, resp.status_code, bytes(body), resp.headers)
