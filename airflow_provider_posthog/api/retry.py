@@ -78,9 +78,6 @@ class Deadline:
         left = self.remaining()
         return seconds if left is None else min(seconds, left)
 
-    def passed(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
-
 
 NO_DEADLINE = Deadline()
 

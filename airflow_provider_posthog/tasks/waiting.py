@@ -418,10 +418,10 @@ def failure_message(event: Mapping[str, Any], log_tails: Mapping[str, Sequence[s
 def log_cancel(log: Logger, what: str, result: Cancel | BaseException) -> None:
     """Log a cancel sent because a wait ended badly or was killed: it must never raise."""
     if isinstance(result, PostHogCancelNotEffectiveError):
+        from airflow_provider_posthog.api.jobs import capitalized  # not at DAG parse time
+
         log.warning(
-            "%s is still running after the cancel (%s); cancel it in PostHog.",
-            what[:1].upper() + what[1:],
-            result,
+            "%s is still running after the cancel (%s); cancel it in PostHog.", capitalized(what), result
         )
     elif isinstance(result, BaseException):
         log.warning("Could not cancel %s: %s", what, result)
