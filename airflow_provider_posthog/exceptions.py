@@ -65,6 +65,13 @@ class PostHogAPIError(PostHogError):
         self.attr = attr
 
 
+class PostHogConnectionMismatchError(PostHogConfigError, PostHogAPIError):
+    """The connection does not fit the server it reaches: an ``https://`` host on a plain-HTTP server, an
+    ``http://`` host on an HTTPS server, or a TLS certificate the connection's ``verify`` cannot check.
+    Found by the first request and final: neither the hook nor Airflow retries it; the message says what to
+    change in the connection."""
+
+
 class PostHogAuthError(PostHogAPIError, AirflowFailException):
     """401 or 403: bad key, missing scope (``batch_export:read``/``:write``) or no access to the project."""
 
@@ -75,6 +82,14 @@ class PostHogNotFoundError(PostHogAPIError, AirflowFailException):
 
 class PostHogValidationError(PostHogAPIError, AirflowFailException):
     """400: PostHog rejected the request; ``attr`` and ``detail`` say why. Never retried."""
+
+
+class PostHogUnexpectedResponseError(PostHogAPIError, AirflowFailException):
+    """PostHog (or whatever answered in its place) sent an answer this provider cannot trust: another shape
+    than PostHog's, a row of another object than the one asked for, a row without a field PostHog always
+    sends, or list pages that do not end. Never read as success, and not retried: the same request gets the
+    same answer. The message says what was expected and what came, by type and size only (a server that
+    echoes the API key must not get it into a message)."""
 
 
 class PostHogBackfillNotVisibleError(PostHogAPIError):
@@ -165,3 +180,8 @@ class PostHogWaitTimeoutError(PostHogError):
 
 class PostHogTriggerError(PostHogError):
     """The waiting machinery itself failed (bad event, trigger crash). Says nothing about the export."""
+
+
+class PostHogFinalTriggerError(PostHogTriggerError, AirflowFailException):
+    """The deferred wait ended on an error no retry can fix (a wrong connection, key, scope or id): the task
+    fails at once, whatever its ``retries``."""

@@ -47,7 +47,8 @@ with DAG(
             True,
             type="boolean",
             title="Backfill the pause",
-            description="On unpause, have PostHog export the intervals skipped while the export was paused.",
+            description="On unpause, backfill the intervals skipped while the export was paused (from the "
+            "time PostHog recorded the pause).",
         ),
     },
 ):

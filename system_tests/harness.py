@@ -171,6 +171,10 @@ class SystemUnderTest:
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
+                # A scheduler whose loop stalls past this threshold (SQLite's lock waits while 50 tasks start
+                # on 2 cores) marks its own job failed at its orphan check and resets every task it had
+                # queued: those tries end as killed, retries follow. The default (30 s) was not enough here.
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "120",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",

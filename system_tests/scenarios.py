@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -66,6 +68,8 @@ class Scenario:
         self.result = Result(self.name)
         self.emu: Emulator | None = None
         self.export_id = ""
+        #: (dag_id, run_id) of the runs this scenario started; run_id None: every run of that DAG
+        self.owned_runs: list[tuple[str, str | None]] = []
 
     @property
     def conn_id(self) -> str:
@@ -77,6 +81,30 @@ class Scenario:
 
     def run(self, sut: SystemUnderTest) -> None:
         raise NotImplementedError
+
+    def trigger(self, sut: SystemUnderTest, dag_id: str, run_id: str, conf: dict[str, Any]) -> None:
+        self.owned_runs.append((dag_id, run_id))
+        sut.trigger(dag_id, run_id, conf)
+
+    def fail_leftovers(self, sut: SystemUnderTest) -> list[str]:
+        """Mark failed every run of this scenario that is still going, and return them.
+
+        A scenario that fails midway leaves waits behind that go on polling (through any trouble that is
+        transient) and hold worker slots until their own timeouts, starving every later scenario. Failing the
+        runs ends their tasks (the running ones at their next heartbeat).
+        """
+        left = []
+        for dag_id, run_id in self.owned_runs:
+            runs = (
+                [run_id]
+                if run_id is not None
+                else [r["dag_run_id"] for r in sut.rest("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]]
+            )
+            for run in runs:
+                if sut.dag_run_state(dag_id, run) not in ("success", "failed"):
+                    sut.rest("PATCH", f"dags/{dag_id}/dagRuns/{run}", {"state": "failed"})
+                    left.append(f"{dag_id}/{run}")
+        return left
 
     # -- helpers ----------------------------------------------------------------------------------------
     def conf(self, ranges: list[list[str]], **extra: Any) -> dict[str, Any]:
@@ -178,6 +206,9 @@ class ExampleDags(Scenario):
         sut.extra_env["AIRFLOW_VAR_POSTHOG_BATCH_EXPORT_ID"] = self.export_id
 
     def run(self, sut: SystemUnderTest) -> None:
+        # Scheduled and Airflow backfill runs as well as the ones triggered here: every run of these DAGs.
+        owned = (*self.daily, "posthog_manage_exports", "posthog_models_on_export")
+        self.owned_runs = [(d, None) for d in owned]
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for dag_id in (*self.daily, "posthog_manage_exports"):
             sut.wait_dag(dag_id)
@@ -203,7 +234,8 @@ class ExampleDags(Scenario):
                     "max_active_runs": 2,
                 },
             )
-        sut.trigger("posthog_manage_exports", "system_manage_exports", {"export_name": "system-test-s3"})
+        conf = {"export_name": "system-test-s3"}
+        self.trigger(sut, "posthog_manage_exports", "system_manage_exports", conf)
 
         def all_done() -> list[dict[str, Any]] | None:
             runs = [
@@ -281,7 +313,7 @@ class TriggererKill(Scenario):
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_deferred_waits", "triggerer_kill"
-        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(10), self.waits)))
+        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(10), self.waits)))
         self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
         time.sleep(3)  # let the triggerer pick them up and poll once
         sut.components["triggerer"].kill9()
@@ -323,7 +355,7 @@ class TwoTriggerers(Scenario):
         job_of[first_jobs[0]] = sut.components["triggerer"]
 
         dag, run = "system_deferred_waits", "two_triggerers"
-        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(11), self.waits)))
+        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(11), self.waits)))
         self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
 
         def assignment() -> dict[int, int] | None:
@@ -372,7 +404,7 @@ class WorkerKill(Scenario):
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_sync_wait", "worker_kill"
-        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(12), 1)))
+        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(12), 1)))
         assert self.emu is not None
 
         def running_pid() -> int | None:
@@ -409,7 +441,7 @@ class SchedulerRestart(Scenario):
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_deferred_waits", "scheduler_restart"
-        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(13), self.waits)))
+        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(13), self.waits)))
         self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
         sut.components["scheduler"].stop()
         time.sleep(10)
@@ -457,7 +489,7 @@ class Outage(Scenario):
     def run(self, sut: SystemUnderTest) -> None:
         assert self.emu is not None
         emu, run = self.emu, "outage"
-        sut.trigger(self.dag, run, self.conf(hour_ranges(past_hour(14), len(self.waits))))
+        self.trigger(sut, self.dag, run, self.conf(hour_ranges(past_hour(14), len(self.waits))))
         ids: dict[str, str] = {}
 
         def waiting() -> bool:
@@ -585,7 +617,7 @@ class RateLimit(Scenario):
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_deferred_waits", "rate_limit"
-        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(15), self.waits), poll_interval=5))
+        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(15), self.waits), poll_interval=5))
         self.assert_all_success(sut, dag, run, self.waits)
         self.assert_backfills(self.waits, "Completed")
         check(self.result.throttled > 0, "the rate limit never answered 429: the scenario tested nothing")
@@ -603,7 +635,7 @@ class Timeouts(Scenario):
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_timeouts", "timeouts"
         ranges = hour_ranges(past_hour(16), len(self.tasks))
-        sut.trigger(dag, run, self.conf(ranges))
+        self.trigger(sut, dag, run, self.conf(ranges))
         state = sut.wait_dag_run(dag, run, 400)
         tis = {t["task_id"]: t["state"] for t in sut.task_instances(dag, run)}
         check(state == "failed" and all(tis[t] == "failed" for t in self.tasks), f"task states {tis}")
@@ -644,7 +676,7 @@ class MarkFailed(Scenario):
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run, task = "system_mark_failed", "mark_failed", "deferred_wait"
-        sut.trigger(dag, run, self.conf(hour_ranges(past_hour(17), 1)))
+        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(17), 1)))
         self.wait_states(sut, dag, run, task, {"deferred"}, 1, 300)
         time.sleep(4)
         sut.rest("PATCH", f"dags/{dag}/dagRuns/{run}/taskInstances/{task}", {"new_state": "failed"})
@@ -664,6 +696,72 @@ class MarkFailed(Scenario):
         check(self.result.backfills == 1, f"backfills created: {self.result.backfills}")
 
 
+# -- 9. clock skew -------------------------------------------------------------------------------------------
+class ClockSkew(Scenario):
+    """A sync wait on a worker whose clock is 10 min ahead of PostHog's, then 10 min behind (the emulator's
+    clock moved the other way), its first try SIGKILLed after the POST: the retry re-attaches, no duplicate.
+    """
+
+    name = "clock-skew"
+    emulator_args = ("--run-duration", "30", "--api-generation", "docs")
+    dag = "system_clock_skew"
+    #: (run id, worker clock minus PostHog's in seconds, days back of the range)
+    directions = (("worker_ahead_10min", 600.0, 19), ("worker_behind_10min", -600.0, 20))
+
+    def run(self, sut: SystemUnderTest) -> None:
+        assert self.emu is not None
+        for run, worker_ahead, days_ago in self.directions:
+            self.emu.admin("POST", "clock", {"offset_seconds": -worker_ahead})
+            (rng,) = hour_ranges(past_hour(days_ago), 1)
+            posts_before = self.backfill_posts()
+            self.trigger(sut, self.dag, run, self.conf([rng]))
+
+            def first_try_pid(run: str = run, posts_before: int = posts_before) -> int | None:
+                rows = sut.sql(
+                    "select pid, state from task_instance where dag_id=? and run_id=? and task_id='wait'",
+                    self.dag,
+                    run,
+                )
+                if self.backfill_posts() > posts_before and rows and rows[0][1] == "running" and rows[0][0]:
+                    return int(rows[0][0])
+                return None
+
+            pid = wait_until(f"{run}: the wait running with its backfill created", first_try_pid, 300, 1.0)
+            time.sleep(3)  # a poll or two into the wait
+            os.kill(pid, signal.SIGKILL)
+            self.result.notes.append(f"{run}: SIGKILLed the first try (pid {pid}) after its POST")
+            self.assert_all_success(sut, self.dag, run, 1)
+            tries = [int(t["try_number"]) for t in self.tis(sut, self.dag, run) if t["task_id"] == "wait"]
+            check(bool(tries) and tries[0] >= 2, f"{run}: expected a retry after the kill, tries {tries}")
+            mine = [b for b in self.remote_backfills() if _instant(b["start_at"]) == _instant(rng[0])]
+            posts = self.backfill_posts() - posts_before
+            check(len(mine) == 1 and posts == 1, f"{run}: {len(mine)} backfills of {rng}, {posts} POSTs")
+            check(mine[0]["status"] == "Completed", f"{run}: backfill {mine[0]['id']} is {mine[0]['status']}")
+            way = "ahead of" if worker_ahead > 0 else "behind"
+            check(
+                f"s {way} PostHog's" in self.first_try_log(sut, run),
+                f"{run}: the first try's log does not give the clock offset measured from PostHog's Date",
+            )
+            self.result.notes.append(f"{run}: 1 backfill ({mine[0]['id']}), 1 POST, re-attached on retry")
+        self.emu.admin("POST", "clock", {"offset_seconds": 0})
+        self.assert_backfills(len(self.directions), "Completed")
+
+    def backfill_posts(self) -> int:
+        """Backfill POSTs PostHog accepted so far."""
+        assert self.emu is not None
+        return sum(
+            1
+            for e in self.emu.requests()
+            if e["method"] == "POST" and BACKFILL_POST.search(e["path"]) and 200 <= e["status"] < 300
+        )
+
+    def first_try_log(self, sut: SystemUnderTest, run: str) -> str:
+        folder = sut.home / "logs" / f"dag_id={self.dag}" / f"run_id={run}" / "task_id=wait"
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(folder.rglob("attempt=1*")) if p.is_file()
+        )
+
+
 ALL = (
     ExampleDags,
     TriggererKill,
@@ -674,4 +772,5 @@ ALL = (
     RateLimit,
     Timeouts,
     MarkFailed,
+    ClockSkew,
 )

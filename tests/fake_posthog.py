@@ -47,7 +47,9 @@ def backfill_row(status: str = "Running", **extra: Any) -> dict[str, Any]:
         "status": status,
         "batch_export": EXPORT,
         "start_at": "2024-01-01T00:00:00Z",
-        "end_at": "2024-01-01T02:00:00Z",
+        # One interval of the hourly export, which ``run_row``'s default run covers: a completed backfill
+        # succeeds only when every interval of its range has a completed run.
+        "end_at": "2024-01-01T01:00:00Z",
         "created_at": "2024-01-02T00:00:00Z",
         **extra,
     }

@@ -3,7 +3,9 @@
 PostHog writes a backfill's row from its backfill workflow, moments after answering the POST, and older
 versions answer with a workflow id rather than the row's UUID. So creating one means: check nothing over
 the same range is still running, POST (resent only when provably nothing was created), then wait for the
-row. Every lookup picks "the newest backfill a rule accepts" through :func:`newest_backfill`.
+row. Every lookup picks "the newest backfill a rule accepts" through :func:`newest_backfill`, and
+returns it as a :class:`SeenBackfill`: with PostHog's clock read from the same answer, so that its
+``created_at`` is compared on PostHog's clock (``api/clock.py``), never on this machine's.
 A backfill's runs are listed by ``endpoints.list_backfill_runs``.
 """
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from pendulum import DateTime
 
+from airflow_provider_posthog.api.clock import NOTABLE_SKEW, UNMEASURED, PostHogClock
 from airflow_provider_posthog.api.endpoints import (
     ANY_AGE,
     get_backfill,
@@ -35,7 +38,7 @@ from airflow_provider_posthog.api.http import (
     export_path,
     format_datetime,
     json_object,
-    next_cursor_request,
+    next_page,
     page_results,
 )
 from airflow_provider_posthog.api.intervals import ExportSchedule, check_backfill_range
@@ -47,6 +50,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogBackfillNotVisibleError,
     PostHogConfigError,
     PostHogConnectError,
+    PostHogError,
     PostHogNotFoundError,
     PostHogServerError,
     PostHogTransportError,
@@ -64,14 +68,13 @@ class BackfillLookup:
     """How long to look for a backfill PostHog accepted but has not written yet.
 
     PostHog writes the row from its backfill workflow, moments after answering; its own tests wait up to
-    120 s for it.
+    120 s for it. (How far this machine's clock may be from PostHog's is not a setting of the lookup: it is
+    the one ``api.clock.CLOCK_SKEW_ALLOWANCE``, shared with re-attach.)
     """
 
     timeout: float = 120.0
     poll_initial: float = 1.0
     poll_max: float = 5.0
-    #: Clock skew allowed between this machine and PostHog when matching ``created_at``.
-    clock_skew: float = 120.0
     #: POSTs of one create_backfill/retry_run in total (only resent when no backfill appeared).
     max_posts: int = 2
 
@@ -101,6 +104,26 @@ class _Target:
         return backfill.end_at == self.end and backfill.start_at == self.start
 
 
+@dataclasses.dataclass(frozen=True)
+class SeenBackfill(Backfill):
+    """A backfill as a listing of PostHog showed it, with PostHog's clock read from that answer's ``Date``.
+
+    Re-attach (``tasks.reattach``) compares its ``created_at`` with the DAG run's start on PostHog's clock.
+    """
+
+    posthog_clock: PostHogClock = UNMEASURED
+
+    @classmethod
+    def of(cls, backfill: Backfill, clock: PostHogClock) -> SeenBackfill:
+        fields = {f.name: getattr(backfill, f.name) for f in dataclasses.fields(Backfill)}
+        return cls(**fields, posthog_clock=clock)
+
+
+def _read_clock(response: ApiResponse) -> Operation[PostHogClock]:
+    """PostHog's clock from ``response`` against this machine's, read right after the answer arrived."""
+    return PostHogClock.read(response, (yield NOW))
+
+
 def _newest(backfills: Iterable[Backfill], keep: Callable[[Backfill], bool]) -> Backfill | None:
     return max(
         (b for b in backfills if keep(b)), key=lambda b: b.created_at or pendulum.DateTime.min, default=None
@@ -113,17 +136,24 @@ def _backfills(body: Any) -> list[Backfill]:
 
 def newest_backfill(
     batch_export_id: str, keep: Callable[[Backfill], bool], *, max_pages: int = MAX_PAGES
-) -> Operation[Backfill | None]:
-    """The newest backfill ``keep`` accepts, reading pages newest first and stopping at the first match."""
-    spec: RequestSpec | None = list_backfills_request(batch_export_id, ordering="-created_at")
-    for _ in range(max_pages):
-        if spec is None:
-            break
+) -> Operation[SeenBackfill | None]:
+    """The newest backfill ``keep`` accepts, reading pages newest first and stopping at the first match.
+
+    The match comes back as a :class:`SeenBackfill` carrying PostHog's clock of the answer that listed it.
+    """
+    first = list_backfills_request(batch_export_id, ordering="-created_at")
+    seen: set[str] = set()
+    spec = first
+    for _ in range(max_pages):  # a caller may look at the newest pages only
         response: ApiResponse = yield spec
         found = _newest(_backfills(response.body), keep)
         if found is not None:
-            return found
-        spec = next_cursor_request(spec, response.body)
+            return SeenBackfill.of(found, (yield from _read_clock(response)))
+        # Pages that do not end fail closed: "not found" would make the caller create a second backfill.
+        following = next_page(first, spec, response.body, page_results(response.body), seen)
+        if following is None:
+            return None
+        spec = following
     return None
 
 
@@ -136,10 +166,12 @@ def find_backfill(
 ) -> Operation[Backfill | None]:
     """The newest backfill of this export over exactly ``[start_at, end_at)`` (to re-attach after a retry).
 
-    ``active_only`` keeps only backfills still Starting/Running. Matching is exact on both stored bounds
-    (for day/week exports PostHog stores the requested dates at the export's ``offset_hour`` in its time
-    zone, which is the same instant as an aligned datetime bound). A row whose start PostHog moved to the
-    first available data is not matched (a duplicate beats missing data).
+    It comes back as a :class:`SeenBackfill`, so the re-attach rule can tell on PostHog's clock whether it
+    was created in the current round. ``active_only`` keeps only backfills still Starting/Running.
+
+    Matching is exact on both stored bounds (for day/week exports PostHog stores the requested dates at the
+    export's ``offset_hour`` in its time zone, which is the same instant as an aligned datetime bound). A row
+    whose start PostHog moved to the first available data is not matched (a duplicate beats missing data).
     """
     target = _Target(to_utc(start_at, "start_at"), to_utc(end_at, "end_at"), loose_start=False)
 
@@ -254,21 +286,28 @@ def _submit_backfill(
     Raises :class:`PostHogBackfillAlreadyRunningError` when a backfill over the same range is still running,
     before the POST if it is listed already, or at once when PostHog answers the POST with HTTP 500 (what it
     does when the same backfill workflow is still running).
+
+    A row is the new one when it was not listed before the POST, has the range, and PostHog created it no
+    earlier than this call began, compared on PostHog's clock (measured from the listing's ``Date``) within
+    the one ``CLOCK_SKEW_ALLOWANCE``: a worker clock minutes off PostHog's still finds its own backfill.
     """
-    created_after: DateTime = (yield NOW).subtract(seconds=lookup.clock_skew)
+    began: DateTime = yield NOW
     # Which backfills exist already (the newest page is enough: a new row is the newest).
     snapshot: ApiResponse = yield list_backfills_request(batch_export_id, ordering="-created_at")
+    clock = yield from _read_clock(snapshot)
+    if clock.offset is not None and abs(clock.offset) >= NOTABLE_SKEW:
+        log.warning("%s; comparing backfill times on PostHog's clock.", clock.describe())
     existing = _backfills(snapshot.body)
     running = _newest(existing, lambda b: b.outcome is Outcome.RUNNING and target.exact(b))
     if running is not None:
-        raise _already_running(batch_export_id, running)
+        raise _already_running(batch_export_id, SeenBackfill.of(running, clock))
     existing_ids = frozenset(b.id for b in existing)
 
     def is_new(b: Backfill) -> bool:
         return (
             b.id not in existing_ids
             and target.matches(b)
-            and (b.created_at is None or b.created_at >= created_after)
+            and (b.created_at is None or clock.created_since(b.created_at, began))
         )
 
     for post_number in range(1, max(1, lookup.max_posts) + 1):
@@ -304,7 +343,12 @@ def _look_after_ambiguous_failure(
         )
         if running is not None:
             raise _already_running(batch_export_id, running) from None
-    return (yield from _await_by_range(batch_export_id, is_new, lookup))
+    found = yield from _await_by_range(batch_export_id, is_new, lookup)
+    if found is not None and exc.http_status == 500:
+        # Appearing only now does not make it ours: a 500 is what PostHog answers when another caller's
+        # identical backfill already runs (started between the check above and this POST).
+        raise _already_running(batch_export_id, found) from None
+    return found
 
 
 def _resolve(
@@ -371,8 +415,17 @@ def create_backfill(
 
 
 def retry_run(batch_export_id: str, run_id: str, *, lookup: BackfillLookup) -> Operation[Backfill]:
-    """Re-export one run's interval (PostHog starts a one-interval backfill) and return that backfill."""
+    """Re-export one run's interval (PostHog starts a one-interval backfill) and return that backfill.
+
+    A run not finished yet is refused before the POST: PostHog's retry of a run still under way starts no
+    new run, it adopts the running one (same workflow id) and reports nothing about it.
+    """
     run = yield from get_run(batch_export_id, run_id)
+    if run.outcome is Outcome.RUNNING:
+        raise PostHogError(
+            f"Run {run_id} of batch export {batch_export_id} is {run.status}; PostHog would adopt it instead "
+            "of retrying: wait for it to finish, then retry it if it failed."
+        )
     if run.data_interval_end is None:
         raise PostHogAPIError(f"PostHog run {run_id} has no data_interval_end; cannot track its retry.")
     path = export_path(batch_export_id, "runs", run_id, "retry")

@@ -1,5 +1,5 @@
-"""Airflow connection fields -> validated PostHog client settings (no Airflow imports; no I/O but one
-``os.path`` check of the ``verify`` CA bundle path).
+"""Airflow connection fields -> validated PostHog client settings (no Airflow imports; no I/O but the check
+of the ``verify`` CA bundle: the path exists, and a file holds a certificate).
 
 One place decides what a PostHog connection means, so the UI form, ``airflow connections add``, the
 ``AIRFLOW_CONN_POSTHOG_DEFAULT`` URI and its JSON form all normalise to the same base URL, key, project and
@@ -9,8 +9,10 @@ timeouts, and a wrong connection fails with an actionable message *before* any r
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
+import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -55,6 +57,21 @@ class ConnectionSettings:
         return dataclasses.replace(
             self, project_id=parse_project_id(project_id, source="project_id argument")
         )
+
+
+def plain_http_host(base_url: str) -> str | None:
+    """The host the key would travel to in clear text: a plain ``http://`` base URL whose host is not this
+    machine (``localhost``, 127.0.0.0/8, ``::1``); ``None`` for https and loopback."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return host
 
 
 def extra_value(extra: Mapping[str, Any], name: str) -> Any:
@@ -223,7 +240,27 @@ def _parse_verify(value: Any) -> bool | str:
             "on this machine. 'verify' accepts true, false, or the path to an existing CA bundle file (PEM) "
             "or directory of CA certificates, readable by the Airflow worker and triggerer."
         )
+    if os.path.isfile(text):
+        _check_ca_bundle(text)
     return text
+
+
+def _check_ca_bundle(path: str) -> None:
+    """A CA bundle file must hold a certificate: otherwise every request fails alike in the TLS library,
+    so it is a configuration error before the first request (OpenSSL's own text is not shown)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except PermissionError:
+        raise PostHogConfigError(
+            f"Connection extra 'verify' is {path[:200]!r}, which this machine's Airflow user may not read: "
+            "make the CA bundle readable by the Airflow worker and triggerer."
+        ) from None
+    except (ssl.SSLError, OSError, ValueError):
+        raise PostHogConfigError(
+            f"Connection extra 'verify' is {path[:200]!r}, which holds no CA certificate: set 'verify' to a "
+            "CA bundle file in PEM form (-----BEGIN CERTIFICATE-----) that signed PostHog's certificate, "
+            "or to true for the system's CAs."
+        ) from None
 
 
 def settings_from_connection(

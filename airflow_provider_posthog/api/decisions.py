@@ -16,7 +16,7 @@ from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from airflow_provider_posthog.api.models import Backfill, BatchExportRun
+    from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,39 +64,185 @@ def _records(runs: Iterable[BatchExportRun]) -> int:
     return sum(r.records_completed or 0 for r in runs)
 
 
-def decide_backfill(backfill: Backfill, runs: Sequence[BatchExportRun] | None = None) -> Decision:
-    """Outcome of a backfill, given its runs once it is terminal.
+def decide_backfill(
+    backfill: Backfill,
+    runs: Sequence[BatchExportRun] | None = None,
+    *,
+    intervals: Sequence[tuple[dt.datetime, dt.datetime]] | None = None,
+    export: BatchExport | None = None,
+) -> Decision:
+    """Outcome of a backfill, given (once it is terminal) the runs listed over its range.
 
-    A backfill succeeds only when its status is an explicit success **and** none of its runs failed:
-    PostHog marks a backfill ``Completed`` even when some of its runs failed, and the user asked for every
-    run to complete. Pass every run of the backfill (``list_backfill_runs``), including a first run that
-    PostHog aligned down to before ``start_at``.
+    A backfill succeeds only when its status is an explicit success, none of its runs failed, and every
+    interval of its range (``intervals``, what PostHog exports for it) has a completed run. PostHog marks a
+    backfill ``Completed`` even when some of its runs failed; and a backfill that reaches an interval whose
+    run is already under way (the scheduled run, or another backfill's) adopts that run and tags no run
+    with the backfill, whatever that run's outcome. So an interval without a run of the backfill's own
+    counts the export's newest other run of that interval: completed counts (and is reported among the
+    completed runs), failed fails, running keeps the wait going, none at all fails (nothing says the data
+    was exported) unless PostHog counted no record to export (``total_records_count`` 0). Pass every run
+    listed over the range (``list_runs_over_backfill``), not only the backfill's own. ``intervals=None``
+    (an open range, or an interval this provider cannot lay out) judges the backfill's own runs only.
+    ``export``, when given, explains a cancelled backfill of a paused export.
     """
     outcome = backfill_outcome(backfill.status)
-    own_runs = [r for r in runs or () if r.backfill_id == backfill.id]
-    completed = _completed(own_runs)
-    n_done, records = len(completed), _records(completed)
+    listed = list(runs or ())
+    own_runs = [r for r in listed if r.backfill_id == backfill.id]
     if outcome is Outcome.RUNNING:
         progress = backfill.progress
         detail = f" ({progress.finished_runs}/{progress.total_runs} runs finished)" if progress else ""
         return Decision(
             Outcome.RUNNING, f"Backfill {backfill.id} is {backfill.status}{detail}.", backfill.status
         )
-    failed = tuple(run_summary(r) for r in own_runs if run_outcome(r.status) is Outcome.FAILED)
-    if outcome is Outcome.SUCCEEDED and not failed:
+    completed = _completed(own_runs)
+    failed = [r for r in own_runs if run_outcome(r.status) is Outcome.FAILED]
+    cover = _Coverage.of(own_runs, listed, intervals) if outcome is Outcome.SUCCEEDED else _Coverage()
+    if backfill.total_records_count == 0:
+        # PostHog counted nothing to export: an interval nobody ran is empty, not missing. (Its count leaves
+        # out adopted runs, so those are still judged above.)
+        cover = dataclasses.replace(cover, missing=())
+    counted = (*completed, *cover.adopted)
+    n_done, records = len(counted), _records(counted)
+    failed_runs = tuple(run_summary(r) for r in (*failed, *cover.adopted_failed))
+    if outcome is Outcome.SUCCEEDED and not failed_runs and not cover.missing:
+        if cover.waiting:
+            return Decision(Outcome.RUNNING, cover.waiting_message(backfill), backfill.status)
+        adopted = f", {len(cover.adopted)} of them adopted (already under way)" if cover.adopted else ""
         return Decision(
             Outcome.SUCCEEDED,
-            f"Backfill {backfill.id} completed: {n_done} run(s), {records} record(s) exported.",
+            f"Backfill {backfill.id} completed: {n_done} run(s){adopted}, {records} record(s) exported.",
             backfill.status,
             runs_completed=n_done,
             records_completed=records,
-            completed_runs=completed,
+            completed_runs=counted,
         )
     if outcome is Outcome.SUCCEEDED:
-        message = f"Backfill {backfill.id} is {backfill.status} but {len(failed)} of its run(s) failed."
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} of its run(s) failed")
+        if cover.adopted_failed:
+            parts.append(
+                f"{len(cover.adopted_failed)} of its interval(s) were left to run(s) already under way "
+                "(which PostHog adopts instead of exporting again) and those failed"
+            )
+        if cover.missing:
+            parts.append(
+                f"no run exported {len(cover.missing)} of its {len(intervals or ())} interval(s) "
+                f"({_windows(cover.missing)}): neither a run of the backfill nor another run of the export "
+                "covers them"
+            )
+        message = f"Backfill {backfill.id} is {backfill.status} but " + "; ".join(parts) + "."
+        return Decision(Outcome.FAILED, message, backfill.status, failed_runs, n_done, records)
+    message = f"Backfill {backfill.id} ended with status {backfill.status!r}."
+    if export is not None and export.paused and backfill.status == "Cancelled":
+        why, recent = paused_explanation(export)
+        message = f"Backfill {backfill.id} was cancelled: {why}"
+        failed_runs = (*failed_runs, *(run_summary(r) for r in recent if r.backfill_id != backfill.id))
+    return Decision(Outcome.FAILED, message, backfill.status, failed_runs, n_done, records)
+
+
+def _window(start: dt.datetime | None, end: dt.datetime | None) -> str:
+    return f"[{_iso(start)}, {_iso(end)})"
+
+
+def _windows(intervals: Sequence[tuple[dt.datetime, dt.datetime]], most: int = 3) -> str:
+    shown = ", ".join(_window(s, e) for s, e in intervals[:most])
+    return shown + (f" and {len(intervals) - most} more" if len(intervals) > most else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Coverage:
+    """How the intervals of a completed backfill without a run of its own were exported."""
+
+    adopted: tuple[BatchExportRun, ...] = ()
+    adopted_failed: tuple[BatchExportRun, ...] = ()
+    waiting: tuple[BatchExportRun, ...] = ()
+    missing: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        own: Sequence[BatchExportRun],
+        listed: Sequence[BatchExportRun],
+        intervals: Sequence[tuple[dt.datetime, dt.datetime]] | None,
+    ) -> _Coverage:
+        if not intervals:
+            return cls()
+        own_by_window: dict[tuple[Any, Any], list[Outcome]] = {}
+        for run in own:
+            key = (run.data_interval_start, run.data_interval_end)
+            own_by_window.setdefault(key, []).append(run_outcome(run.status))
+        own_ids = {r.id for r in own}
+        low, high = min(s for s, _ in intervals), max(e for _, e in intervals)
+        others: dict[tuple[Any, Any], BatchExportRun] = {
+            (r.data_interval_start, r.data_interval_end): r
+            for r in newest_per_interval([r for r in listed if r.id not in own_ids], low, high)
+        }
+        adopted: list[BatchExportRun] = []
+        adopted_failed: list[BatchExportRun] = []
+        waiting: list[BatchExportRun] = []
+        missing: list[tuple[dt.datetime, dt.datetime]] = []
+        for window in intervals:
+            outcomes = own_by_window.get(window, [])
+            if Outcome.SUCCEEDED in outcomes or Outcome.FAILED in outcomes:
+                continue  # the backfill's own run decides (a failed one fails the whole backfill)
+            if outcomes:  # its own run of this interval is still running
+                waiting.extend(r for r in own if (r.data_interval_start, r.data_interval_end) == window)
+                continue
+            other = others.get(window)
+            if other is None:
+                missing.append(window)
+            elif run_outcome(other.status) is Outcome.SUCCEEDED:
+                adopted.append(other)
+            elif run_outcome(other.status) is Outcome.FAILED:
+                adopted_failed.append(other)
+            else:
+                waiting.append(other)
+        return cls(tuple(adopted), tuple(adopted_failed), tuple(waiting), tuple(missing))
+
+    def waiting_message(self, backfill: Backfill) -> str:
+        run = self.waiting[0]
+        return (
+            f"Backfill {backfill.id} is {backfill.status}, but run {run.id} of "
+            f"{_window(run.data_interval_start, run.data_interval_end)} is still {run.status}"
+            + (f" (and {len(self.waiting) - 1} more)" if len(self.waiting) > 1 else "")
+            + "; waiting for it."
+        )
+
+
+def recent_failures(export: BatchExport) -> tuple[BatchExportRun, ...]:
+    """The export's newest consecutive failed runs (from the newest runs PostHog lists with the export),
+    skipping runs still under way: what an automatic pause follows."""
+    floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    newest_first = sorted(export.latest_runs, key=lambda r: r.created_at or floor, reverse=True)
+    streak: list[BatchExportRun] = []
+    for run in newest_first:
+        outcome = run_outcome(run.status)
+        if outcome is Outcome.RUNNING:
+            continue
+        if outcome is not Outcome.FAILED:
+            break
+        streak.append(run)
+    return tuple(streak)
+
+
+def paused_explanation(export: BatchExport) -> tuple[str, tuple[BatchExportRun, ...]]:
+    """Why a wait on a paused export cannot succeed, and the failed runs that explain an automatic pause.
+
+    PostHog pauses an export after 3 consecutive failed runs (10 in older versions) and then cancels its
+    running backfills, without saying so on the backfill; the export's newest runs tell.
+    """
+    failures = recent_failures(export)
+    text = f"batch export {export.id} is paused"
+    if failures:
+        text += (
+            f"; its {len(failures)} most recent run(s) failed (PostHog pauses an export after 3 "
+            "consecutive failed runs and cancels its running backfills). Fix what made them fail, then "
+            "unpause the export."
+        )
     else:
-        message = f"Backfill {backfill.id} ended with status {backfill.status!r}."
-    return Decision(Outcome.FAILED, message, backfill.status, failed, n_done, records)
+        text += " (its most recent runs did not fail: it was paused by hand or through the API)."
+    return text, failures
 
 
 def decide_run(run: BatchExportRun) -> Decision:
@@ -136,12 +282,31 @@ def newest_per_interval(
     return [latest[key] for key in sorted(latest)]
 
 
-def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.datetime) -> Decision:
+def covered_until(counted: Sequence[BatchExportRun], start: dt.datetime) -> dt.datetime:
+    """How far from ``start`` the runs (``newest_per_interval``, oldest first) cover without a gap."""
+    cursor = start
+    for run in counted:
+        assert run.data_interval_start is not None and run.data_interval_end is not None
+        if run.data_interval_start > cursor:
+            break
+        cursor = max(cursor, run.data_interval_end)
+    return cursor
+
+
+def decide_interval(
+    runs: Sequence[BatchExportRun],
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    export: BatchExport | None = None,
+) -> Decision:
     """Outcome of "every run covering ``[start, end)``".
 
     Runs are grouped by their own interval and only the newest run of each interval counts, so a failed
     scheduled run that was retried and then completed does not fail the wait. The interval is done when the
     counted runs cover ``[start, end)`` without a gap and all of them completed; any failed one fails it.
+    While runs are missing, ``export`` (when given) is checked: a paused export schedules no run, so the
+    wait fails at once, saying why.
     """
     counted = newest_per_interval(runs, start, end)
     failed = tuple(run_summary(r) for r in counted if run_outcome(r.status) is Outcome.FAILED)
@@ -157,17 +322,22 @@ def decide_interval(runs: Sequence[BatchExportRun], start: dt.datetime, end: dt.
             n_done,
             records,
         )
+    cursor = covered_until(counted, start)
+    if cursor < end and export is not None and export.paused:
+        why, recent = paused_explanation(export)
+        return Decision(
+            Outcome.FAILED,
+            f"No run will come for {window} (covered up to {cursor.isoformat()}): {why}",
+            None,
+            tuple(run_summary(r) for r in recent),
+            n_done,
+            records,
+        )
     running = [r for r in counted if run_outcome(r.status) is Outcome.RUNNING]
     if running:
         return Decision(
             Outcome.RUNNING, f"{len(running)} run(s) covering {window} still running.", running[0].status
         )
-    cursor = start
-    for run in counted:
-        assert run.data_interval_start is not None and run.data_interval_end is not None
-        if run.data_interval_start > cursor:
-            break
-        cursor = max(cursor, run.data_interval_end)
     if cursor < end:
         return Decision(
             Outcome.RUNNING,

@@ -8,6 +8,7 @@ of a job in ``api/jobs.py``.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog.api.errors import refuses_personal_keys
@@ -26,6 +27,7 @@ from airflow_provider_posthog.api.http import (
     next_offset_request,
     page_results,
     query,
+    unexpected,
 )
 from airflow_provider_posthog.api.intervals import ExportSchedule
 from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
@@ -47,27 +49,54 @@ RUNS_SINCE = "2000-01-01T00:00:00Z"
 ANY_AGE = (("after", RUNS_SINCE),)
 
 
+# -- the object asked for, and no other ---------------------------------------------------------------------
+
+
+def same_id(asked: str, got: str | None) -> bool:
+    """Whether PostHog's ``got`` names the object asked for as ``asked`` (UUIDs in any case or form)."""
+    if got is None:
+        return False
+    asked = str(asked).strip()
+    if asked == got:
+        return True
+    try:
+        return uuid.UUID(asked) == uuid.UUID(got)
+    except ValueError:
+        return False
+
+
+def check_answered(kind: str, asked: str, got: str) -> None:
+    """Fail closed when PostHog answers for another object than the one asked for: its status would be
+    reported as this one's. (PostHog's ids are UUIDs, unique across exports: the id alone names it.)"""
+    if not same_id(asked, got):
+        raise unexpected(f"PostHog answered {kind} {got} when asked for {kind} {asked}.")
+
+
 # -- exports ------------------------------------------------------------------------------------------------
 
 
 def list_batch_exports() -> Operation[list[BatchExport]]:
-    """Every export of the project, following limit/offset pages."""
-    spec: RequestSpec | None = RequestSpec(
-        "GET", export_path(), query([("limit", EXPORTS_PAGE_SIZE), ("offset", 0)])
-    )
+    """Every export of the project, following limit/offset pages (an error past :data:`MAX_PAGES`)."""
+    spec = RequestSpec("GET", export_path(), query([("limit", EXPORTS_PAGE_SIZE), ("offset", 0)]))
     out: list[BatchExport] = []
-    pages = 0
-    while spec is not None and pages < MAX_PAGES:
+    for _ in range(MAX_PAGES):
         response: ApiResponse = yield spec
-        pages += 1
-        out.extend(BatchExport.from_api(r) for r in page_results(response.body))
-        spec = next_offset_request(spec, response.body)
-    return out
+        out.extend(BatchExport.from_api(r) for r in page_results(response.body, "the list of batch exports"))
+        following = next_offset_request(spec, response.body)
+        if following is None:
+            return out
+        spec = following
+    raise unexpected(
+        f"PostHog's pages of batch exports did not end after {MAX_PAGES} pages ({len(out)} exports); "
+        "stopped instead of returning part of the list."
+    )
 
 
 def get_batch_export(batch_export_id: str) -> Operation[BatchExport]:
     spec = RequestSpec("GET", export_path(batch_export_id))
-    return BatchExport.from_api((yield from fetch_object(spec)))
+    export = BatchExport.from_api((yield from fetch_object(spec)))
+    check_answered("batch export", batch_export_id, export.id)
+    return export
 
 
 def create_batch_export(payload: Mapping[str, Any]) -> Operation[BatchExport]:
@@ -75,12 +104,49 @@ def create_batch_export(payload: Mapping[str, Any]) -> Operation[BatchExport]:
     return BatchExport.from_api((yield from fetch_object(spec)))
 
 
+#: The schedule fields PostHog validates together.
+OFFSET_FIELDS = ("offset_day", "offset_hour")
+
+
 def update_batch_export(
     batch_export_id: str, payload: Mapping[str, Any], *, partial: bool = True
 ) -> Operation[BatchExport]:
+    """PATCH (``partial``) or PUT the export; an offset change sends ``interval`` and both offsets.
+
+    PostHog validates offsets only against an ``interval`` in the same body: an offset without it reaches
+    read-only fields (HTTP 500), and with ``week`` a missing offset is reset to 0 (Sunday, 00:00). So an
+    update that changes an offset but lacks ``interval`` or the other offset reads the export first (one
+    GET) and sends the current values with it.
+    """
+    body = dict(payload)
+    if _schedule_incomplete(body):
+        body = _with_schedule(body, (yield from get_batch_export(batch_export_id)))
     method = "PATCH" if partial else "PUT"
-    spec = RequestSpec(method, export_path(batch_export_id), json=dict(payload))
+    spec = RequestSpec(method, export_path(batch_export_id), json=body)
     return BatchExport.from_api((yield from fetch_object(spec)))
+
+
+def _schedule_incomplete(body: Mapping[str, Any]) -> bool:
+    if not any(field in body for field in OFFSET_FIELDS):
+        return False
+    interval = body.get("interval")
+    if interval is None:
+        return True
+    if interval == "week":
+        return not all(field in body for field in OFFSET_FIELDS)
+    return interval == "day" and "offset_hour" not in body
+
+
+def _with_schedule(body: dict[str, Any], export: BatchExport) -> dict[str, Any]:
+    """``body`` with the export's interval and current offsets where it lacks them (PostHog reads a
+    missing day/week offset as 0)."""
+    if body.get("interval") is None:
+        body["interval"] = export.raw.get("interval") or export.interval
+    wanted = {"week": OFFSET_FIELDS, "day": ("offset_hour",)}.get(str(body["interval"]), ())
+    for field in wanted:
+        if field not in body:
+            body[field] = int(export.raw.get(field) or 0)
+    return body
 
 
 def delete_batch_export(batch_export_id: str) -> Operation[None]:
@@ -94,10 +160,23 @@ def pause_batch_export(batch_export_id: str) -> Operation[None]:
     return None
 
 
+def unpause_request(batch_export_id: str) -> RequestSpec:
+    """Unpause, never with PostHog's own ``backfill`` flag (it backfills from ``last_paused_at`` unchecked,
+    the whole history when that is unset: ``api/unpause.py`` backfills from a known start instead).
+    Unpausing an unpaused export is a no-op: safe to resend."""
+    return RequestSpec("POST", export_path(batch_export_id, "unpause"), json={})
+
+
 def unpause_batch_export(batch_export_id: str, *, backfill: bool = False) -> Operation[None]:
-    # Unpausing an unpaused export is a no-op (no second gap backfill): safe to resend.
-    body = {"backfill": True} if backfill else {}
-    yield RequestSpec("POST", export_path(batch_export_id, "unpause"), json=body)
+    """Unpause; ``backfill=True`` also backfills the paused gap from ``last_paused_at`` when PostHog knows
+    it (see :func:`airflow_provider_posthog.api.unpause.unpause_export`), else refuses before any change."""
+    if backfill:
+        from airflow_provider_posthog.api.backfills import BackfillLookup
+        from airflow_provider_posthog.api.unpause import unpause_export  # it builds on this module
+
+        yield from unpause_export(batch_export_id, backfill=True, lookup=BackfillLookup())
+        return None
+    yield unpause_request(batch_export_id)
     return None
 
 
@@ -138,7 +217,7 @@ def get_batch_export_logs(
             raise
         log.warning("This PostHog version does not serve batch export logs to personal API keys: %s", exc)
         return []
-    return [LogEntry.from_api(r) for r in page_results(response.body)]
+    return [LogEntry.from_api(r) for r in page_results(response.body, "the logs of a batch export")]
 
 
 # -- runs ---------------------------------------------------------------------------------------------------
@@ -173,7 +252,9 @@ def list_runs(
 def get_run(batch_export_id: str, run_id: str) -> Operation[BatchExportRun]:
     """One run, whatever its age (the request carries an explicit ``after``)."""
     spec = RequestSpec("GET", export_path(batch_export_id, "runs", run_id), ANY_AGE)
-    return BatchExportRun.from_api((yield from fetch_object(spec)))
+    run = BatchExportRun.from_api((yield from fetch_object(spec)))
+    check_answered("run", run_id, run.id)
+    return run
 
 
 def get_run_logs(
@@ -216,7 +297,9 @@ def list_backfills(batch_export_id: str, *, ordering: str | None = None) -> Oper
 
 def get_backfill(batch_export_id: str, backfill_id: str) -> Operation[Backfill]:
     spec = RequestSpec("GET", export_path(batch_export_id, "backfills", backfill_id))
-    return Backfill.from_api((yield from fetch_object(spec)))
+    backfill = Backfill.from_api((yield from fetch_object(spec)))
+    check_answered("backfill", backfill_id, backfill.id)
+    return backfill
 
 
 # -- a backfill's runs -------------------------------------------------------------------------------------
@@ -225,7 +308,16 @@ def get_backfill(batch_export_id: str, backfill_id: str) -> Operation[Backfill]:
 def list_backfill_runs(
     batch_export_id: str, backfill: Backfill, *, schedule: ExportSchedule | None = None
 ) -> Operation[list[BatchExportRun]]:
-    """Every run of ``backfill`` (matched on the run's ``backfill``), the first one included.
+    """Every run of ``backfill`` (matched on the run's ``backfill``), the first one included: the runs of
+    :func:`list_runs_over_backfill` tagged with it."""
+    runs = yield from list_runs_over_backfill(batch_export_id, backfill, schedule=schedule)
+    return [r for r in runs if r.backfill_id == backfill.id]
+
+
+def list_runs_over_backfill(
+    batch_export_id: str, backfill: Backfill, *, schedule: ExportSchedule | None = None
+) -> Operation[list[BatchExportRun]]:
+    """Every run of the export over ``backfill``'s range, whichever backfill (or the schedule) ran it.
 
     PostHog aligns a backfill's first run down to the export's interval, so it can start before
     ``start_at``; runs are listed by data interval from one interval before the aligned-down start
@@ -249,4 +341,4 @@ def list_backfill_runs(
     else:
         created: DateTime = backfill.created_at or (yield NOW).subtract(days=30)
         runs = yield from list_runs(batch_export_id, after=created.subtract(hours=1))
-    return [r for r in runs if r.backfill_id == backfill.id]
+    return runs

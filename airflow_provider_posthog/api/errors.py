@@ -1,7 +1,9 @@
 """HTTP status + PostHog's error envelope -> the exception hierarchy of ``exceptions.py``.
 
 Pure functions shared by the sync and async transports. Messages name the method, the path (never the
-query string, host or body) and PostHog's ``detail``; known secrets are scrubbed from anything PostHog echoes.
+query string, host or body), the object a 404 was about and PostHog's ``detail``; known secrets (the API key,
+the destination credentials of the request) are scrubbed from every field PostHog sends back, before any of
+it is read.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ import email.utils
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, TypeVar, overload
+from urllib.parse import unquote, urlsplit
 
 from airflow_provider_posthog.api.http import ApiResponse
 from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
     PostHogConnectError,
+    PostHogConnectionMismatchError,
     PostHogNotFoundError,
     PostHogRateLimitError,
     PostHogServerError,
@@ -30,13 +33,70 @@ RETRYABLE_SERVER_STATUSES = frozenset({500, 502, 503, 504})
 TOO_MANY_BACKFILLS_CODE = "too_many_concurrent_backfills"
 _MAX_DETAIL = 500
 
+#: Keys PostHog strips from responses because they are secret (its ``secret_fields``), at any depth.
+SECRET_CONFIG_KEYS: frozenset[str] = frozenset(
+    {
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "password",
+        "private_key",
+        "private_key_id",
+        "private_key_passphrase",
+        "client_email",
+        "token_uri",
+        "token",
+        "user",
+    }
+)
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret of 4+ characters replaced by ``***`` (longest first, so a secret that
-    contains another is replaced whole)."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+V = TypeVar("V")
+
+
+@overload
+def scrub(value: str, secrets: Iterable[str]) -> str: ...
+@overload
+def scrub(value: V, secrets: Iterable[str]) -> V: ...
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` with every secret of 4+ characters replaced by ``***`` in every string it holds: a string,
+    or the keys and values of JSON-like mappings and lists at any depth (the one scrub of error bodies,
+    exception messages and trigger events). Longest secret first, so one that contains another is replaced
+    whole; other values are returned as they are."""
+    ordered = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+    return _scrub(value, ordered) if ordered else value
+
+
+def _scrub(value: Any, ordered: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in ordered:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, Mapping):
+        return {_scrub(k, ordered): _scrub(v, ordered) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, ordered) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_scrub(item, ordered) for item in value)
+    return value
+
+
+def body_secrets(body: Any) -> list[str]:
+    """The values of a request body's secret fields (:data:`SECRET_CONFIG_KEYS`, at any depth): what PostHog
+    may quote back in an error about it."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if str(key).lower() in SECRET_CONFIG_KEYS and isinstance(value, (str, int)) and value != "":
+                    found.append(str(value))
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+
+    walk(body)
+    return found
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -91,12 +151,41 @@ def refuses_personal_keys(exc: BaseException) -> bool:
     return isinstance(exc, PostHogAuthError) and "personal api key access" in detail.lower()
 
 
-def _hint(status: int, code: str | None, detail: str | None) -> str:
-    if status == 401:
+def unauthorized_hint(personal_key: bool | None) -> str:
+    """What to do about a 401, for the kind of key the connection holds (never the key itself)."""
+    if personal_key is False:
         return (
-            " Check the connection's password: it must be a valid personal API key (phx_...),"
-            " not a project key."
+            "The connection's password does not look like a personal API key: use one (phx_...) from "
+            "Settings > Personal API keys; project keys (phc_...) only send events."
         )
+    return (
+        "Check the personal API key in the connection's password: complete, not deleted or rolled, and "
+        "created on this PostHog host (US and EU Cloud keys differ)."
+    )
+
+
+def not_found_object(path: str) -> str | None:
+    """What a request path is about, for a 404 to name: ``"backfill B of batch export E in project P"``."""
+    segments = [unquote(s) for s in urlsplit(path).path.split("/") if s]
+    if len(segments) < 3 or segments[0] != "api" or segments[1] not in ("projects", "environments"):
+        return None
+    project = f"project {segments[2]}"
+    rest = segments[3:]
+    if not rest or rest[0] != "batch_exports":
+        return project
+    if len(rest) < 2:
+        return f"{project} (or its batch exports)"
+    export = f"batch export {rest[1]} in {project}"
+    if len(rest) >= 4 and rest[2] == "runs":
+        return f"run {rest[3]} of {export}"
+    if len(rest) >= 4 and rest[2] == "backfills":
+        return f"backfill {rest[3]} of {export}"
+    return export
+
+
+def _hint(status: int, code: str | None, detail: str | None, path: str, personal_key: bool | None) -> str:
+    if status == 401:
+        return " " + unauthorized_hint(personal_key)
     if status == 403:
         if detail and "missing required scope" in detail:
             return " Give the personal API key that scope in PostHog (Settings > Personal API keys)."
@@ -104,7 +193,10 @@ def _hint(status: int, code: str | None, detail: str | None) -> str:
             return " This PostHog version does not allow this action with a personal API key."
         return " Check that the key's user and scopes have access to this project."
     if status == 404:
-        return " Check the project id and the object id."
+        what = not_found_object(path)
+        if what is None:
+            return " Check the project id and the object id."
+        return f" No {what} was found: check the project id and the ids."
     if code == TOO_MANY_BACKFILLS_CODE:
         return " Wait for running backfills to finish or cancel some before creating more."
     return ""
@@ -119,10 +211,13 @@ def error_from_response(
     content_type: str | None = None,
     retry_after: str | None = None,
     secrets: Iterable[str] = (),
+    personal_key: bool | None = None,
 ) -> PostHogAPIError:
-    """The exception for a non-2xx answer. Never includes request bodies; scrubs ``secrets`` from details."""
+    """The exception for a non-2xx answer. Never includes request bodies; ``secrets`` are scrubbed from every
+    field of PostHog's answer before any is read. ``personal_key``: whether the connection's key looks like a
+    personal API key (the 401 hint depends on it)."""
     secrets = tuple(secrets)
-    envelope = _decode_envelope(content, content_type)
+    envelope = scrub(_decode_envelope(content, content_type), secrets)
     code: str | None = None
     detail: str | None = None
     attr: str | None = None
@@ -133,7 +228,7 @@ def error_from_response(
             detail = raw_detail if isinstance(raw_detail, str) else json.dumps(raw_detail)
         attr = str(envelope["attr"]) if envelope.get("attr") is not None else None
     if detail is not None:
-        detail = scrub(detail, secrets)[:_MAX_DETAIL]
+        detail = detail[:_MAX_DETAIL]
     elif envelope is None and content:
         kind = (content_type or "unknown content type").split(";")[0].strip()
         detail = f"non-JSON error body ({kind}, {len(content)} bytes)"
@@ -144,7 +239,7 @@ def error_from_response(
     message = what + (f": {detail}" if detail else "")
     if attr:
         message += f" [field: {attr}]"
-    message += _hint(status, code, detail)
+    message += _hint(status, code, detail, path, personal_key)
 
     kwargs: dict[str, Any] = {
         "http_status": status,
@@ -172,12 +267,20 @@ def error_from_response(
     return PostHogAPIError(message, **kwargs)
 
 
-def redirect_error(*, method: str, path: str, status: int, location: str | None) -> PostHogAPIError:
+def redirect_error(
+    *, method: str, path: str, status: int, location: str | None, secrets: Iterable[str] = ()
+) -> PostHogAPIError:
     """Redirects are not followed (a redirected POST turns into a GET and may drop the key)."""
     target = ""
     if location:
         parts = urlsplit(location)
-        target = f" to {parts.scheme}://{parts.netloc}" if parts.netloc else ""
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+        target = scrub(f" to {parts.scheme}://{netloc}", secrets) if host else ""
     return PostHogAPIError(
         f"PostHog API {method} {path} was redirected (HTTP {status}){target}; set the connection host to the "
         "URL PostHog redirects to (e.g. https:// instead of http://).",
@@ -199,46 +302,78 @@ def invalid_json_error(*, method: str, path: str, status: int, content_type: str
     )
 
 
-def _error_texts(error: BaseException) -> str:
-    """Every message in the chain requests/urllib3 and httpx/httpcore wrap around the OS or TLS error."""
+class ServerSpeaksTLS(Exception):
+    """Raised by a transport when a server that dropped a plain-HTTP request answered a TLS handshake: an
+    ``http://`` host on an HTTPS server (which closes the connection without an HTTP answer)."""
+
+
+class Diagnosis(NamedTuple):
+    """One readable line with the fix for a network failure, and whether trying again can help."""
+
+    text: str
+    #: The connection does not fit the server (scheme, certificate): no retry fixes it.
+    final: bool
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """Every exception requests/urllib3 and httpx/httpcore wrap around the OS or TLS error."""
     seen: set[int] = set()
     stack: list[Any] = [error]
-    texts: list[str] = []
+    found: list[BaseException] = []
     while stack and len(seen) < 20:
         exc = stack.pop()
         if not isinstance(exc, BaseException) or id(exc) in seen:
             continue
         seen.add(id(exc))
-        texts.append(f"{type(exc).__name__}: {exc}")
+        found.append(exc)
         stack += [exc.__cause__, exc.__context__, getattr(exc, "reason", None), *exc.args]
-    return "\n".join(texts)
+    return found
+
+
+def diagnose(error: BaseException, base_url: str | None) -> Diagnosis | None:
+    """The likely fix for a TLS, scheme, refused or DNS failure of either transport, or ``None``."""
+    parts = urlsplit(base_url or "")
+    host = parts.hostname or "the host"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "the connection's host"
+    chain = _chain(error)
+    text = "\n".join(f"{type(exc).__name__}: {exc}" for exc in chain)
+    if any(isinstance(exc, ServerSpeaksTLS) for exc in chain):
+        return Diagnosis(
+            f"PostHog host {origin} is an HTTPS server and dropped the plain-HTTP request: use https:// in "
+            "the connection's host.",
+            final=True,
+        )
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return Diagnosis(
+            f"PostHog host {origin} answered in plain HTTP: use http:// in the connection's host, or point "
+            "it at an HTTPS server.",
+            final=True,
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed: ", 1)[1].split(" (_ssl", 1)[0].split("\n")[0]
+        return Diagnosis(
+            f"The TLS certificate of {host} could not be verified ({reason}); set the connection extra "
+            "'verify' to the CA bundle that signed it (or false to skip verification).",
+            final=True,
+        )
+    if "ConnectionRefusedError" in text or "Connection refused" in text:
+        return Diagnosis(
+            f"Connection to {host}:{port} was refused: is the server running, and are the connection's "
+            "host and port right?",
+            final=False,
+        )
+    if "gaierror" in text or "NameResolutionError" in text or "Name or service not known" in text:
+        return Diagnosis(
+            f"The host name {host!r} could not be resolved (DNS): check the connection host.", final=False
+        )
+    return None
 
 
 def diagnose_network_error(error: BaseException, base_url: str | None) -> str | None:
     """One readable line with the likely fix for a TLS, refused or DNS failure of either transport."""
-    parts = urlsplit(base_url or "")
-    host = parts.hostname or "the host"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    text = _error_texts(error)
-    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
-        return (
-            f"TLS handshake with {host}:{port} failed: the server speaks plain HTTP; use http:// in the "
-            "connection host."
-        )
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        reason = text.split("certificate verify failed: ", 1)[1].split(" (_ssl", 1)[0].split("\n")[0]
-        return (
-            f"The TLS certificate of {host} could not be verified ({reason}); set the connection extra "
-            "'verify' to the CA bundle that signed it (or false to skip verification)."
-        )
-    if "ConnectionRefusedError" in text or "Connection refused" in text:
-        return (
-            f"Connection to {host}:{port} was refused: is the server running, and are the connection's "
-            "host and port right?"
-        )
-    if "gaierror" in text or "NameResolutionError" in text or "Name or service not known" in text:
-        return f"The host name {host!r} could not be resolved (DNS): check the connection host."
-    return None
+    found = diagnose(error, base_url)
+    return None if found is None else found.text
 
 
 def transport_error(
@@ -249,22 +384,31 @@ def transport_error(
     sent: bool,
     secrets: Iterable[str] = (),
     base_url: str | None = None,
-) -> PostHogTransportError:
-    """A connection/timeout failure. ``sent=False`` means the request provably never reached PostHog."""
-    cls = PostHogTransportError if sent else PostHogConnectError
-    hint = diagnose_network_error(error, base_url)
-    if hint is not None:
+) -> PostHogTransportError | PostHogConnectionMismatchError:
+    """A connection/timeout failure. ``sent=False`` means the request provably never reached PostHog.
+
+    A connection that does not fit its server (wrong scheme, unverifiable certificate) is
+    :class:`PostHogConnectionMismatchError`: final, since every retry would fail alike.
+    """
+    found = diagnose(error, base_url)
+    if found is not None:
+        cls: type[PostHogTransportError | PostHogConnectionMismatchError]
+        if found.final:
+            cls = PostHogConnectionMismatchError
+        else:
+            cls = PostHogTransportError if sent else PostHogConnectError
         return cls(
-            f"PostHog API {method} {path}: {hint}",
+            f"PostHog API {method} {path}: {found.text}",
             method=method,
             path=path,
             code=type(error).__name__,
-            detail=hint,
+            detail=found.text,
         )
+    cls_ = PostHogTransportError if sent else PostHogConnectError
     text = scrub(str(error), secrets)[:300]
     message = f"PostHog API {method} {path}: {type(error).__name__}: {text}" if text else ""
     message = message or f"PostHog API {method} {path}: {type(error).__name__}"
-    return cls(message, method=method, path=path, code=type(error).__name__, detail=text or None)
+    return cls_(message, method=method, path=path, code=type(error).__name__, detail=text or None)
 
 
 def add_attempts(exc: BaseException, attempts: int, elapsed: float) -> BaseException:
@@ -291,6 +435,7 @@ def decode_response(
     retry_after: str | None,
     location: str | None,
     secrets: Iterable[str] = (),
+    personal_key: bool | None = None,
 ) -> ApiResponse:
     """The one response layer of both transports: 2xx -> decoded body, anything else -> mapped exception."""
     if 200 <= status < 300:
@@ -301,7 +446,7 @@ def decode_response(
                 method=method, path=path, status=status, content_type=content_type
             ) from None
     if 300 <= status < 400:
-        raise redirect_error(method=method, path=path, status=status, location=location)
+        raise redirect_error(method=method, path=path, status=status, location=location, secrets=secrets)
     raise error_from_response(
         method=method,
         path=path,
@@ -310,4 +455,5 @@ def decode_response(
         content_type=content_type,
         retry_after=retry_after,
         secrets=secrets,
+        personal_key=personal_key,
     )

@@ -14,10 +14,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from airflow_provider_posthog import __version__
-from airflow_provider_posthog.exceptions import PostHogAPIError, PostHogConfigError
+from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogUnexpectedResponseError
 
 T = TypeVar("T")
 
@@ -26,8 +26,10 @@ USER_AGENT = f"airflow-provider-posthog/{__version__}"
 
 EXPORTS_PAGE_SIZE = 100
 LOGS_MAX_LIMIT = 500
-#: Safety bound on pages followed for one list call (100 runs or 50 backfills a page).
-MAX_PAGES = 1000
+#: Pages one list call follows at most (PostHog sends 100 runs, 50 backfills or 100 exports a page: 50,000
+#: runs, a year of an hourly export's scheduled and backfill runs twice over). A list with more pages fails
+#: with a message that says so; it is never returned cut short.
+MAX_PAGES = 500
 
 Params = tuple[tuple[str, str], ...]
 DateLike = dt.datetime | dt.date | str
@@ -67,10 +69,12 @@ class RequestSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ApiResponse:
-    """A decoded 2xx answer: HTTP status and JSON body (``None`` for an empty body)."""
+    """A decoded 2xx answer: HTTP status, JSON body (``None`` for an empty body) and the server's ``Date``
+    header (its clock, which ``api/clock.py`` compares with this machine's)."""
 
     status: int
     body: Any
+    date: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,18 +97,45 @@ Command = RequestSpec | Sleep | _Now
 Operation = Generator[Command, Any, T]
 
 
-def json_object(response: ApiResponse) -> Mapping[str, Any]:
+def describe(value: Any) -> str:
+    """What a JSON value is, by type and size, never by content: an answer PostHog should not have sent may
+    echo anything, the API key included, and messages about it must not."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return f"a string of {len(value)} character(s)"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, Mapping):
+        return f"a JSON object of {len(value)} key(s)"
+    return f"a {type(value).__name__}"
+
+
+def unexpected(message: str) -> PostHogUnexpectedResponseError:
+    """The error for an answer this provider cannot trust (``message`` names what was expected and what
+    came, by :func:`describe`)."""
+    return PostHogUnexpectedResponseError(message)
+
+
+def json_object(response: ApiResponse, spec: RequestSpec | None = None) -> Mapping[str, Any]:
     """The body of an answer that must be a JSON object."""
     body = response.body
     if not isinstance(body, Mapping):
-        raise PostHogAPIError(f"PostHog answered HTTP {response.status} with an unexpected JSON body.")
+        asked = f" {spec.method} {spec.path}" if spec is not None else ""
+        raise unexpected(
+            f"PostHog answered{asked} (HTTP {response.status}) with {describe(body)}; expected a JSON object."
+        )
     return body
 
 
 def fetch_object(spec: RequestSpec) -> Operation[Mapping[str, Any]]:
     """Send ``spec`` and return its JSON object body."""
     response: ApiResponse = yield spec
-    return json_object(response)
+    return json_object(response, spec)
 
 
 # -- paths and values ---------------------------------------------------------------------------------------
@@ -162,22 +193,47 @@ def query(pairs: Iterable[tuple[str, Any]]) -> Params:
 # -- paging -------------------------------------------------------------------------------------------------
 
 
-def page_results(body: Any) -> list[Mapping[str, Any]]:
-    """The ``results`` of a page; a bare list is tolerated."""
-    if isinstance(body, list):
-        return [r for r in body if isinstance(r, Mapping)]
-    if isinstance(body, Mapping):
-        results = body.get("results")
-        if isinstance(results, list):
-            return [r for r in results if isinstance(r, Mapping)]
-    return []
+def page_results(body: Any, what: str = "a list") -> list[Mapping[str, Any]]:
+    """The rows of a page: a JSON object's ``results`` (a bare list is tolerated), every row an object.
+
+    Anything else is an error naming ``what`` was listed: an answer read as "no rows" would make a completed
+    backfill with a failed run look like a success.
+    """
+    results = body.get("results") if isinstance(body, Mapping) else body
+    if not isinstance(results, list):
+        came = describe(body)
+        if isinstance(body, Mapping):
+            came += " whose 'results' is " + (describe(results) if "results" in body else "missing")
+        raise unexpected(
+            f"PostHog answered {what} with {came}; expected a page of rows (a JSON object whose 'results' "
+            "is a list of objects)."
+        )
+    for index, row in enumerate(results):
+        if not isinstance(row, Mapping):
+            raise unexpected(
+                f"PostHog answered {what} with {describe(row)} as row {index + 1} of a page; "
+                "expected every row to be a JSON object."
+            )
+    return results
+
+
+def next_link(body: Any, what: str = "a list") -> str | None:
+    """A page's ``next`` link: ``None`` when there is no next page; anything but a string or null is an
+    error (read as "last page", it would cut the list short)."""
+    nxt = body.get("next") if isinstance(body, Mapping) else None
+    if nxt is None or nxt == "":
+        return None
+    if not isinstance(nxt, str):
+        raise unexpected(f"PostHog answered {what} with {describe(nxt)} as its 'next' page link.")
+    return nxt
 
 
 def next_offset_request(spec: RequestSpec, body: Any) -> RequestSpec | None:
     """Next limit/offset page (exports list), or ``None`` when PostHog says there is no next page."""
-    if not isinstance(body, Mapping) or not body.get("next"):
+    what = f"the list {spec.path}"
+    if next_link(body, what) is None:
         return None
-    got = len(page_results(body))
+    got = len(page_results(body, what))
     if got == 0:
         return None
     params = dict(spec.params)
@@ -189,38 +245,79 @@ def relative_link(url: str) -> str:
     """PostHog's absolute ``next`` link as ``/api/...?query``, to be joined to our own base URL.
 
     PostHog builds ``next`` from the host it thinks it serves (behind a proxy that can be an internal
-    name or ``http``); following it verbatim could also send the API key to another host.
+    name or ``http``); following it verbatim could also send the API key to another host. The host, scheme
+    and port of the link are therefore never used: the key only ever goes to the connection's host.
     """
     parts = urlsplit(url)
     idx = parts.path.find("/api/")
     if idx < 0:
-        raise PostHogAPIError("PostHog returned a pagination link outside /api/.")
+        raise unexpected("PostHog returned a pagination link outside /api/.")
     query_string = f"?{parts.query}" if parts.query else ""
     return f"{parts.path[idx:]}{query_string}"
 
 
 def next_cursor_request(spec: RequestSpec, body: Any) -> RequestSpec | None:
-    """Next cursor page (runs, backfills): PostHog's ``next`` made relative, until it is ``null``."""
-    nxt = body.get("next") if isinstance(body, Mapping) else None
-    if not nxt or not isinstance(nxt, str):
+    """Next cursor page (runs, backfills): PostHog's ``next`` made relative, until it is ``null``.
+
+    The link must lead to the same list (PostHog's cursor links only change the query): a link to another
+    path would mix another list's rows into this one.
+    """
+    nxt = next_link(body, f"the list {spec.path}")
+    if nxt is None:
         return None
-    return dataclasses.replace(spec, url=relative_link(nxt), params=())
+    link = relative_link(nxt)
+    link_path = unquote(urlsplit(link).path).rstrip("/")
+    if not link_path.endswith("/" + unquote(spec.path).rstrip("/")):
+        raise unexpected(
+            f"PostHog's link to the next page of {spec.path} leads to another path; expected the same list "
+            "with a new cursor."
+        )
+    return dataclasses.replace(spec, url=link, params=())
 
 
 def follow_cursor(spec: RequestSpec) -> Operation[list[Mapping[str, Any]]]:
-    """Every row of a cursor-paged list, up to :data:`MAX_PAGES` pages; stops if a link repeats."""
+    """Every row of a cursor-paged list, or an error: never a list cut short (see :func:`next_page`)."""
     out: list[Mapping[str, Any]] = []
     seen: set[str] = set()
     current: RequestSpec | None = spec
-    while current is not None and len(seen) < MAX_PAGES:
+    while current is not None:
         response: ApiResponse = yield current
-        out.extend(page_results(response.body))
-        current = next_cursor_request(current, response.body)
-        if current is not None:
-            if current.url in seen:  # a server bug must not loop forever
-                break
-            seen.add(current.url or "")
+        rows = page_results(response.body, f"the list {spec.path}")
+        out.extend(rows)
+        current = next_page(spec, current, response.body, rows, seen)
     return out
+
+
+def next_page(
+    first: RequestSpec, current: RequestSpec, body: Any, rows: list[Mapping[str, Any]], seen: set[str]
+) -> RequestSpec | None:
+    """The request for the page after ``current`` (None at the end), failing closed on pages that do not end.
+
+    A link seen before (a loop), an empty page that links to another one (PostHog's cursor pages only link
+    onwards when more rows follow) and more than :data:`MAX_PAGES` pages each raise an error that says so,
+    so that no caller mistakes part of a list for all of it. ``seen`` collects the links followed so far.
+    """
+    following = next_cursor_request(current, body)
+    if following is None:
+        return None
+    link = following.url or ""
+    if not rows:
+        raise unexpected(
+            f"PostHog answered an empty page of {first.path} that links to a next page; stopped instead "
+            "of following pages without rows."
+        )
+    if link in seen:
+        raise unexpected(
+            f"PostHog's pages of {first.path} loop: the next page link repeats an earlier one after "
+            f"{len(seen) + 1} page(s)."
+        )
+    if len(seen) + 1 >= MAX_PAGES:
+        raise unexpected(
+            f"PostHog's pages of {first.path} did not end after {MAX_PAGES} pages; stopped instead of "
+            "returning part of the list."
+        )
+    seen.add(link)
+    return following
 
 
 # -- UI links -----------------------------------------------------------------------------------------------

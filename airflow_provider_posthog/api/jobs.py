@@ -11,25 +11,65 @@ driven by the hook's ``run(op)`` / ``await arun(op)``, so a rule about PostHog's
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
-from airflow_provider_posthog.api.decisions import decide_backfill, decide_interval, decide_run
+from airflow_provider_posthog.api.decisions import (
+    covered_until,
+    decide_backfill,
+    decide_interval,
+    decide_run,
+    newest_per_interval,
+)
 from airflow_provider_posthog.api.endpoints import (
     ANY_AGE,
     get_backfill,
+    get_batch_export,
     get_run,
-    list_backfill_runs,
     list_runs,
+    list_runs_over_backfill,
 )
 from airflow_provider_posthog.api.http import RequestSpec, export_path
+from airflow_provider_posthog.api.intervals import ExportSchedule
 from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
-from airflow_provider_posthog.exceptions import PostHogCancelNotEffectiveError, PostHogValidationError
+from airflow_provider_posthog.exceptions import (
+    PostHogCancelNotEffectiveError,
+    PostHogConfigError,
+    PostHogValidationError,
+)
 
 if TYPE_CHECKING:
     import datetime as dt
 
+    from pendulum import DateTime
+
     from airflow_provider_posthog.api.decisions import Decision
     from airflow_provider_posthog.api.http import Operation
+    from airflow_provider_posthog.api.models import Backfill, BatchExport
+
+log = logging.getLogger(__name__)
+
+
+def _schedule(export: BatchExport, backfill: Backfill) -> ExportSchedule | None:
+    """The export's interval grid, or ``None`` for an interval this provider does not know (the runs are
+    then listed by creation time and only the backfill's own runs are judged)."""
+    try:
+        return ExportSchedule.of(export)
+    except PostHogConfigError as exc:
+        log.warning("Judging backfill %s by its own runs only: %s", backfill.id, exc)
+        return None
+
+
+def expected_intervals(
+    backfill: Backfill, schedule: ExportSchedule | None
+) -> list[tuple[DateTime, DateTime]] | None:
+    """The intervals PostHog exports for ``backfill``: whole intervals from its (aligned-down) start, or from
+    ``adjusted_start_at`` where PostHog moved the start to the first data, to its end (a trailing partial
+    interval is not exported); ``None`` for an open range or an unknown interval grid."""
+    start = backfill.adjusted_start_at or backfill.start_at
+    if schedule is None or start is None or backfill.end_at is None:
+        return None
+    return schedule.intervals(start, backfill.end_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +88,21 @@ class BackfillJob:
         return f"backfill {self.backfill_id} of batch export {self.batch_export_id}"
 
     def poll(self) -> Operation[Decision]:
-        """The backfill's status; once it is terminal, its runs too (a completed one may hide failed runs)."""
+        """The backfill's status; once it is terminal, its export and every run over its range too.
+
+        One request while the backfill runs; three once it is terminal (the backfill, the export, the runs
+        over its range), whatever the outcome: a completed backfill may hide failed runs, or intervals left
+        to runs it adopted, and a cancelled one may be explained by its export being paused.
+        """
         backfill = yield from get_backfill(self.batch_export_id, self.backfill_id)
         decision = decide_backfill(backfill)
         if not decision.done:
             return decision
-        runs = yield from list_backfill_runs(self.batch_export_id, backfill)
-        return decide_backfill(backfill, runs)
+        export = yield from get_batch_export(self.batch_export_id)
+        schedule = _schedule(export, backfill)
+        runs = yield from list_runs_over_backfill(self.batch_export_id, backfill, schedule=schedule)
+        intervals = expected_intervals(backfill, schedule)
+        return decide_backfill(backfill, runs, intervals=intervals, export=export)
 
     def status(self) -> Operation[str]:
         return (yield from get_backfill(self.batch_export_id, self.backfill_id)).status
@@ -111,14 +159,21 @@ class IntervalJob:
         )
 
     def poll(self) -> Operation[Decision]:
-        """One list of the runs inside the interval; the newest run of each sub-interval counts."""
+        """One list of the runs inside the interval (the newest run of each sub-interval counts); while
+        runs are still missing, the export too: a paused export schedules none, so the wait fails now."""
         runs = yield from list_runs(
             self.batch_export_id,
             ordering="-data_interval_start",
             start=self.start,
             end=self.end,
         )
-        return decide_interval(runs, self.start, self.end)
+        decision = decide_interval(runs, self.start, self.end)
+        if decision.done or covered_until(newest_per_interval(runs, self.start, self.end), self.start) >= (
+            self.end
+        ):
+            return decision
+        export = yield from get_batch_export(self.batch_export_id)
+        return decide_interval(runs, self.start, self.end, export=export)
 
 
 Job = BackfillJob | RunJob | IntervalJob

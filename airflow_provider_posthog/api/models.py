@@ -1,21 +1,31 @@
 """Typed records for PostHog batch-exports resources, parsed once from JSON.
 
 Every record keeps the full JSON body in ``raw`` (with secrets already stripped by PostHog) so callers can
-read fields a newer PostHog adds before this module knows them. Unknown keys are never an error.
+read fields a newer PostHog adds before this module knows them. Unknown keys are never an error; a field
+this module reads in a shape PostHog never sends (a row without ``id``, a status that is no word, a
+timestamp or count that is none) is
+:class:`~airflow_provider_posthog.exceptions.PostHogUnexpectedResponseError` naming the object and the
+field: a guess could turn a failure into a success.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import pendulum
 from pendulum import DateTime
 
+from airflow_provider_posthog.api.http import describe, unexpected
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
 from airflow_provider_posthog.exceptions import PostHogConfigError
+
+#: What PostHog's ids (UUIDs) and statuses (``Completed``, ``FailedRetryable``) look like. Only values of
+#: this form are kept and ever shown in a message; an API key (``phx_…``, ``phc_…``) never has it.
+_TOKEN = re.compile(r"[0-9A-Za-z][0-9A-Za-z.:-]{0,63}")
 
 
 def parse_datetime(value: Any) -> DateTime | None:
@@ -47,8 +57,80 @@ def to_utc(value: dt.datetime | dt.date | str, what: str = "A datetime") -> Date
     return parsed
 
 
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
+# -- reading one field of a row, strictly -------------------------------------------------------------------
+
+
+def _row(kind: str, data: Any) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise unexpected(f"PostHog sent {describe(data)} where a {kind} (a JSON object) was expected.")
+    return data
+
+
+def _token(kind: str, data: Mapping[str, Any], field: str, noun: str = "an id") -> str:
+    """A required id or status: a non-empty string (or an integer id) of PostHog's form."""
+    value = data.get(field)
+    if value is None or value == "":
+        raise unexpected(f"PostHog sent a {kind} without {field!r}; every {kind} PostHog sends has one.")
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not _TOKEN.fullmatch(str(value)):
+        raise unexpected(f"PostHog sent a {kind} whose {field!r} is {describe(value)}, not {noun}.")
+    return str(value)
+
+
+def _status(kind: str, data: Mapping[str, Any]) -> str:
+    """A status, ``""`` when missing: what a status means (a missing or unknown one fails closed) is the
+    status table's rule, but a value not shaped like a status is no answer of PostHog's."""
+    if data.get("status") in (None, ""):
+        return ""
+    return _token(kind, data, "status", f"a {kind} status")
+
+
+def _optional_token(kind: str, data: Mapping[str, Any], field: str) -> str | None:
+    return None if data.get(field) is None else _token(kind, data, field)
+
+
+def _when(kind: str, data: Mapping[str, Any], field: str) -> DateTime | None:
+    value = data.get(field)
+    if value is None or value == "":
+        return None
+    try:
+        if not isinstance(value, str):
+            raise TypeError
+        return parse_datetime(value)
+    except Exception:
+        raise unexpected(
+            f"PostHog sent a {kind} whose {field!r} is {describe(value)}, not an ISO-8601 timestamp."
+        ) from None
+
+
+def _count(kind: str, data: Mapping[str, Any], field: str) -> int | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError
+        number = float(value) if isinstance(value, float) else int(value)
+        if isinstance(number, float) and not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise unexpected(
+            f"PostHog sent a {kind} whose {field!r} is {describe(value)}, not a count."
+        ) from None
+
+
+def _text(kind: str, data: Mapping[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    raise unexpected(f"PostHog sent a {kind} whose {field!r} is {describe(value)}, not a string.")
+
+
+def _object(kind: str, data: Mapping[str, Any], field: str) -> Mapping[str, Any] | None:
+    value = data.get(field)
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise unexpected(f"PostHog sent a {kind} whose {field!r} is {describe(value)}, not a JSON object.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,21 +157,23 @@ class BatchExportRun:
         return run_outcome(self.status)
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> BatchExportRun:
+    def from_api(cls, data: Any) -> BatchExportRun:
+        kind = "batch export run"
+        data = _row(kind, data)
         return cls(
-            id=str(data["id"]),
-            status=str(data.get("status") or ""),
-            batch_export_id=data.get("batch_export"),
-            backfill_id=data.get("backfill"),
-            data_interval_start=parse_datetime(data.get("data_interval_start")),
-            data_interval_end=parse_datetime(data.get("data_interval_end")),
-            created_at=parse_datetime(data.get("created_at")),
-            finished_at=parse_datetime(data.get("finished_at")),
-            last_updated_at=parse_datetime(data.get("last_updated_at")),
-            records_completed=_int_or_none(data.get("records_completed")),
-            records_total_count=_int_or_none(data.get("records_total_count")),
-            bytes_exported=_int_or_none(data.get("bytes_exported")),
-            latest_error=data.get("latest_error"),
+            id=_token(kind, data, "id"),
+            status=_status(kind, data),
+            batch_export_id=_optional_token(kind, data, "batch_export"),
+            backfill_id=_optional_token(kind, data, "backfill"),
+            data_interval_start=_when(kind, data, "data_interval_start"),
+            data_interval_end=_when(kind, data, "data_interval_end"),
+            created_at=_when(kind, data, "created_at"),
+            finished_at=_when(kind, data, "finished_at"),
+            last_updated_at=_when(kind, data, "last_updated_at"),
+            records_completed=_count(kind, data, "records_completed"),
+            records_total_count=_count(kind, data, "records_total_count"),
+            bytes_exported=_count(kind, data, "bytes_exported"),
+            latest_error=_text(kind, data, "latest_error"),
             raw=dict(data),
         )
 
@@ -99,6 +183,18 @@ class BackfillProgress:
     total_runs: int
     finished_runs: int
     progress: float
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> BackfillProgress:
+        kind = "backfill progress"
+        fraction = data.get("progress")
+        if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))):
+            raise unexpected(f"PostHog sent a {kind} whose 'progress' is {describe(fraction)}, not a number.")
+        return cls(
+            total_runs=_count(kind, data, "total_runs") or 0,
+            finished_runs=_count(kind, data, "finished_runs") or 0,
+            progress=float(fraction or 0.0),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,29 +220,23 @@ class Backfill:
         return backfill_outcome(self.status)
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Backfill:
-        progress = data.get("progress")
+    def from_api(cls, data: Any) -> Backfill:
+        kind = "backfill"
+        data = _row(kind, data)
+        progress = _object(kind, data, "progress")
         return cls(
-            id=str(data["id"]),
-            status=str(data.get("status") or ""),
-            batch_export_id=data.get("batch_export"),
-            team_id=_int_or_none(data.get("team")),
-            start_at=parse_datetime(data.get("start_at")),
-            end_at=parse_datetime(data.get("end_at")),
-            created_at=parse_datetime(data.get("created_at")),
-            finished_at=parse_datetime(data.get("finished_at")),
-            last_updated_at=parse_datetime(data.get("last_updated_at")),
-            progress=(
-                BackfillProgress(
-                    total_runs=int(progress.get("total_runs") or 0),
-                    finished_runs=int(progress.get("finished_runs") or 0),
-                    progress=float(progress.get("progress") or 0.0),
-                )
-                if isinstance(progress, Mapping)
-                else None
-            ),
-            adjusted_start_at=parse_datetime(data.get("adjusted_start_at")),
-            total_records_count=_int_or_none(data.get("total_records_count")),
+            id=_token(kind, data, "id"),
+            status=_status(kind, data),
+            batch_export_id=_optional_token(kind, data, "batch_export"),
+            team_id=_count(kind, data, "team"),
+            start_at=_when(kind, data, "start_at"),
+            end_at=_when(kind, data, "end_at"),
+            created_at=_when(kind, data, "created_at"),
+            finished_at=_when(kind, data, "finished_at"),
+            last_updated_at=_when(kind, data, "last_updated_at"),
+            progress=None if progress is None else BackfillProgress.from_api(progress),
+            adjusted_start_at=_when(kind, data, "adjusted_start_at"),
+            total_records_count=_count(kind, data, "total_records_count"),
             raw=dict(data),
         )
 
@@ -172,23 +262,33 @@ class BatchExport:
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> BatchExport:
-        destination = data.get("destination") or {}
+    def from_api(cls, data: Any) -> BatchExport:
+        kind = "batch export"
+        data = _row(kind, data)
+        destination = _object(kind, data, "destination") or {}
+        paused = data.get("paused")
+        if paused is not None and not isinstance(paused, bool):
+            raise unexpected(f"PostHog sent a {kind} whose 'paused' is {describe(paused)}, not a boolean.")
+        latest_runs = data.get("latest_runs")
+        if latest_runs is not None and not isinstance(latest_runs, list):
+            raise unexpected(
+                f"PostHog sent a {kind} whose 'latest_runs' is {describe(latest_runs)}, not a list."
+            )
         return cls(
-            id=str(data["id"]),
-            team_id=_int_or_none(data.get("team_id")),
-            name=str(data.get("name") or ""),
-            model=data.get("model"),
-            destination_type=str(destination.get("type") or ""),
+            id=_token(kind, data, "id"),
+            team_id=_count(kind, data, "team_id"),
+            name=_text(kind, data, "name") or "",
+            model=_text(kind, data, "model"),
+            destination_type=_text("batch export destination", destination, "type") or "",
             destination=dict(destination),
-            interval=str(data.get("interval") or ""),
-            paused=bool(data.get("paused")),
-            created_at=parse_datetime(data.get("created_at")),
-            last_updated_at=parse_datetime(data.get("last_updated_at")),
-            last_paused_at=parse_datetime(data.get("last_paused_at")),
-            start_at=parse_datetime(data.get("start_at")),
-            end_at=parse_datetime(data.get("end_at")),
-            latest_runs=tuple(BatchExportRun.from_api(r) for r in data.get("latest_runs") or ()),
+            interval=_text(kind, data, "interval") or "",
+            paused=bool(paused),
+            created_at=_when(kind, data, "created_at"),
+            last_updated_at=_when(kind, data, "last_updated_at"),
+            last_paused_at=_when(kind, data, "last_paused_at"),
+            start_at=_when(kind, data, "start_at"),
+            end_at=_when(kind, data, "end_at"),
+            latest_runs=tuple(BatchExportRun.from_api(r) for r in latest_runs or ()),
             raw=dict(data),
         )
 
@@ -204,9 +304,10 @@ class LogEntry:
     instance_id: str | None
 
     @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> LogEntry:
+    def from_api(cls, data: Any) -> LogEntry:
+        data = _row("log entry", data)
         return cls(
-            timestamp=parse_datetime(data.get("timestamp")),
+            timestamp=_when("log entry", data, "timestamp"),
             level=str(data.get("level") or "").upper(),
             message=str(data.get("message") or ""),
             log_source_id=data.get("log_source_id"),

@@ -14,9 +14,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -458,6 +461,12 @@ class EmulatorApp:
             return {"now": fmt(c.now())}
         if name == "advance" and method == "POST":
             return {"now": fmt(c.advance(float(data.get("seconds", 0))))}
+        if name == "clock" and method == "POST":
+            # Put the emulated clock at real time + offset_seconds, either way: a PostHog whose clock is not
+            # this machine's (to be set before seeding; later events keep the times they were planned at).
+            with c.lock:
+                c.clock.offset = timedelta(seconds=float(data["offset_seconds"]))
+                return {"now": fmt(c.tick())}
         if name == "settings":
             if method in ("POST", "PATCH"):
                 c.configure(**data)
@@ -530,8 +539,32 @@ class EmulatorApp:
                 Route("/_emulator/{action:path}", self.admin, methods=methods),
                 *UiPages(self.control).routes(),
                 Route("/{path:path}", self.api, methods=methods),
-            ]
+            ],
+            middleware=[Middleware(DateHeader, control=self.control)],
         )
+
+
+class DateHeader:
+    """Every answer's ``Date`` from the emulated clock, as a server states its own time (server.py turns
+    uvicorn's real-time header off), so a moved clock shows in the header as it does in ``created_at``."""
+
+    def __init__(self, app: Any, control: Control) -> None:
+        self.app = app
+        self.control = control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                now = format_datetime(self.control.clock.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", now)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 def _query(request: Request) -> Query:

@@ -132,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="active backfills per project before 429 too_many_concurrent_backfills (default unlimited)",
     )
+    parser.add_argument(
+        "--auto-pause",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pause an export (and cancel its running backfills) after repeated failed runs, like PostHog "
+        "(default on)",
+    )
+    parser.add_argument(
+        "--auto-pause-threshold",
+        type=int,
+        default=3,
+        metavar="N",
+        help="failed runs among the export's latest runs (hour: 24, day: 7, week: 4) that pause it "
+        "(default 3)",
+    )
     parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--ssl-keyfile", default=None, help="private key for --ssl-certfile (PEM)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
@@ -142,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         print("--ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
+    if args.auto_pause_threshold < 1:
+        print("--auto-pause-threshold must be at least 1", file=sys.stderr)
         return 2
 
     from .server import PostHogEmulator
@@ -161,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         schedule_history=args.schedule_history,
         logs_pak_access=args.logs_pak_access,
         legacy_pak_wording=args.legacy_pak_wording,
+        auto_pause=args.auto_pause,
+        auto_pause_threshold=args.auto_pause_threshold,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -9,6 +9,11 @@ timestamps they would have had if a worker had moved them in real time, and ``ad
 With ``schedule_runs`` on, unpaused exports also fire like PostHog's schedules: catching up first starts one
 run (``backfill=None``) for every interval that ended since the export was last looked at, created at the
 interval's end, and those runs then move through the same timeline as backfill runs.
+
+A run is a Temporal workflow whose id is ``{export id}-{data_interval_end}Z`` whoever starts it (schedule,
+backfill, retry), so a backfill reaching an interval whose run is still active adopts that run: it writes no
+run of its own, waits for it and moves on, whatever its outcome. A run that ends ``Failed`` may pause its
+export and cancel its running backfills (``auto_pause``), as PostHog's ``finish_batch_export_run`` does.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ RUN_FAILURES = frozenset(
     {"Failed", "FailedRetryable", "FailedBilling", "Terminated", "TimedOut", "Cancelled"}
 )
 _TINY = timedelta(microseconds=1)
+AUTO_PAUSE_NOTE = "Paused due to exceeding failure threshold"
+# how many of an export's latest runs PostHog looks at before auto-pausing it, by interval
+FAILURE_CHECK_WINDOWS = {"hour": 24, "day": 7, "week": 4}
 
 
 class Clock:
@@ -141,10 +149,15 @@ class StateMachine:
             export["_sched_cursor"] = None
 
     # -- runs -------------------------------------------------------------------------------------------
-    def schedule_run(self, run: dict[str, Any], started: datetime) -> None:
-        """Plan Starting -> Running -> finished for a run created (or seeded) at ``started``."""
-        duration = self._seconds(self.settings.run_duration)
-        starting = duration * self.settings.run_starting_fraction
+    def schedule_run(self, run: dict[str, Any], started: datetime, duration_s: float | None = None) -> None:
+        """Plan Starting -> Running -> finished for a run created (or seeded) at ``started``.
+
+        ``duration_s`` overrides ``run_duration`` for this run (a seeded run kept active for longer); it stays
+        ``Starting`` for the usual share of the usual duration.
+        """
+        usual = self._seconds(self.settings.run_duration)
+        duration = usual if duration_s is None else self._seconds(duration_s)
+        starting = min(duration, usual) * self.settings.run_starting_fraction
         run["_running_at"] = started + starting
         if run["status"] == "Starting":
             self._at(run["_running_at"], "run_running", run)
@@ -242,13 +255,70 @@ class StateMachine:
                 )
         # PostHog's backfill workflow catches a failed, cancelled, terminated or timed-out run and carries
         # on with the next interval; the backfill still ends Completed.
-        backfill_id = run["backfill"]
-        if was_active and backfill_id is not None:
-            backfill = self.store.backfills.get(backfill_id)
-            if backfill is not None and backfill.get("_simulated") and backfill["status"] in ACTIVE:
-                self._at(
-                    when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill
-                )
+        # So does a backfill that adopted this run (it was already running when the backfill reached its
+        # interval): it writes no run of its own and moves on whatever the outcome.
+        if was_active:
+            waiting = [run["backfill"], *run.get("_adopted_by", ())]
+            for backfill_id in (b for b in waiting if b is not None):
+                backfill = self.store.backfills.get(backfill_id)
+                if backfill is not None and backfill.get("_simulated") and backfill["status"] in ACTIVE:
+                    self._at(
+                        when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill
+                    )
+        if was_active and status == "Failed" and self.settings.auto_pause:
+            self._check_failure_threshold(run, when)
+
+    def _check_failure_threshold(self, run: dict[str, Any], when: datetime) -> None:
+        """PostHog's ``finish_batch_export_run`` on a ``Failed`` run (not ``FailedRetryable``/``Cancelled``).
+
+        When at least ``auto_pause_threshold`` of the export's latest runs (by ``last_updated_at``; 24 for an
+        hourly export, 7 daily, 4 weekly, an hour's worth for every-N-minutes) are ``Failed``, the export is
+        paused (unless it already is, or its schedule is gone) and every ``Running`` backfill of it is
+        cancelled; both are logged as warnings on the run.
+        """
+        export = self.store.exports.get(run["batch_export"])
+        if export is None:
+            return
+        window = _failure_check_window(export["interval"])
+        latest = sorted(
+            self.store.runs_of_export(export["id"]),
+            key=lambda r: (r["last_updated_at"], r["id"]),
+            reverse=True,
+        )[:window]
+        if sum(1 for r in latest if r["status"] == "Failed") < self.settings.auto_pause_threshold:
+            return
+        log = self.store.add_log
+        if not export["paused"] and export["_schedule"]:
+            export["paused"] = True
+            export["last_paused_at"] = when
+            export["last_updated_at"] = when
+            export["_pause_note"] = AUTO_PAUSE_NOTE
+            log(
+                export["id"],
+                run["_instance_id"],
+                when,
+                "WARNING",
+                "Batch export was automatically paused due to exceeding failure threshold and exhausting "
+                "all automated retries.The batch export can be unpaused after addressing any errors.",
+            )
+        running = [
+            b
+            for b in self.store.backfills_of_export(export["id"], visible_only=False)
+            if b["status"] == "Running"
+        ]
+        for backfill in running:
+            self.finish_backfill(backfill, "Cancelled", when)
+        if running:
+            n = len(running)
+            log(
+                export["id"],
+                run["_instance_id"],
+                when,
+                "WARNING",
+                f"{n} ongoing batch export backfill{'s' if n > 1 else ''} {'were' if n > 1 else 'was'} "
+                "cancelled due to exceeding failure threshold  and exhausting all automated retries."
+                "The backfill can be triggered again after addressing any errors.",
+            )
 
     # -- backfills --------------------------------------------------------------------------------------
     def start_backfill(self, backfill: dict[str, Any], requested: datetime) -> None:
@@ -268,7 +338,21 @@ class StateMachine:
             backfill["status"] = "Running"
             self._at(when + self._seconds(self.settings.backfill_run_delay), "backfill_next_run", backfill)
 
+    def _schedule_gone(self, backfill: dict[str, Any], when: datetime) -> bool:
+        """The backfill workflow's first step describes the export's schedule; a deleted export has none.
+
+        PostHog raises a non-retryable ``TemporalScheduleNotFoundError`` there: the backfill ends ``Failed``
+        without a run.
+        """
+        export = self.store.exports.get(backfill["batch_export"])
+        if export is not None and not export["deleted"] and export["_schedule"]:
+            return False
+        self.finish_backfill(backfill, "Failed", when)
+        return True
+
     def _backfill_running(self, backfill: dict[str, Any], when: datetime) -> None:
+        if self._schedule_gone(backfill, when):
+            return
         backfill["status"] = "Running"
         backfill["last_updated_at"] = when
         intervals = backfill["_intervals"]
@@ -282,11 +366,26 @@ class StateMachine:
         export = self.store.exports.get(backfill["batch_export"])
         index = backfill["_next_index"]
         intervals = backfill["_intervals"]
+        if index == 0 and self._schedule_gone(backfill, when):
+            return
         if export is None or index >= len(intervals):
             self.finish_backfill(backfill, "Completed", when)
             return
         backfill["_next_index"] = index + 1
+        active = self.active_run_ending(export["id"], intervals[index][1])
+        if active is not None:
+            # Temporal answers WorkflowAlreadyStartedError: wait for that run, tag nothing with this backfill
+            active.setdefault("_adopted_by", []).append(backfill["id"])
+            backfill.setdefault("_adopted", []).append(active["id"])
+            return
         self.start_run(export, intervals[index], when, backfill["id"])
+
+    def active_run_ending(self, export_id: str, end: datetime) -> dict[str, Any] | None:
+        """The ``Starting``/``Running`` run of ``export_id`` whose workflow id ends at ``end``, if any."""
+        for run in self.store.runs_of_export(export_id):
+            if run["status"] in ACTIVE and run["data_interval_end"] == end:
+                return run
+        return None
 
     def finish_backfill(self, backfill: dict[str, Any], status: str, when: datetime) -> None:
         """Set a backfill's status; Cancelled also cancels its active runs (new generation)."""
@@ -295,7 +394,9 @@ class StateMachine:
         backfill["last_updated_at"] = when
         if status in ACTIVE:
             backfill["finished_at"] = None
-            busy = any(r["status"] in ACTIVE for r in self.store.runs_of_backfill(backfill["id"]))
+            mine = self.store.runs_of_backfill(backfill["id"])
+            adopted = [self.store.runs[i] for i in backfill.get("_adopted", ()) if i in self.store.runs]
+            busy = any(r["status"] in ACTIVE for r in (*mine, *adopted))
             if backfill.get("_simulated") and not busy:
                 self._at(when, "backfill_next_run", backfill)
             return
@@ -323,6 +424,16 @@ class StateMachine:
         if export["interval"] not in INTERVALS:
             return []
         return list(whole_intervals(start, end, self.cadence(export)))
+
+
+def _failure_check_window(interval: str) -> int:
+    """How many latest runs the auto-pause check counts failures in (PostHog's ``failure_check_window``)."""
+    if interval in FAILURE_CHECK_WINDOWS:
+        return FAILURE_CHECK_WINDOWS[interval]
+    parts = interval.split(" ")
+    if len(parts) == 3 and parts[0] == "every" and parts[2] == "minutes" and parts[1].isdigit():
+        return max(1, 60 // int(parts[1]))
+    return 50
 
 
 def _iso(value: datetime | None) -> str:

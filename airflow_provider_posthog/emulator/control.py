@@ -175,9 +175,14 @@ class Control:
         paused: bool = False,
         created_at: datetime | str | None = None,
         project_id: int | None = None,
+        last_paused_at: datetime | str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Create an export without validation (interval must be valid); returns its API representation."""
+        """Create an export without validation (interval must be valid); returns its API representation.
+
+        Like PostHog, ``paused=True`` alone leaves ``last_paused_at`` empty (only ``POST .../pause/`` and the
+        auto-pause set it): pass ``last_paused_at`` for an export paused that way.
+        """
         if interval not in INTERVALS:
             raise ValueError(f"unknown interval {interval!r}")
         with self.lock:
@@ -195,8 +200,8 @@ class Control:
                 "model": model,
                 "paused": paused,
             }
-            if paused:
-                fields["last_paused_at"] = created
+            if last_paused_at is not None:
+                fields["last_paused_at"] = _dt(last_paused_at, now)
             fields.update(extra)
             export = self.store.new_export(project_id or self.settings.project_id, fields, created)
             self.machine.register_export(export, now)
@@ -212,8 +217,13 @@ class Control:
         records_completed: int | None = None,
         latest_error: str | None = None,
         backfill_id: str | None = None,
+        duration: float | None = None,
     ) -> dict[str, Any]:
-        """Add a run; ``Starting``/``Running`` runs then progress through the state machine."""
+        """Add a run; ``Starting``/``Running`` runs then progress through the state machine.
+
+        ``duration``: emulated seconds from ``created_at`` until an active run finishes (default
+        ``run_duration``), e.g. a scheduled run still running when a backfill or retry reaches its interval.
+        """
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         with self.lock:
@@ -222,17 +232,17 @@ class Control:
                 raise KeyError(batch_export_id)
             end = _dt(data_interval_end, now)
             start = None if data_interval_start is None else _dt(data_interval_start, now)
-            duration = timedelta(seconds=self.settings.run_duration)
-            created = _dt(created_at, now if status in ACTIVE else now - duration)
+            usual = timedelta(seconds=self.settings.run_duration)
+            created = _dt(created_at, now if status in ACTIVE else now - usual)
             run = self.store.new_run(batch_export_id, start, end, "Running", created, backfill_id)
             run["records_completed"] = records_completed
             if status in ACTIVE:
                 run["status"] = status
-                self.machine.schedule_run(run, created)
+                self.machine.schedule_run(run, created, duration)
                 if status == "Running":
                     self.machine.log_start(run, created + (run["_running_at"] - created) / 2)
             else:
-                finished = max(created, min(now, created + duration))
+                finished = max(created, min(now, created + usual))
                 self.machine.finish_run(run, status, finished, latest_error=latest_error)
             if latest_error is not None:
                 run["latest_error"] = latest_error

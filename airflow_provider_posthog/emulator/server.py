@@ -175,6 +175,7 @@ class PostHogEmulator:
             ssl_keyfile=self.ssl_keyfile,
             timeout_keep_alive=30,
             timeout_graceful_shutdown=1,
+            date_header=False,  # the app dates each answer with the emulated clock
         )
         server = uvicorn.Server(config)
         self._server = server

@@ -161,6 +161,10 @@ class Service:
     ) -> dict[str, Any]:
         export = self.export(team_id, export_id)
         fields = self.validator.clean(body, team_id=team_id, partial=partial, existing=export)
+        if self.new and "interval" not in body and ("offset_day" in body or "offset_hour" in body):
+            # PostHog's interval/offset check returns early without ``interval``; the offsets then reach
+            # read-only model properties and the request fails unhandled, changing nothing.
+            raise server_error()
         export.update(fields)
         export["last_updated_at"] = now
         return self.store.render_export(export)
@@ -198,8 +202,12 @@ class Service:
         if export["paused"]:
             export["paused"] = False
             export["last_updated_at"] = now
-            if backfill and export["last_paused_at"] is not None and export["last_paused_at"] < now:
-                self._start_backfill(export, export["last_paused_at"], now, now)
+            # PostHog hands ``last_paused_at`` to the backfill as its start without a None check, and skips
+            # the endpoint's earliest-backfill flag: an export never paused by ``POST .../pause/`` (created
+            # paused, or paused by PATCH) gets one run over (None, now), i.e. everything it ever had.
+            paused_at = export["last_paused_at"]
+            if backfill and (paused_at is None or paused_at < now):
+                self._start_backfill(export, paused_at, now, now)
         return {"paused": False}
 
     # -- logs -------------------------------------------------------------------------------------------
@@ -285,15 +293,13 @@ class Service:
         ordering = _first(query, "ordering")
         if ordering not in RUN_ORDERINGS:
             ordering = "-created_at"
+        # A ListField of ChoiceFields: one status per repeated parameter; "Failed,Completed" is one unknown
+        # choice. The error is keyed by the item's index (PostHog joins nested keys with "__").
         statuses: set[str] = set()
-        for raw in query.get("status", []):
-            for status in raw.split(","):
-                status = status.strip()
-                if not status:
-                    continue
-                if status not in RUN_STATUSES:
-                    raise validation(f'"{status}" is not a valid choice.', "status", "invalid_choice")
-                statuses.add(status)
+        for index, status in enumerate(query.get("status", [])):
+            if status not in RUN_STATUSES:
+                raise validation(f'"{status}" is not a valid choice.', f"status__{index}", "invalid_choice")
+            statuses.add(status)
         export = self.store.exports.get(export_id) if _is_uuid(export_id) else None
         if export is None or export["team_id"] != team_id:
             runs: list[dict[str, Any]] = []
@@ -325,8 +331,11 @@ class Service:
     def retry_run(
         self, team_id: int, export_id: str, run_id: str, query: Query, now: datetime
     ) -> tuple[int, dict[str, Any]]:
+        """Start a one-interval backfill over the run, whatever the run's status and even if the export is
+        deleted (PostHog's runs queryset has no deleted filter): a still active run is adopted by it, and on a
+        deleted export it fails at its schedule check."""
         run = self.run(team_id, export_id, run_id, query, now)
-        export = self.export(team_id, export_id)
+        export = self.store.exports[export_id]
         backfill = self._start_backfill(export, run["data_interval_start"], run["data_interval_end"], now)
         return (201 if self.new else 200), {"backfill_id": backfill["_workflow_id"]}
 

@@ -24,7 +24,9 @@ class EmulatorSettings:
     behaviour its public API docs page describes (``"docs"``). ``logs_pak_access=None`` means "as the
     generation does" (``new``: logs readable with a personal API key; ``docs``: 403). ``schedule_runs`` makes
     unpaused exports start a run per interval as it ends; ``schedule_history`` (hours) back-fills completed
-    scheduled runs for intervals that ended before an export was first scheduled.
+    scheduled runs for intervals that ended before an export was first scheduled. ``auto_pause`` pauses an
+    export, and cancels its running backfills, once ``auto_pause_threshold`` of its latest runs (24 for an
+    hourly export, 7 daily, 4 weekly) ended ``Failed``, as PostHog's run-finishing step does.
     """
 
     api_generation: ApiGeneration = "new"
@@ -48,6 +50,8 @@ class EmulatorSettings:
     feature_flags: frozenset[str] = field(default_factory=frozenset)
     earliest_data_at: str | None = None
     no_data: bool = False
+    auto_pause: bool = True
+    auto_pause_threshold: int = 3
 
     def __post_init__(self) -> None:
         if self.api_generation not in ("docs", "new"):
@@ -56,6 +60,8 @@ class EmulatorSettings:
             raise ValueError("durations must be >= 0")
         if self.schedule_history < 0:
             raise ValueError("schedule_history must be >= 0")
+        if self.auto_pause_threshold < 1:
+            raise ValueError("auto_pause_threshold must be >= 1")
         self.feature_flags = frozenset(self.feature_flags)
 
     @property

@@ -339,17 +339,21 @@ class ExportValidator:
             out["offset_hour"] = _int_field(body["offset_hour"], "offset_hour", 0, 23)
         if "offset_day" in body:
             out["offset_day"] = _int_field(body["offset_day"], "offset_day", 0, 6)
-        interval = out.get("interval", existing["interval"] if existing else "hour")
-        offset_day = out.get("offset_day", existing["offset_day"] if existing else None)
-        offset_hour = out.get("offset_hour", existing["offset_hour"] if existing else None)
-        if interval == "day" and offset_day is not None:
-            if "offset_day" in body:
+        if "interval" not in body:
+            # PostHog's interval/offset check returns here; offsets sent without ``interval`` then fail the
+            # update with a 500 (``Service.update_export``)
+            return
+        interval = out["interval"]
+        # only the body counts: an offset not sent is reset (weekly: Sunday and/or 00:00), not kept
+        offset_day, offset_hour = out.get("offset_day"), out.get("offset_hour")
+        if interval == "day":
+            if offset_day is not None:
                 raise validation("offset_day should not be specified for daily intervals", "offset_day")
-            out["offset_day"] = None
-        if interval not in ("day", "week"):
-            if ("offset_hour" in body and offset_hour is not None) or (
-                "offset_day" in body and offset_day is not None
-            ):
+            out["offset_day"], out["offset_hour"] = None, offset_hour or 0
+        elif interval == "week":
+            out["offset_day"], out["offset_hour"] = offset_day or 0, offset_hour or 0
+        else:
+            if offset_hour is not None or offset_day is not None:
                 raise validation(
                     "offset_hour is not applicable for non-daily/weekly intervals", "offset_hour"
                 )

@@ -8,6 +8,7 @@ connection up, send bytes and sleep, as httpx's ``Client``/``AsyncClient`` do ov
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -18,8 +19,19 @@ import pendulum
 from airflow.sdk import BaseHook
 
 from airflow_provider_posthog.api.backfills import BackfillLookup
-from airflow_provider_posthog.api.connection import ConnectionSettings, settings_from_connection
-from airflow_provider_posthog.api.errors import add_attempts, decode_response, transport_error
+from airflow_provider_posthog.api.connection import (
+    ConnectionSettings,
+    plain_http_host,
+    settings_from_connection,
+)
+from airflow_provider_posthog.api.errors import (
+    add_attempts,
+    body_secrets,
+    decode_response,
+    scrub,
+    transport_error,
+    unauthorized_hint,
+)
 from airflow_provider_posthog.api.http import (
     NOW,
     USER_AGENT,
@@ -41,6 +53,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
     PostHogConfigError,
+    PostHogConnectionMismatchError,
     PostHogDeadlineError,
     PostHogError,
     PostHogNotFoundError,
@@ -52,6 +65,7 @@ if TYPE_CHECKING:
     import tenacity
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 #: Headers of every request but the key, which is added per request so hooks with different keys can
 #: share a pooled client.
@@ -63,6 +77,25 @@ MASKED_KEYS: set[str] = set()
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def tls_client_hello() -> bytes:
+    """The first flight of a TLS handshake (a ClientHello), for probing whether a server speaks TLS."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    outgoing = ssl.MemoryBIO()
+    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing)
+    with contextlib.suppress(ssl.SSLWantReadError):  # the hello is written; the answer would come next
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def looks_like_tls(first: bytes) -> bool:
+    """Whether a server's first bytes after a ClientHello are a TLS record (a handshake or an alert)."""
+    return len(first) >= 3 and first[0] in (0x15, 0x16) and first[1] == 0x03
 
 
 def advance(op: Operation[T], reply: Any = None, error: BaseException | None = None) -> RequestSpec | Sleep:
@@ -119,7 +152,7 @@ class PostHogHookBase(BaseHook):
     # -- settings and the key -----------------------------------------------------------------------------
 
     def _build_settings(self, conn: Any, extra: Mapping[str, Any]) -> ConnectionSettings:
-        return settings_from_connection(
+        settings = settings_from_connection(
             host=conn.host,
             password=conn.password,
             port=conn.port,
@@ -127,6 +160,21 @@ class PostHogHookBase(BaseHook):
             extra=extra,
             project_id=self.project_id,
         )
+        host = plain_http_host(settings.base_url)
+        if host is not None:  # settings are built once per hook: one warning per task or trigger
+            self.log.warning(
+                "The PostHog connection %r sends the API key unencrypted over plain http:// to %s; use "
+                "https:// in its host.",
+                self.posthog_conn_id,
+                host,
+            )
+        return settings
+
+    def scrubbed(self, value: V) -> V:
+        """``value`` (a message, an event) without the connection's API key, once the hook has read it: for
+        what leaves the hook and is stored, such as a trigger's event."""
+        settings = self._settings_cache
+        return value if settings is None else scrub(value, (settings.api_key,))
 
     @staticmethod
     def _key_masked(settings: ConnectionSettings) -> bool:
@@ -200,7 +248,9 @@ class PostHogHookBase(BaseHook):
         content: bytes,
         headers: Mapping[str, str],
     ) -> ApiResponse:
-        return decode_response(
+        """Decode an answer; an error PostHog echoes the key or the request's destination secrets in is
+        scrubbed of them in every field."""
+        response = decode_response(
             method=spec.method,
             path=spec.api_path(settings.project_id),
             status=status,
@@ -208,13 +258,15 @@ class PostHogHookBase(BaseHook):
             content_type=headers.get("Content-Type"),
             retry_after=headers.get("Retry-After"),
             location=headers.get("Location"),
-            secrets=(settings.api_key,),
+            secrets=(settings.api_key, *body_secrets(spec.json)),
+            personal_key=settings.api_key.startswith("phx_"),
         )
+        return dataclasses.replace(response, date=headers.get("Date"))
 
     @staticmethod
     def _transport_error(
         spec: RequestSpec, settings: ConnectionSettings, exc: BaseException, *, sent: bool
-    ) -> PostHogTransportError:
+    ) -> PostHogTransportError | PostHogConnectionMismatchError:
         return transport_error(
             method=spec.method,
             path=spec.api_path(settings.project_id),
@@ -271,8 +323,10 @@ def connection_test_message(exc: BaseException, s: ConnectionSettings) -> str:
     if isinstance(exc, PostHogAuthError) and status == 401:
         return (
             f"PostHog at {s.base_url} rejected the API key (HTTP 401: {detail or 'invalid key'}). "
-            "Use a personal API key (phx_...) from Settings > Personal API keys, not a project key."
+            + unauthorized_hint(s.api_key.startswith("phx_"))
         )
+    if isinstance(exc, PostHogConnectionMismatchError):
+        return f"Could not reach PostHog at {s.base_url}: {detail}"
     if isinstance(exc, PostHogAuthError):
         if "missing required scope" in detail:
             return (

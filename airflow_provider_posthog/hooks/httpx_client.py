@@ -1,15 +1,23 @@
 """The triggers' transport: one pooled ``httpx.AsyncClient`` per event loop and base URL.
 
+An HTTPS server drops a plain-HTTP request without an answer, which looks like any dropped connection; the
+client's transport then asks the server for a TLS handshake (:func:`aserver_speaks_tls`) and, if it answers,
+fails with :class:`~airflow_provider_posthog.api.errors.ServerSpeaksTLS` as the error's cause, which the error
+mapping turns into a final "use https://" (as the sync transport does).
+
 ``httpx`` is imported inside functions, so importing this module costs no HTTP library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.hooks.base import COMMON_HEADERS
+from airflow_provider_posthog.api.errors import ServerSpeaksTLS
+from airflow_provider_posthog.hooks.base import COMMON_HEADERS, looks_like_tls, tls_client_hello
 
 if TYPE_CHECKING:
     import ssl
@@ -20,6 +28,8 @@ if TYPE_CHECKING:
 #: a burst of 1000 requests took 3.0 s with 16 connections and 9.6 s with 64 (pool scheduling overhead).
 ASYNC_MAX_CONNECTIONS = 16
 ASYNC_POOL_TIMEOUT = 60.0
+#: Seconds the TLS probe of a server that dropped a plain-HTTP request may take at most.
+TLS_PROBE_SECONDS = 5.0
 
 # One httpx.AsyncClient per (event loop, base URL, TLS verify): shared TCP/TLS connections across hooks.
 _ASYNC_CLIENTS: weakref.WeakKeyDictionary[
@@ -43,6 +53,48 @@ def _ssl_context(ca_path: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_path)
 
 
+async def aserver_speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """Whether the server at ``host:port`` answers a TLS ClientHello with a TLS record."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        writer.write(tls_client_hello())
+        await asyncio.wait_for(writer.drain(), timeout)
+        first = await asyncio.wait_for(reader.readexactly(3), timeout)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return looks_like_tls(first)
+
+
+@functools.cache
+def _probing_transport_class() -> type[httpx.AsyncHTTPTransport]:
+    """httpx's transport, probing for TLS when a server drops a plain-HTTP request unanswered."""
+    import httpx
+
+    class ProbingTransport(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                return await super().handle_async_request(request)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                if request.url.scheme != "http":
+                    raise
+                timeout: Any = request.extensions.get("timeout", {}).get("connect")
+                seconds = min(TLS_PROBE_SECONDS, timeout or TLS_PROBE_SECONDS)
+                port = request.url.port or 80
+                if await aserver_speaks_tls(request.url.host, port, seconds):
+                    speaks = ServerSpeaksTLS(f"{request.url.host}:{port} speaks TLS")
+                    raise httpx.ConnectError(str(speaks), request=request) from speaks
+                raise
+
+    return ProbingTransport
+
+
 def shared_async_client(base_url: str, verify: bool | str = True) -> httpx.AsyncClient:
     """The pooled client of the running event loop for ``base_url`` (created on first use).
 
@@ -57,15 +109,19 @@ def shared_async_client(base_url: str, verify: bool | str = True) -> httpx.Async
     key = (base_url, str(verify))
     client = per_loop.get(key)
     if client is None or client.is_closed:
+        limits = httpx.Limits(
+            max_connections=ASYNC_MAX_CONNECTIONS,
+            max_keepalive_connections=ASYNC_MAX_CONNECTIONS,
+            keepalive_expiry=4.0,
+        )
+        tls = _ssl_context(verify) if isinstance(verify, str) else verify
         client = httpx.AsyncClient(
             headers=COMMON_HEADERS,
-            limits=httpx.Limits(
-                max_connections=ASYNC_MAX_CONNECTIONS,
-                max_keepalive_connections=ASYNC_MAX_CONNECTIONS,
-                keepalive_expiry=4.0,
-            ),
+            limits=limits,
             follow_redirects=False,
-            verify=_ssl_context(verify) if isinstance(verify, str) else verify,
+            verify=tls,
+            # Proxies from the environment keep their own transports (mounts); direct requests use this one.
+            transport=_probing_transport_class()(verify=tls, limits=limits),
         )
         per_loop[key] = client
     return client

@@ -5,6 +5,11 @@ hold a request for as long as it likes. A :class:`Watchdog` timer shuts the requ
 deadline and the blocked read fails at once. The session's pools tell the current thread's watchdog which
 connection its request got, and take it back once the connection returns to the pool, its answer read.
 
+An HTTPS server drops a plain-HTTP request without an answer, which looks like any dropped connection; the
+session's adapter then asks the server for a TLS handshake (:func:`server_speaks_tls`) and, if it answers,
+fails with :class:`~airflow_provider_posthog.api.errors.ServerSpeaksTLS` in the error, which the error mapping
+turns into a final "use https://".
+
 ``requests`` and ``urllib3`` are imported inside functions, like in ``hooks/posthog.py``.
 """
 
@@ -16,14 +21,34 @@ import logging
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from airflow_provider_posthog.hooks.base import COMMON_HEADERS
+from airflow_provider_posthog.api.errors import ServerSpeaksTLS
+from airflow_provider_posthog.hooks.base import COMMON_HEADERS, looks_like_tls, tls_client_hello
 
 if TYPE_CHECKING:
     import requests
 
 #: Bytes read at a time from an answer (the size cap is checked after each read).
 READ_CHUNK = 64 * 1024
+#: Seconds the TLS probe of a server that dropped a plain-HTTP request may take at most.
+TLS_PROBE_SECONDS = 5.0
+
+
+def server_speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """Whether the server at ``host:port`` answers a TLS ClientHello with a TLS record."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(tls_client_hello())
+            first = b""
+            while len(first) < 3:
+                chunk = sock.recv(3 - len(first))
+                if not chunk:
+                    break
+                first += chunk
+    except OSError:
+        return False
+    return looks_like_tls(first)
 
 
 def requests_not_sent(exc: BaseException) -> bool:
@@ -163,6 +188,19 @@ def _watched_pool_classes() -> dict[str, type]:
     return {"http": WatchedPool, "https": WatchedHTTPSPool}
 
 
+def _dropped_plain_http(request: Any, exc: BaseException, proxies: Any) -> bool:
+    """A plain-HTTP request, sent straight to the server (no proxy), that the server dropped unanswered."""
+    import urllib3
+    from requests.utils import select_proxy
+
+    if urlsplit(request.url).scheme != "http" or select_proxy(request.url, proxies or {}):
+        return False
+    reason: Any = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, urllib3.exceptions.ProtocolError)
+
+
 def new_session() -> requests.Session:
     import requests
     from requests.adapters import HTTPAdapter
@@ -171,6 +209,21 @@ def new_session() -> requests.Session:
     _quiet_when_cut()
 
     class WatchedAdapter(HTTPAdapter):
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().send(request, *args, **kwargs)
+            except requests.exceptions.ConnectionError as exc:
+                if _dropped_plain_http(request, exc, kwargs.get("proxies")):
+                    timeout = kwargs.get("timeout")
+                    connect = timeout[0] if isinstance(timeout, tuple) else timeout
+                    seconds = min(TLS_PROBE_SECONDS, connect or TLS_PROBE_SECONDS)
+                    url = urlsplit(request.url)
+                    if server_speaks_tls(url.hostname or "", url.port or 80, seconds):
+                        raise requests.exceptions.ConnectionError(
+                            ServerSpeaksTLS(f"{url.hostname}:{url.port or 80} speaks TLS"), request=request
+                        ) from exc
+                raise
+
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = pools

@@ -114,26 +114,17 @@ class PostHogLineageMixin(PostHogTaskMixin):
     def _lineage_completed_runs(
         self, context: Context, event: Mapping[str, Any], export: BatchExport
     ) -> Sequence[BatchExportRun]:
-        """The runs the wait succeeded on: a backfill's own completed runs, or the one run.
+        """The runs the wait succeeded on: those the backfill's poll counted (its own completed runs and the
+        export's runs it adopted), or the one run.
 
         Tasks that wait for something else (an interval of runs) override this.
         """
-        from airflow_provider_posthog.api.intervals import ExportSchedule
-        from airflow_provider_posthog.api.statuses import Outcome, run_outcome
-        from airflow_provider_posthog.exceptions import PostHogConfigError
+        from airflow_provider_posthog.api.jobs import BackfillJob
 
         batch_export_id = str(event["batch_export_id"])
         backfill_id, run_id = event.get("backfill_id"), event.get("run_id")
         if backfill_id:
-            backfill = self.hook.get_backfill(batch_export_id, str(backfill_id))
-            try:
-                schedule: ExportSchedule | None = ExportSchedule.of(export)
-            except PostHogConfigError:
-                schedule = None  # an interval this provider does not know: the hook lists by creation time
-            runs = self.hook.list_backfill_runs(batch_export_id, backfill, schedule)
-            return [
-                r for r in runs if r.backfill_id == backfill.id and run_outcome(r.status) is Outcome.SUCCEEDED
-            ]
+            return self.hook.run(BackfillJob(batch_export_id, str(backfill_id)).poll()).completed_runs
         if run_id:
             return [self.hook.get_run(batch_export_id, str(run_id))]
         return []

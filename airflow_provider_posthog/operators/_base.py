@@ -93,6 +93,8 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         self.unreachable_timeout = unreachable_timeout
         self._wait_args: WaitArgs | None = None
         self._waiting_on: BackfillJob | None = None  # once a backfill is known
+        #: Whether this task started the backfill it waits on (only then may it cancel it).
+        self._owns_backfill = True
 
     def validate_wait_args(self) -> WaitArgs:
         """Check the (rendered) waiting arguments once, before any API call."""
@@ -170,13 +172,37 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
 
     # -- entry used by subclasses after they obtained a backfill ---------------------------------------------
     def wait_for_backfill(
-        self, context: Context, batch_export_id: str, backfill: Backfill, started: float
+        self,
+        context: Context,
+        batch_export_id: str,
+        backfill: Backfill,
+        started: float,
+        *,
+        adopted_from: str | None = None,
     ) -> str:
-        """Push ids, then return, wait (sync) or defer; returns the backfill id on every path."""
+        """Push ids, then return, wait (sync) or defer; returns the backfill id on every path.
+
+        ``adopted_from`` says who started a backfill this task adopted (another task, or PostHog answering
+        that the same backfill already runs): the task then never cancels it, on kill or on timeout, since
+        that would stop someone else's work.
+        """
         from airflow_provider_posthog.api.jobs import BackfillJob
 
         args = self.validate_wait_args()
         self._waiting_on = BackfillJob(batch_export_id, backfill.id)
+        self._owns_backfill = adopted_from is None
+        if args.cancel_on_kill:
+            if adopted_from is None:
+                self.log.info(
+                    "This task started backfill %s: it cancels it if killed or timed out.", backfill.id
+                )
+            else:
+                self.log.info(
+                    "Backfill %s was started by %s, not by this task: it is not cancelled if this task is "
+                    "killed or times out (cancel_on_kill applies only to a backfill the task started).",
+                    backfill.id,
+                    adopted_from,
+                )
         context["ti"].xcom_push(key="backfill_id", value=backfill.id)
         if not args.wait_for_completion:
             if self.deferrable:
@@ -192,7 +218,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         step = wait.step(self.poll(wait), time.time())
         log_step(self.log, step)
         if step.event is None and self.deferrable:
-            self._defer(wait, args.cancel_on_kill)
+            self._defer(wait, self._cancels_backfill())
         return self.complete_backfill(context, self.wait_in_worker(wait, step))
 
     def wait_in_worker(self, wait: Wait, step: Step) -> dict[str, Any]:
@@ -224,10 +250,19 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
             # None on purpose: the trigger sends a timeout event at ``end_time`` so execute_complete can
             # cancel the backfill; a framework timeout would fail the task without on_kill and leak it.
             timeout=None,
+            kwargs=None if self._owns_backfill else {"owns_backfill": False},
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        """Resume after the trigger: the same completion as the sync path."""
+    def _cancels_backfill(self) -> bool:
+        """``cancel_on_kill``, for a backfill this task started (never for one it adopted)."""
+        return self.validate_wait_args().cancel_on_kill and self._owns_backfill
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, owns_backfill: bool = True
+    ) -> str:
+        """Resume after the trigger: the same completion as the sync path (``owns_backfill`` carries over
+        whether this task started the backfill)."""
+        self._owns_backfill = bool(owns_backfill)
         return self.complete_backfill(context, event)
 
     def complete_backfill(self, context: Context, event: Any) -> str:
@@ -237,11 +272,11 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     def on_wait_timeout(self, event: Mapping[str, Any]) -> None:
         from airflow_provider_posthog.api.jobs import BackfillJob
 
-        if self.validate_wait_args().cancel_on_kill:
+        if self._cancels_backfill():
             self.cancel_best_effort(BackfillJob(str(event["batch_export_id"]), str(event["backfill_id"])))
 
     def on_kill(self) -> None:
         """Worker side of cancel-on-kill (sync waits; a deferred task is handled by the trigger's on_kill)."""
         # Set only once the arguments were validated and a backfill is known.
-        if self._waiting_on is not None and self._wait_args is not None and self._wait_args.cancel_on_kill:
+        if self._waiting_on is not None and self._wait_args is not None and self._cancels_backfill():
             self.cancel_best_effort(self._waiting_on)

@@ -12,12 +12,22 @@ from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
 from airflow_provider_posthog.tasks.args import check_past, to_bool
 from airflow_provider_posthog.tasks.data_interval import resolve_range
-from airflow_provider_posthog.tasks.reattach import should_look, validate_reattach
+from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach, should_look, validate_reattach
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_posthog.api.jobs import CancellableJob
+    from airflow_provider_posthog.api.models import Backfill
+
+
+def adopter(backfill: Backfill, context: Context) -> str | None:
+    """Who started a backfill a task re-attached to or adopted: ``None`` when it was an earlier try of this
+    task in this round (the re-attach rule of ``tasks.reattach``), else a description for the log. A task
+    cancels only a backfill it started."""
+    if may_reattach(RETRY, backfill, context):
+        return None
+    return "another task, or an earlier run of this one"
 
 
 class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
@@ -95,14 +105,17 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
         self.validate_wait_args()
         self.push_export_xcom(context, batch_export_id)
         backfill = None
+        adopted_from: str | None = None
         if should_look(mode, context):
             found = self.hook.find_backfill(batch_export_id, start_at, end_at)
             backfill = self.reattachable(context, mode, batch_export_id, found)
+            adopted_from = None if backfill is None else adopter(backfill, context)
         if backfill is None:
             try:
                 backfill = self.hook.create_backfill(batch_export_id, start_at, end_at)
             except PostHogBackfillAlreadyRunningError as exc:
                 backfill = self.already_running(context, mode, batch_export_id, exc)
+                adopted_from = adopter(backfill, context)
             else:
                 self.log.info(
                     "Created backfill %s of batch export %s over [%s, %s).",
@@ -111,7 +124,7 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
                     start_at.isoformat(),
                     end_at.isoformat(),
                 )
-        return self.wait_for_backfill(context, batch_export_id, backfill, started)
+        return self.wait_for_backfill(context, batch_export_id, backfill, started, adopted_from=adopted_from)
 
 
 class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
@@ -164,20 +177,23 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
         context["ti"].xcom_push(key="run_id", value=run_id)
         run = self.hook.get_run(batch_export_id, run_id)
         backfill = None
+        adopted_from: str | None = None
         if should_look(mode, context) and run.data_interval_start and run.data_interval_end:
             found = self.hook.find_backfill(batch_export_id, run.data_interval_start, run.data_interval_end)
             if found is not None and found.id != run.backfill_id:
                 backfill = self.reattachable(context, mode, batch_export_id, found)
+                adopted_from = None if backfill is None else adopter(backfill, context)
         if backfill is None:
             try:
                 backfill = self.hook.retry_run(batch_export_id, run_id)
             except PostHogBackfillAlreadyRunningError as exc:
                 backfill = self.already_running(context, mode, batch_export_id, exc)
+                adopted_from = adopter(backfill, context)
             else:
                 self.log.info(
                     "Retrying run %s of batch export %s: backfill %s.", run_id, batch_export_id, backfill.id
                 )
-        return self.wait_for_backfill(context, batch_export_id, backfill, started)
+        return self.wait_for_backfill(context, batch_export_id, backfill, started, adopted_from=adopted_from)
 
 
 class _PostHogCancelOperator(PostHogBaseOperator):

@@ -17,7 +17,7 @@ from airflow_provider_posthog.destinations import DestinationBuilder, resolve_de
 from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError, PostHogNotFoundError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBaseOperator
-from airflow_provider_posthog.tasks.args import require_id, to_bool, to_datetime
+from airflow_provider_posthog.tasks.args import check_past, require_id, to_bool, to_datetime
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,42 +27,17 @@ VALID_INTERVALS: frozenset[str] = frozenset({"hour", "day", "week", "every 5 min
 #: Export models PostHog accepts.
 VALID_MODELS: frozenset[str] = frozenset({"events", "persons", "sessions", "hogql"})
 IF_EXISTS_CHOICES: frozenset[str] = frozenset({"update", "skip", "error"})
-#: Keys PostHog strips from responses because they are secret (its ``secret_fields``), at any depth.
-SECRET_CONFIG_KEYS: frozenset[str] = frozenset(
-    {
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "password",
-        "private_key",
-        "private_key_id",
-        "private_key_passphrase",
-        "client_email",
-        "token_uri",
-        "token",
-        "user",
-    }
-)
 
 
 def mask_destination_secrets(destination: Any) -> list[str]:
     """Register every secret value of a destination config with Airflow's masker; returns the values."""
     from airflow.sdk.log import mask_secret
 
-    found: list[str] = []
+    from airflow_provider_posthog.api.errors import body_secrets
 
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                if str(key).lower() in SECRET_CONFIG_KEYS and isinstance(value, (str, int)) and value != "":
-                    mask_secret(str(value))
-                    found.append(str(value))
-                else:
-                    walk(value)
-        elif isinstance(node, (list, tuple)):
-            for item in node:
-                walk(item)
-
-    walk(destination)
+    found = body_secrets(destination)
+    for value in found:
+        mask_secret(value)
     return found
 
 
@@ -364,24 +339,65 @@ class PostHogPauseBatchExportOperator(PostHogBaseOperator):
 
 
 class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
-    """Unpause an export; with ``backfill=True`` PostHog also backfills the paused gap. Returns the export id.
+    """Unpause an export; with ``backfill=True``, first export what the pause skipped. Returns the export id.
+
+    PostHog's own unpause backfill starts at the export's ``last_paused_at`` without a check, and only
+    PostHog's pause action (:class:`PostHogPauseBatchExportOperator`) records that: an export created paused
+    or paused with an update has none, and PostHog would then export the project's whole history. So this
+    task never asks PostHog for that backfill. It backfills from a start it knows: ``backfill_start``, or
+    ``last_paused_at`` when PostHog has it (and the schedule has not run since). It creates the backfill
+    while the export is still paused, from the interval holding the start to the last finished interval,
+    then unpauses; the schedule exports the current interval. Without a known start it fails before
+    changing anything, and a failed backfill leaves the export paused. The backfill ids are pushed as XCom
+    ``backfill_id`` (the first one) and ``backfill_ids``; the task does not wait for them (a
+    :class:`~airflow_provider_posthog.sensors.batch_export.PostHogBackfillSensor` can).
 
     :param batch_export_id: the export (templated).
-    :param backfill: backfill from ``last_paused_at`` to now (default False).
+    :param backfill: backfill the paused gap (default False).
+    :param backfill_start: where that backfill starts: an aware datetime or ISO-8601 string in the past
+        (templated); needed when PostHog has no usable ``last_paused_at``. Only with ``backfill=True``.
     """
 
-    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id", "backfill")
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "batch_export_id",
+        "backfill",
+        "backfill_start",
+    )
     operator_extra_links = ALL_LINKS
 
-    def __init__(self, *, batch_export_id: str, backfill: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, batch_export_id: str, backfill: bool = False, backfill_start: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
         self.backfill = backfill
+        self.backfill_start = backfill_start
 
     def execute(self, context: Context) -> str:
         export_id = self.require_field("batch_export_id")
-        self.push_export_xcom(context, export_id)
         backfill = to_bool(self.backfill, "backfill")
-        self.hook.unpause_batch_export(export_id, backfill=backfill)
-        self.log.info("Unpaused batch export %s%s.", export_id, " and backfilled the gap" if backfill else "")
+        start = None
+        if self.backfill_start is not None and self.backfill_start != "":
+            if not backfill:
+                raise PostHogConfigError(
+                    f"backfill_start={self.backfill_start!r} is only used with backfill=True; set "
+                    "backfill=True or leave backfill_start out."
+                )
+            start = check_past(to_datetime(self.backfill_start, "backfill_start"), "backfill_start")
+        self.push_export_xcom(context, export_id)
+        if not backfill:
+            self.hook.unpause_batch_export(export_id, backfill=False)
+            self.log.info("Unpaused batch export %s.", export_id)
+            return export_id
+        from airflow_provider_posthog.api.unpause import unpause_export
+
+        result = self.hook.run(
+            unpause_export(export_id, backfill=True, backfill_start=start, lookup=self.hook.backfill_lookup)
+        )
+        ids = [b.id for b in result.backfills]
+        if ids:
+            context["ti"].xcom_push(key="backfill_id", value=ids[0])
+            context["ti"].xcom_push(key="backfill_ids", value=ids)
+        self.log.info("%s", result.message)
         return export_id

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_provider_posthog import compat
 from airflow_provider_posthog.exceptions import (
     PostHogConfigError,
+    PostHogFinalTriggerError,
     PostHogJobFailedError,
+    PostHogTriggerError,
     PostHogWaitTimeoutError,
 )
 from airflow_provider_posthog.links.posthog import XCOM_BACKFILLS_URL, XCOM_BATCH_EXPORT_URL, XCOM_RUNS_URL
 from airflow_provider_posthog.tasks.templates import TemplateSourcesMixin
 from airflow_provider_posthog.tasks.waiting import (
     CANCEL_SECONDS,
+    ERROR,
     LOG_TAIL_RUNS,
     complete,
     log_cancel,
@@ -138,14 +141,19 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         """
         if isinstance(event, dict):
             self.waited_job_id = event.get("backfill_id") or event.get("run_id") or self.waited_job_id
-        checked = complete(
-            event,
-            failure=self.failure_error,
-            timeout=self.timeout_error,
-            log_tails=self._log_tails,
-            on_timeout=self.on_wait_timeout,
-            require=require,
-        )
+        try:
+            checked = complete(
+                event,
+                failure=self.failure_error,
+                timeout=self.timeout_error,
+                log_tails=self._log_tails,
+                on_timeout=self.on_wait_timeout,
+                require=require,
+            )
+        except PostHogTriggerError as exc:
+            if isinstance(event, dict) and event.get("status") == ERROR and event.get("final") is True:
+                raise PostHogFinalTriggerError(str(exc)) from None  # a retry would fail alike
+            raise
         self.log.info("%s", checked["message"])
         decided = self._decided
         completed = decided.completed_runs if decided is not None and decided.done else None

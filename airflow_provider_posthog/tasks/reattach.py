@@ -8,7 +8,20 @@ duplicate of what its earlier try started. Airflow records the difference:
   ``max_tries - retries + 1`` (Airflow's own formula; clearing a task raises ``max_tries`` by ``retries + 1``,
   so the first try after a clear is not a retry);
 - the current round began at the DAG run's ``start_date`` (Airflow resets it when a finished run is cleared),
-  so a backfill created before it (minus :data:`CLOCK_SKEW`) belongs to an earlier round.
+  so a backfill PostHog created before it belongs to an earlier round.
+
+The round's start is on Airflow's clock, ``created_at`` on PostHog's. They are compared on PostHog's clock
+(the start moved by the offset measured from the ``Date`` of the answer that listed the backfill), within the
+one :data:`~airflow_provider_posthog.api.clock.CLOCK_SKEW_ALLOWANCE` (15 minutes) for what is not measured:
+Airflow's scheduler stamping the start on a clock other than this worker's, or an answer without ``Date``.
+
+The trade-off of that allowance: it must be wide, or a retry on a skewed worker misses its own backfill and
+exports the range twice; but the wider it is, the older a backfill can be and still count as this round's.
+A new round adopts an earlier round's backfill only when all of these hold: its first try failed before
+creating a backfill of its own (with ``reattach="retry"`` a first try never re-attaches), a retry then found
+the earlier round's backfill, PostHog created that one less than the allowance before the new round began,
+and it is running or completed with every run completed (so the range was exported, once, minutes ago). The
+duplicate export this prevents is the more likely harm; clearing the task again exports anew.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_posthog.api.clock import UNMEASURED, PostHogClock
 from airflow_provider_posthog.exceptions import PostHogConfigError
 from airflow_provider_posthog.tasks.args import to_bool
 
@@ -28,9 +42,6 @@ RETRY = "retry"
 ALWAYS = "always"
 NEVER = "never"
 REATTACH_CHOICES: tuple[str, ...] = (RETRY, ALWAYS, NEVER)
-
-#: Tolerated difference between Airflow's clock (``dag_run.start_date``) and PostHog's (``created_at``).
-CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def validate_reattach(reattach: Any, reuse_existing: Any = None) -> str:
@@ -70,11 +81,16 @@ def round_started_at(context: Mapping[str, Any] | None) -> dt.datetime | None:
 
 
 def created_this_round(backfill: Backfill, context: Mapping[str, Any] | None) -> bool:
-    """Whether ``backfill`` was created by a try of the current round (at or after its start, minus skew)."""
+    """Whether PostHog created ``backfill`` in the current round: at or after the round's start, on PostHog's
+    clock and within the skew allowance (see the module docstring)."""
     started = round_started_at(context)
     if started is None or backfill.created_at is None:
         return False
-    return backfill.created_at >= started - CLOCK_SKEW
+    # The lookup that found it read PostHog's clock from the same answer (``api.backfills.SeenBackfill``).
+    clock = getattr(backfill, "posthog_clock", UNMEASURED)
+    if not isinstance(clock, PostHogClock):
+        clock = UNMEASURED
+    return clock.created_since(backfill.created_at, started)
 
 
 def may_reattach(mode: str, backfill: Backfill, context: Mapping[str, Any] | None) -> bool:

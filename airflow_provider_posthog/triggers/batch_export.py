@@ -18,6 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_posthog import compat
 from airflow_provider_posthog.api.jobs import BackfillJob, IntervalJob, RunJob, cancel
+from airflow_provider_posthog.exceptions import AirflowFailException
 from airflow_provider_posthog.tasks.args import to_datetime
 from airflow_provider_posthog.tasks.waiting import CANCEL_SECONDS, Wait, log_cancel, log_step
 
@@ -117,6 +118,7 @@ class _PostHogPollingTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         wait = self.wait
+        hook: PostHogAsyncHook | None = None
         try:
             hook = self._hook()
             # The task polled just before deferring: the first poll here waits for the next interval.
@@ -126,12 +128,20 @@ class _PostHogPollingTrigger(BaseTrigger):
                 step = wait.step(await self._poll(hook), time.time())
                 log_step(self.log, step)
                 if step.event is not None:
-                    yield TriggerEvent(step.event)
+                    yield self._event(step.event, hook)
                     return
                 await asyncio.sleep(step.sleep)
         except Exception as exc:
-            yield TriggerEvent(wait.error_event(exc))
+            event = wait.error_event(exc)
+            if isinstance(exc, AirflowFailException):
+                event["final"] = True  # a wrong connection, key or id: the task fails without a retry
+            yield self._event(event, hook)
             return
+
+    @staticmethod
+    def _event(payload: dict[str, Any], hook: PostHogAsyncHook | None) -> TriggerEvent:
+        """The event to yield, without the API key anywhere in it: Airflow stores events in its database."""
+        return TriggerEvent(payload if hook is None else hook.scrubbed(payload))
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user marked the deferred task failed/success or cleared it; cancel best effort.

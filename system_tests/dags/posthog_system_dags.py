@@ -71,6 +71,16 @@ with DAG(
 
 
 with DAG(
+    "system_clock_skew",
+    params={"conn_id": "", "batch_export_id": "", "ranges": [], "poll_interval": 2},
+    **COMMON,
+):
+    # One sync wait per range, run while PostHog's clock is 10 minutes off the worker's; its first try is
+    # SIGKILLed after the POST: the one retry must re-attach to the backfill the killed try created.
+    backfill_waits(deferrable=False, retries=1, retry_delay=timedelta(seconds=3))
+
+
+with DAG(
     "system_timeouts",
     params={"conn_id": "", "batch_export_id": "", "ranges": []},
     **COMMON,

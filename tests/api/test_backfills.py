@@ -10,6 +10,7 @@ from op_driver import START, FakeClock, drive, http_error, page
 
 from airflow_provider_posthog.api import backfills, endpoints
 from airflow_provider_posthog.api.backfills import BackfillLookup
+from airflow_provider_posthog.api.clock import CLOCK_SKEW_ALLOWANCE
 from airflow_provider_posthog.api.decisions import decide_backfill
 from airflow_provider_posthog.api.http import RequestSpec, export_path
 from airflow_provider_posthog.api.intervals import ExportSchedule
@@ -280,7 +281,7 @@ def test_configuration_errors_fail_the_task_for_good() -> None:
 
 UUID = "018f0000-0000-7000-8000-0000000000b1"
 RANGE = ("2026-11-28T19:00:00Z", "2026-11-28T21:00:00Z")
-STEADY = BackfillLookup(timeout=5.0, poll_initial=1.0, poll_max=2.0, clock_skew=120.0, max_posts=2)
+STEADY = BackfillLookup(timeout=5.0, poll_initial=1.0, poll_max=2.0, max_posts=2)
 
 
 class Script:
@@ -363,7 +364,7 @@ def test_a_workflow_id_is_resolved_by_range_never_to_an_older_backfill() -> None
 
 
 def test_a_row_created_before_the_clock_skew_window_is_not_the_new_one() -> None:
-    stale = _row("stale", START.subtract(seconds=121).isoformat())
+    stale = _row("stale", (START - CLOCK_SKEW_ALLOWANCE).subtract(seconds=1).isoformat())
     script = Script()
     script.posts = [{"backfill_id": "workflow-id"}]
     script.listings = [page(), page(stale)]  # not listed before the POST, but far too old to be ours

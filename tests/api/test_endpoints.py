@@ -17,6 +17,7 @@ from airflow_provider_posthog.exceptions import (
     PostHogAPIError,
     PostHogAuthError,
     PostHogConfigError,
+    PostHogUnexpectedResponseError,
 )
 
 BASE = "https://us.posthog.com"
@@ -54,7 +55,7 @@ def test_endpoint_catalogue_paths_and_idempotency() -> None:
         "patch": first_request(endpoints.update_batch_export("e", {"name": "y"})),
         "delete": first_request(endpoints.delete_batch_export("e")),
         "pause": first_request(endpoints.pause_batch_export("e")),
-        "unpause": first_request(endpoints.unpause_batch_export("e", backfill=True)),
+        "unpause": first_request(endpoints.unpause_batch_export("e")),
         "logs": first_request(endpoints.get_batch_export_logs("e", level=["error", "warning"], limit=10)),
         "runs": first_request(endpoints.list_runs("e", status=["Failed", "FailedRetryable"], after="-2d")),
         "run": first_request(endpoints.get_run("e", "r")),
@@ -102,7 +103,7 @@ def test_endpoint_catalogue_paths_and_idempotency() -> None:
     }
     not_idempotent = {k for k, s in specs.items() if not s.idempotent}
     assert not_idempotent == {"create", "retry_run", "create_backfill"}
-    assert specs["unpause"].json == {"backfill": True}
+    assert specs["unpause"].json == {}  # never PostHog's own backfill flag (api/unpause.py)
     assert specs["create_backfill"].json == {
         "start_at": "2024-01-01T05:00:00+00:00",
         "end_at": "2024-01-02T00:00:00+00:00",
@@ -156,10 +157,18 @@ def test_cursor_pages_are_followed_through_relative_links() -> None:
     )
 
 
-def test_a_repeating_cursor_link_stops_paging() -> None:
+def test_a_repeating_cursor_link_fails_instead_of_returning_what_was_read() -> None:
     same = "https://us.posthog.com/api/projects/1/batch_exports/e/backfills/?cursor=same"
-    _, sent = drive(endpoints.list_backfills("e"), lambda spec: page(next_link=same))
+    sent: list[RequestSpec] = []
+
+    def answer(spec: RequestSpec) -> Any:
+        sent.append(spec)
+        return page({"id": f"b{len(sent)}", "status": "Completed"}, next_link=same)
+
+    with pytest.raises(PostHogUnexpectedResponseError, match="loop: the next page link repeats") as exc:
+        drive(endpoints.list_backfills("e"), answer)
     assert len(sent) == 2 < MAX_PAGES  # the first page and the link once; its repeat is not followed
+    assert not isinstance(exc.value, PostHogConfigError)
 
 
 def test_a_link_outside_the_api_is_posthogs_fault() -> None:

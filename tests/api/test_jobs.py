@@ -132,15 +132,17 @@ def test_a_completed_backfill_with_a_failed_run_of_its_own_fails() -> None:
     assert decision.runs_completed == 1 and decision.completed_runs == ()
 
 
-def test_runs_of_other_backfills_and_of_the_schedule_are_ignored() -> None:
+def test_where_its_own_runs_cover_an_interval_other_runs_of_it_are_ignored() -> None:
     runs = [
         run_row("mine", 0),
+        run_row("mine-too", 1),
         run_row("other", 0, "Failed", bf="another-backfill"),
         run_row("scheduled", 1, "Failed", bf=None),
     ]
     decision, _ = drive(BackfillJob("e", "b").poll(), backfill_answer("Completed", runs))
     assert decision.outcome is Outcome.SUCCEEDED and decision.failed_runs == ()
-    assert [r.id for r in decision.completed_runs] == ["mine"] and decision.records_completed == 10
+    assert [r.id for r in decision.completed_runs] == ["mine", "mine-too"]
+    assert decision.records_completed == 20
 
 
 @pytest.mark.parametrize("status", ["Failed", "Cancelled", "TimedOut", "SomethingNew", ""])
@@ -187,8 +189,16 @@ def test_a_run_is_one_request_for_a_run_of_any_age(status: str, outcome: Outcome
 # -- IntervalJob.poll ---------------------------------------------------------------------------------------
 
 
-def _interval_poll(runs: list[dict[str, Any]], hours: int = 2) -> tuple[Any, list[RequestSpec]]:
-    return drive(IntervalJob("e", T0, T0 + dt.timedelta(hours=hours)).poll(), lambda spec: page(*runs))
+def _interval_poll(
+    runs: list[dict[str, Any]], hours: int = 2, export: dict[str, Any] | None = None
+) -> tuple[Any, list[RequestSpec]]:
+    def answer(spec: RequestSpec) -> Any:
+        if spec.path == "batch_exports/e/":
+            return export or dict(EXPORT, paused=False)
+        assert spec.path == "batch_exports/e/runs/"
+        return page(*runs)
+
+    return drive(IntervalJob("e", T0, T0 + dt.timedelta(hours=hours)).poll(), answer)
 
 
 def test_an_interval_is_one_list_of_the_runs_inside_it() -> None:
@@ -204,10 +214,12 @@ def test_an_interval_is_one_list_of_the_runs_inside_it() -> None:
 
 
 def test_an_interval_waits_for_a_gap_and_for_running_runs_and_fails_on_a_failed_one() -> None:
-    gap, _ = _interval_poll([run_row("r0", 0)])
+    gap, sent = _interval_poll([run_row("r0", 0)])
     assert gap.outcome is Outcome.RUNNING and "covered up to 2026-11-28T17:00:00+00:00" in gap.message
-    running, _ = _interval_poll([run_row("r0", 0), run_row("r1", 1, "Running")])
+    assert paths(sent) == [("GET", "batch_exports/e/runs/"), ("GET", "batch_exports/e/")]  # paused?
+    running, sent = _interval_poll([run_row("r0", 0), run_row("r1", 1, "Running")])
     assert running.outcome is Outcome.RUNNING and running.remote_status == "Running"
+    assert paths(sent) == [("GET", "batch_exports/e/runs/")]  # covered: the export is not read
     failed, _ = _interval_poll([run_row("r0", 0, "Failed"), run_row("r1", 1, "Running")])
     assert failed.outcome is Outcome.FAILED and [r["id"] for r in failed.failed_runs] == ["r0"]
     outside, _ = _interval_poll([run_row("before", -1, "Failed"), run_row("r0", 0)], hours=1)

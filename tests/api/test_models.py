@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pendulum
 import pytest
@@ -17,7 +18,11 @@ from airflow_provider_posthog.api.models import (
     to_utc,
 )
 from airflow_provider_posthog.api.statuses import Outcome
-from airflow_provider_posthog.exceptions import PostHogConfigError
+from airflow_provider_posthog.exceptions import (
+    PostHogAPIError,
+    PostHogConfigError,
+    PostHogUnexpectedResponseError,
+)
 
 UTC = dt.timezone.utc
 
@@ -170,3 +175,66 @@ def test_a_log_entry_upper_cases_its_level() -> None:
     assert (entry.timestamp, entry.level, entry.message) == (utc(2024, 1, 1), "WARNING", "slow")
     empty = LogEntry.from_api({})
     assert (empty.timestamp, empty.level, empty.message, empty.instance_id) == (None, "", "", None)
+
+
+# -- fields in a shape PostHog never sends ------------------------------------------------------------------
+
+KEY = "phx_EchoedBackByAHostileServer0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("parse", "row", "says"),
+    [
+        (BatchExportRun.from_api, {"status": "Completed"}, "a batch export run without 'id'"),
+        (Backfill.from_api, {"status": "Completed"}, "a backfill without 'id'"),
+        (BatchExport.from_api, {"name": "x"}, "a batch export without 'id'"),
+        (Backfill.from_api, {"id": "", "status": "Completed"}, "a backfill without 'id'"),
+        (BatchExportRun.from_api, {"id": {"uuid": "r"}}, "run whose 'id' is a JSON object of 1 key"),
+        (BatchExportRun.from_api, {"id": True}, "run whose 'id' is a boolean, not an id"),
+        (
+            Backfill.from_api,
+            {"id": KEY, "status": "Completed"},
+            f"backfill whose 'id' is a string of {len(KEY)}",
+        ),
+        (Backfill.from_api, {"id": "b", "status": ["Completed"]}, "'status' is a list of 1 item"),
+        (BatchExportRun.from_api, {"id": "r", "status": KEY}, "not a batch export run status"),
+        (BatchExportRun.from_api, {"id": "r", "backfill": 5.5}, "'backfill' is a number, not an id"),
+        (
+            BatchExportRun.from_api,
+            {"id": "r", "data_interval_end": "soon"},
+            "'data_interval_end' is a string",
+        ),
+        (BatchExportRun.from_api, {"id": "r", "created_at": 1700000000}, "not an ISO-8601 timestamp"),
+        (BatchExportRun.from_api, {"id": "r", "records_completed": "many"}, "'records_completed' is a str"),
+        (BatchExportRun.from_api, {"id": "r", "records_completed": 1.5}, "not a count"),
+        (BatchExportRun.from_api, {"id": "r", "latest_error": {"x": 1}}, "'latest_error' is a JSON object"),
+        (Backfill.from_api, {"id": "b", "progress": [1, 2]}, "'progress' is a list of 2 item(s)"),
+        (Backfill.from_api, {"id": "b", "progress": {"total_runs": "all"}}, "backfill progress whose"),
+        (Backfill.from_api, {"id": "b", "progress": {"progress": "half"}}, "'progress' is a string"),
+        (BatchExport.from_api, {"id": "e", "destination": "S3"}, "'destination' is a string of 2"),
+        (BatchExport.from_api, {"id": "e", "paused": "false"}, "'paused' is a string of 5 character(s)"),
+        (BatchExport.from_api, {"id": "e", "latest_runs": {"id": "r"}}, "'latest_runs' is a JSON object"),
+        (BatchExport.from_api, {"id": "e", "latest_runs": [{"status": "Failed"}]}, "run without 'id'"),
+        (BatchExport.from_api, {"id": "e", "interval": 3600}, "'interval' is a number, not a string"),
+        (Backfill.from_api, ["b", "Completed"], "a list of 2 item(s) where a backfill (a JSON object)"),
+        (LogEntry.from_api, "an error line", "where a log entry (a JSON object) was expected"),
+    ],
+)
+def test_a_field_in_a_shape_posthog_never_sends_is_a_clear_error(parse: Any, row: Any, says: str) -> None:
+    """Named by object and field, described by type and size: never a bare KeyError, never the value."""
+    with pytest.raises(PostHogUnexpectedResponseError) as exc:
+        parse(row)
+    assert says in str(exc.value)
+    assert KEY not in str(exc.value) and "EchoedBack" not in str(exc.value)
+    assert isinstance(exc.value, PostHogAPIError)  # what callers catching PostHog's answers already catch
+
+
+def test_ids_and_statuses_of_posthogs_form_parse_unchanged() -> None:
+    run = BatchExportRun.from_api(
+        {"id": "018f0000-0000-7000-8000-0000000000a1", "status": "FailedRetryable", "team": 1}
+    )
+    assert run.id == "018f0000-0000-7000-8000-0000000000a1" and run.outcome is Outcome.FAILED
+    # A status PostHog adds later parses: the status table fails it closed.
+    assert BatchExportRun.from_api({"id": "r", "status": "Paused"}).outcome is Outcome.FAILED
+    assert Backfill.from_api({"id": "b", "status": None}).outcome is Outcome.FAILED
+    assert BatchExportRun.from_api({"id": "r", "records_completed": 2.0}).records_completed == 2

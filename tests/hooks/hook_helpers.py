@@ -18,7 +18,7 @@ PROJECT = 7
 FAST_POLICY = RetryPolicy(
     max_attempts=4, max_elapsed=10.0, backoff_initial=0.001, backoff_max=0.01, max_retry_after=0.05
 )
-FAST_LOOKUP = BackfillLookup(timeout=3.0, poll_initial=0.02, poll_max=0.1, clock_skew=120.0, max_posts=2)
+FAST_LOOKUP = BackfillLookup(timeout=3.0, poll_initial=0.02, poll_max=0.1, max_posts=2)
 #: Finds a just-created backfill within the emulator's row delay, polling often.
 EMULATOR_LOOKUP = BackfillLookup(timeout=10.0, poll_initial=0.05, poll_max=0.2)
 

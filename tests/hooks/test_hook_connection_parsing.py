@@ -203,8 +203,9 @@ def test_incomplete_connections_fail_before_any_request(
 
 
 def test_verify_accepts_booleans_and_existing_paths(tmp_path: Path) -> None:
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    from airflow_provider_posthog.emulator.tls import make_tls_files
+
+    bundle = make_tls_files(tmp_path / "tls").ca_bundle
     for value, expected in [(None, True), ("true", True), (False, False), ("0", False)]:
         extra = {"project_id": 1, "verify": value}
         assert settings_from_connection(host=None, password=KEY, extra=extra).verify is expected
@@ -251,7 +252,7 @@ def test_network_failures_read_as_one_line_with_the_fix(monkeypatch: pytest.Monk
     import socket
 
     from airflow_provider_posthog.emulator.server import PostHogEmulator
-    from airflow_provider_posthog.exceptions import PostHogTransportError
+    from airflow_provider_posthog.exceptions import PostHogAPIError
 
     def attempt(host: str) -> tuple[BaseException, str]:
         conn = {"conn_type": "posthog", "host": host, "password": KEY, "extra": {"project_id": 1}}
@@ -259,14 +260,14 @@ def test_network_failures_read_as_one_line_with_the_fix(monkeypatch: pytest.Monk
         kwargs = {"posthog_conn_id": "posthog_net", "max_attempts": 1}
         if kind == "sync":
             hook = PostHogHook(**kwargs)
-            with pytest.raises(PostHogTransportError) as exc:
+            with pytest.raises(PostHogAPIError) as exc:
                 hook.list_batch_exports()
             return exc.value, hook.test_connection()[1]
         ahook = PostHogAsyncHook(**kwargs)
 
         async def run() -> tuple[BaseException, str]:
             try:
-                with pytest.raises(PostHogTransportError) as exc:
+                with pytest.raises(PostHogAPIError) as exc:
                     await ahook.list_batch_exports()
                 return exc.value, (await ahook.test_connection())[1]
             finally:
@@ -278,8 +279,8 @@ def test_network_failures_read_as_one_line_with_the_fix(monkeypatch: pytest.Monk
 
     with PostHogEmulator() as emu:  # plain HTTP
         error, message = attempt(f"https://127.0.0.1:{emu.port}")
-    assert "the server speaks plain HTTP; use http:// in the connection host" in str(error)
-    assert message.startswith(f"Could not reach PostHog at https://127.0.0.1:{emu.port}: TLS handshake")
+    assert f"PostHog host https://127.0.0.1:{emu.port} answered in plain HTTP: use http://" in str(error)
+    assert message.startswith(f"Could not reach PostHog at https://127.0.0.1:{emu.port}: PostHog host")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -300,7 +301,7 @@ def test_tls_certificates_and_dns_read_as_one_line_with_the_fix(
     from airflow_provider_posthog.emulator.server import PostHogEmulator
     from airflow_provider_posthog.emulator.settings import EmulatorSettings
     from airflow_provider_posthog.emulator.tls import make_tls_files
-    from airflow_provider_posthog.exceptions import PostHogTransportError
+    from airflow_provider_posthog.exceptions import PostHogAPIError
     from airflow_provider_posthog.hooks.posthog_async import aclose_shared_clients
 
     def hook_for(host: str, extra: dict[str, Any]) -> Any:
@@ -318,7 +319,7 @@ def test_tls_certificates_and_dns_read_as_one_line_with_the_fix(
         if kind == "sync":
             try:
                 hook.list_batch_exports()
-            except PostHogTransportError as exc:
+            except PostHogAPIError as exc:
                 return exc, hook.test_connection()
             return None, hook.test_connection()
 
@@ -326,7 +327,7 @@ def test_tls_certificates_and_dns_read_as_one_line_with_the_fix(
             try:
                 try:
                     await hook.list_batch_exports()
-                except PostHogTransportError as exc:
+                except PostHogAPIError as exc:
                     return exc, await hook.test_connection()
                 return None, await hook.test_connection()
             finally:

@@ -180,7 +180,8 @@ def test_logs_closed_to_personal_keys_are_no_logs(
 def test_identical_range_answered_500_is_not_duplicated(client: HookClient, posthog_conn: Any) -> None:
     """A first try's backfill whose row is not listed yet: PostHog answers the second POST with 500.
 
-    The client does not resend and does not create a second backfill; it resolves the running one.
+    The client does not resend and does not create a second backfill; it names the running one, which it
+    did not start (the other caller's), as already running rather than taking it for its own.
     """
     c = posthog_conn.control
     c.configure(backfill_row_delay=1.5, run_duration=30.0)
@@ -195,8 +196,10 @@ def test_identical_range_answered_500_is_not_duplicated(client: HookClient, post
     assert first.status_code in (200, 201)
     c.clear_request_log()
     started = time.monotonic()
-    got = client.create_backfill(export["id"], start, end)
+    with pytest.raises(PostHogBackfillAlreadyRunningError) as exc:
+        client.create_backfill(export["id"], start, end)
     assert time.monotonic() - started < EMULATOR_LOOKUP.timeout
+    got = exc.value.backfill
     assert (got.start_at, got.end_at) == (start, end) and got.outcome is Outcome.RUNNING
     assert _posts(posthog_conn) == [500]
-    assert [b["id"] for b in c.backfills_for(export["id"])] == [got.id]
+    assert [b["id"] for b in c.backfills_for(export["id"])] == [got.id] == [exc.value.backfill_id]

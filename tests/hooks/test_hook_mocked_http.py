@@ -649,8 +649,10 @@ async def test_async_clients_are_shared_per_loop_and_base_url(mock_conn: str) ->
 
 async def test_many_async_hooks_share_one_client(mock_conn: str) -> None:
     with respx.mock() as router:
-        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").respond(
-            json={"id": "r", "status": "Completed"}
+        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").mock(
+            side_effect=lambda request: httpx.Response(
+                200, json={"id": request.url.path.rstrip("/").rsplit("/", 1)[-1], "status": "Completed"}
+            )
         )
         created: list[httpx.AsyncClient] = []
         real = httpx.AsyncClient.__init__

@@ -259,9 +259,10 @@ def test_a_wait_that_ended_otherwise_here_emits_nothing_and_reads_nothing_more(
 
 
 @pytest.mark.parametrize("kind", ["backfill", "retry", "backfill_sensor"])
-def test_a_resumed_backfill_wait_reads_the_export_once_and_lists_its_runs_again(kind: str) -> None:
-    """``execute_complete`` of a fresh instance has only the trigger's event: it reads the backfill and its
-    runs, and the export once per task instance (its schedule bounds the runs' listing)."""
+def test_a_resumed_backfill_wait_polls_its_backfill_again_for_the_runs_it_counted(kind: str) -> None:
+    """``execute_complete`` of a fresh instance has only the trigger's event: it reads the export for the
+    asset once per task instance, and polls the backfill again (backfill, export, runs over its range), so
+    the event lists the runs the wait's own rule counted, runs PostHog adopted into the backfill included."""
     fake = _fake()
     task = _task(kind, fake)
     context = _context(task)
@@ -272,10 +273,11 @@ def test_a_resumed_backfill_wait_reads_the_export_once_and_lists_its_runs_again(
     assert extra["records_completed"] == 20 and extra["batch_export_id"] == EXPORT
     assert extra["intervals"][1] == {"start": "2024-01-01T01:00:00+00:00", "end": "2024-01-01T02:00:00+00:00"}
     assert not any(secret in repr(extra) for secret in SECRETS)
-    assert fake.paths() == [EXPORT_PATH, BACKFILL_PATH, RUNS_PATH]
-    # A second success of the same instance (a sensor re-poked) reads the export no more.
+    assert fake.paths() == [EXPORT_PATH, BACKFILL_PATH, EXPORT_PATH, RUNS_PATH]
+    # A second success of the same instance (a sensor re-poked) reads the export for the asset no more.
     task.execute_complete(context, _success(backfill_id=BACKFILL))
-    assert fake.paths() == [EXPORT_PATH, BACKFILL_PATH, RUNS_PATH, BACKFILL_PATH, RUNS_PATH]
+    poll = [BACKFILL_PATH, EXPORT_PATH, RUNS_PATH]
+    assert fake.paths() == [EXPORT_PATH, *poll, *poll]
     assert len(_added(context)) == 2
 
 

@@ -162,8 +162,8 @@ def test_pause_unpause_delete() -> None:
     hook = _hook()
     assert _run(PostHogPauseBatchExportOperator(task_id="p", batch_export_id="e1"), hook) == "e1"
     hook.pause_batch_export.assert_called_once_with("e1")
-    _run(PostHogUnpauseBatchExportOperator(task_id="u", batch_export_id="e1", backfill=True), hook)
-    hook.unpause_batch_export.assert_called_once_with("e1", backfill=True)
+    _run(PostHogUnpauseBatchExportOperator(task_id="u", batch_export_id="e1"), hook)
+    hook.unpause_batch_export.assert_called_once_with("e1", backfill=False)
     _run(PostHogDeleteBatchExportOperator(task_id="d", batch_export_id="e1"), hook)
     hook.delete_batch_export.assert_called_once_with("e1")
     with pytest.raises(PostHogConfigError, match="batch_export_id is required"):

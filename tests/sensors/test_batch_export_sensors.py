@@ -134,6 +134,7 @@ def test_deferrable_sensor_defers_while_running_and_succeeds_at_once_when_done()
     assert excinfo.value.trigger.serialize()[1]["first_poll_at"] is None  # a failure resumes at once
 
     done = FakePostHog().backfill("Completed")
+    done.run_list = [run_row("Completed")]
     with mock.patch.object(PostHogBackfillSensor, "defer") as defer:
         _sensor(PostHogBackfillSensor, done, backfill_id=BACKFILL, deferrable=True).execute(_context())
     defer.assert_not_called()
@@ -338,6 +339,7 @@ def test_a_sensor_rides_out_eight_failed_polls_in_a_row(
     """
     outage = [http_error(503), dropped(), http_error(429)] * 2 + [http_error(503), dropped()]
     fake = script(FakePostHog(), *outage, "Completed", **kwargs)
+    fake.run_list = [run_row("Completed")]
     sensor = _sensor(cls, fake, mode=mode, **kwargs)
     if mode == "poke":
         assert sensor.execute(_context()) is None
@@ -384,6 +386,7 @@ def test_unreachable_timeout_fails_a_poke_sensor_once_exceeded(
 def test_the_sensors_deadline_bounds_each_poll(cls: type[Any], kwargs: dict[str, Any], script: Any) -> None:
     """Poke mode: the deadline is the first poke + ``timeout``; every poll's request is bounded by it."""
     fake = script(FakePostHog(), "Running", "Running", "Completed", **kwargs)
+    fake.run_list = [run_row("Completed")]
     sensor = _sensor(cls, fake, timeout=600, **kwargs)
     before = time.time()
     context = _context()
@@ -420,6 +423,14 @@ def _seed_backfill(emulator: Any, status: str) -> tuple[str, str]:
     backfill = emulator.control.seed_backfill(
         export["id"], "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z", status=status
     )
+    if status == "Completed":  # a completed backfill has a completed run of each interval of its range
+        for start, end in (("00", "01"), ("01", "02")):
+            emulator.control.seed_run(
+                export["id"],
+                f"2024-01-01T{start}:00:00Z",
+                f"2024-01-01T{end}:00:00Z",
+                backfill_id=backfill["id"],
+            )
     return export["id"], backfill["id"]
 
 

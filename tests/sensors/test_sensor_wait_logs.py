@@ -146,6 +146,7 @@ def test_an_outage_is_logged_once_and_its_end_once(
 ) -> None:
     """Several failed pokes of one process keep waiting (False) and say so once; the next answer says so."""
     fake = script(FakePostHog(), failure, failure, failure, "Completed", **kwargs)
+    fake.run_list = [run_row("Completed")]
     sensor, log = _sensor(cls, fake, mode=mode, **kwargs)
     context = _context()
     assert [sensor.poke(context) for _ in range(4)] == [False, False, False, True]
@@ -283,7 +284,9 @@ def test_a_rescheduled_sensor_carries_the_outage_from_poke_to_poke() -> None:
     _rescheduled_poke(FakePostHog().backfill(dropped()), store, 2)
     assert store.values["posthog_unreachable_since"] == since  # still the first failed poke's start
 
-    done, log = _rescheduled_poke(FakePostHog().backfill("Completed"), store, 3)
+    completed = FakePostHog().backfill("Completed")
+    completed.run_list = [run_row("Completed")]
+    done, log = _rescheduled_poke(completed, store, 3)
     assert done is True
     assert any(line.startswith(ANSWERED) for line in _lines(log))
     assert "posthog_unreachable_since" not in store.values and store.calls[-1] == "delete"

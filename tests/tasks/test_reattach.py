@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -48,11 +49,29 @@ def test_unknown_try_numbers_count_as_a_first_try() -> None:
     assert rule.is_retry(None) is False
 
 
-def test_created_this_round_uses_the_dag_runs_start_date_minus_clock_skew(factories: Any) -> None:
-    backfill = factories.backfill("Completed")  # created 2024-01-02T00:00:00Z
-    assert rule.created_this_round(backfill, _ctx(start="2024-01-02T00:04:00+00:00"))  # within the skew
-    assert not rule.created_this_round(backfill, _ctx(start="2024-01-02T00:06:00+00:00"))
+def test_created_this_round_uses_the_dag_runs_start_date_minus_the_skew_allowance(factories: Any) -> None:
+    backfill = factories.backfill("Completed")  # created 2024-01-02T00:00:00Z, PostHog's clock not measured
+    assert rule.created_this_round(backfill, _ctx(start="2024-01-02T00:14:59+00:00"))  # within 15 minutes
+    assert not rule.created_this_round(backfill, _ctx(start="2024-01-02T00:15:01+00:00"))
     assert not rule.created_this_round(backfill, _ctx(start=None))
+
+
+@pytest.mark.parametrize("worker_ahead", [10, -10], ids=["worker+10min", "worker-10min"])
+def test_a_retry_on_a_skewed_worker_counts_its_own_backfill_and_not_an_earlier_rounds(
+    factories: Any, worker_ahead: int
+) -> None:
+    """The round began at 00:00 on PostHog's clock; Airflow's clock (the worker's) read 00:00 + skew."""
+    from airflow_provider_posthog.api.backfills import SeenBackfill
+    from airflow_provider_posthog.api.clock import PostHogClock
+
+    skew = dt.timedelta(minutes=worker_ahead)
+    context = _ctx(try_number=2, start=(pendulum.datetime(2024, 1, 2, tz="UTC") + skew).isoformat())
+    measured = PostHogClock(-skew)  # what the lookup read from PostHog's Date header
+    ours = factories.backfill("Running", created_at="2024-01-02T00:00:30Z")
+    earlier = factories.backfill("Completed", created_at="2024-01-01T23:44:00Z")  # 16 min before the round
+    assert rule.may_reattach("retry", SeenBackfill.of(ours, measured), context)
+    assert not rule.may_reattach("retry", SeenBackfill.of(earlier, measured), context)
+    assert rule.may_reattach("retry", ours, context)  # without Date: the 15-minute allowance covers 10
 
 
 @pytest.mark.parametrize(

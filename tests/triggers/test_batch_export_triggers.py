@@ -150,7 +150,7 @@ def test_constructor_rejects_non_plain_values() -> None:
 
 
 async def test_backfill_success_after_polling() -> None:
-    fake = FakePostHog().backfill("Running", "Completed")
+    fake = FakePostHog().backfill("Running", "Completed", end_at="2024-01-01T02:00:00Z")
     fake.run_list = [
         run_row("Completed"),
         run_row("Completed", run_id="run-2", start="2024-01-01T01:00:00Z", end="2024-01-01T02:00:00Z"),
@@ -242,7 +242,8 @@ async def test_interval_trigger_waits_for_full_coverage() -> None:
     (event,) = await _events(trigger)
     assert event.payload["status"] == "success"
     assert event.payload["runs_completed"] == 2
-    assert fake.paths() == [RUNS_PATH, RUNS_PATH]
+    # The first poll finds a gap: it reads the export too (a paused export would never fill it).
+    assert fake.paths() == [RUNS_PATH, f"batch_exports/{EXPORT}/", RUNS_PATH]
     params = dict(fake.sent[-1].params)
     assert params["ordering"] == "-data_interval_start"
     assert params["start"].startswith("2024-01-01T00:00:00") and params["end"].startswith(
@@ -517,6 +518,14 @@ def _emulated(emulator: Any, status: str, **kwargs: Any) -> PostHogBackfillTrigg
     backfill = emulator.control.seed_backfill(
         export["id"], "2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z", status=status
     )
+    if status == "Completed":  # a completed backfill has a completed run of each interval of its range
+        for start, end in (("00", "01"), ("01", "02")):
+            emulator.control.seed_run(
+                export["id"],
+                f"2024-01-01T{start}:00:00Z",
+                f"2024-01-01T{end}:00:00Z",
+                backfill_id=backfill["id"],
+            )
     trigger = PostHogBackfillTrigger(batch_export_id=export["id"], backfill_id=backfill["id"], **kwargs)
     hook = PostHogAsyncHook(posthog_conn_id="posthog_default", retry_policy=TWO_QUICK_ATTEMPTS)
     trigger._hook = lambda: hook  # type: ignore[method-assign]
