@@ -167,19 +167,6 @@ def unpause_request(batch_export_id: str) -> RequestSpec:
     return RequestSpec("POST", export_path(batch_export_id, "unpause"), json={})
 
 
-def unpause_batch_export(batch_export_id: str, *, backfill: bool = False) -> Operation[None]:
-    """Unpause; ``backfill=True`` also backfills the paused gap from ``last_paused_at`` when PostHog knows
-    it (see :func:`airflow_provider_posthog.api.unpause.unpause_export`), else refuses before any change."""
-    if backfill:
-        from airflow_provider_posthog.api.backfills import BackfillLookup
-        from airflow_provider_posthog.api.unpause import unpause_export  # it builds on this module
-
-        yield from unpause_export(batch_export_id, backfill=True, lookup=BackfillLookup())
-        return None
-    yield unpause_request(batch_export_id)
-    return None
-
-
 def get_batch_export_logs(
     batch_export_id: str,
     *,

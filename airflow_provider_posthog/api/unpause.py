@@ -129,3 +129,15 @@ def unpause_export(
     return Unpaused(
         batch_export_id, False, tuple(created), f"Batch export {batch_export_id} was not paused; {covered}."
     )
+
+
+def unpause_batch_export(
+    batch_export_id: str, *, backfill: bool = False, lookup: BackfillLookup
+) -> Operation[None]:
+    """Unpause (one request); ``backfill=True`` first backfills the paused gap from ``last_paused_at`` when
+    PostHog knows it (:func:`unpause_export`), else refuses before any change."""
+    if backfill:
+        yield from unpause_export(batch_export_id, backfill=True, lookup=lookup)
+        return None
+    yield unpause_request(batch_export_id)
+    return None

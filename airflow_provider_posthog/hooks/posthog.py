@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import log as sdk_log
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api import backfills, endpoints, jobs
+from airflow_provider_posthog.api import backfills, endpoints, jobs, unpause
 from airflow_provider_posthog.api.http import (
     LOGS_MAX_LIMIT,
     ApiResponse,
@@ -233,8 +233,10 @@ class PostHogHook(PostHogHookBase):
     def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | None = None
     ) -> None:
-        """Unpause; ``backfill=True`` makes PostHog backfill the paused gap."""
-        self.run(endpoints.unpause_batch_export(batch_export_id, backfill=backfill), project_id)
+        """Unpause; ``backfill=True`` first backfills the paused gap from PostHog's ``last_paused_at`` (never
+        PostHog's own backfill flag, which exports the whole history when that is unset)."""
+        op = unpause.unpause_batch_export(batch_export_id, backfill=backfill, lookup=self.backfill_lookup)
+        self.run(op, project_id)
 
     def get_batch_export_logs(
         self,

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api import backfills, endpoints, jobs
+from airflow_provider_posthog.api import backfills, endpoints, jobs, unpause
 from airflow_provider_posthog.api.http import (
     LOGS_MAX_LIMIT,
     ApiResponse,
@@ -197,8 +197,10 @@ class PostHogAsyncHook(PostHogHookBase):
     async def unpause_batch_export(
         self, batch_export_id: str, *, backfill: bool = False, project_id: int | None = None
     ) -> None:
-        """Unpause; ``backfill=True`` makes PostHog backfill the paused gap."""
-        await self.arun(endpoints.unpause_batch_export(batch_export_id, backfill=backfill), project_id)
+        """Unpause; ``backfill=True`` first backfills the paused gap from PostHog's ``last_paused_at`` (never
+        PostHog's own backfill flag, which exports the whole history when that is unset)."""
+        op = unpause.unpause_batch_export(batch_export_id, backfill=backfill, lookup=self.backfill_lookup)
+        await self.arun(op, project_id)
 
     async def get_batch_export_logs(
         self,

@@ -55,7 +55,7 @@ def test_endpoint_catalogue_paths_and_idempotency() -> None:
         "patch": first_request(endpoints.update_batch_export("e", {"name": "y"})),
         "delete": first_request(endpoints.delete_batch_export("e")),
         "pause": first_request(endpoints.pause_batch_export("e")),
-        "unpause": first_request(endpoints.unpause_batch_export("e")),
+        "unpause": endpoints.unpause_request("e"),
         "logs": first_request(endpoints.get_batch_export_logs("e", level=["error", "warning"], limit=10)),
         "runs": first_request(endpoints.list_runs("e", status=["Failed", "FailedRetryable"], after="-2d")),
         "run": first_request(endpoints.get_run("e", "r")),

@@ -419,5 +419,5 @@ def test_an_export_not_paused_is_only_unpaused_and_the_hook_path_shares_the_rule
     assert result.message == "Batch export e was not paused (no paused gap to backfill)."
     refused = Unpausing(last_paused_at=None)
     with pytest.raises(PostHogConfigError, match="no last_paused_at"):
-        drive(endpoints.unpause_batch_export("e", backfill=True), refused)
+        drive(unpause.unpause_batch_export("e", backfill=True, lookup=LOOKUP), refused)
     assert refused.calls() == [("GET", "")]
