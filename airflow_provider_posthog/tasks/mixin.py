@@ -139,6 +139,9 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         Every waiting task ends here (sync, poke and deferred alike); what a success adds for the task
         belongs in :meth:`on_wait_succeeded`, so a failure, timeout or soft-fail skip never reaches it.
         """
+        # What PostHog wrote into runs (their errors) may quote the key: none of it reaches a message. A
+        # trigger's event is scrubbed already; a poll in this process is scrubbed here.
+        event = self.hook.scrubbed(event)
         if isinstance(event, dict):
             self.waited_job_id = event.get("backfill_id") or event.get("run_id") or self.waited_job_id
         try:
@@ -176,7 +179,9 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         for run in (event.get("failed_runs") or [])[:LOG_TAIL_RUNS]:
             run_id = str(run.get("id"))
             try:
-                tails[run_id] = tail_lines(self.hook.get_run_logs(batch_export_id, run_id))
+                tails[run_id] = self.hook.scrubbed(
+                    tail_lines(self.hook.get_run_logs(batch_export_id, run_id))
+                )
             except Exception as exc:
                 self.log.warning("Could not fetch the logs of run %s: %s", run_id, exc)
         return tails

@@ -9,8 +9,19 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from fake_posthog import BACKFILL, EXPORT, FakeHook, FakePostHog, dropped, http_error, run_row, with_hook
+from fake_posthog import (
+    BACKFILL,
+    EXPORT,
+    SETTINGS,
+    FakeHook,
+    FakePostHog,
+    dropped,
+    http_error,
+    run_row,
+    with_hook,
+)
 
+from airflow_provider_posthog.api.models import LogEntry
 from airflow_provider_posthog.api.retry import RetryPolicy
 from airflow_provider_posthog.api.statuses import BACKFILL_STATUSES, RUN_STATUSES, Outcome
 from airflow_provider_posthog.compat import (
@@ -84,6 +95,26 @@ def test_run_sensor_poke_maps_every_status(status: str) -> None:
             sensor.poke(_context())
     else:
         assert sensor.poke(_context()) is (outcome is Outcome.SUCCEEDED)
+
+
+@pytest.mark.parametrize("where", ["latest_error", "logs"])
+def test_a_failed_run_quoting_the_key_leaves_no_key_in_the_sync_failure(where: str) -> None:
+    """The poll ran in this process (no trigger scrubbed its event): the failure names the run and quotes
+    its error and log tail, without the key."""
+    fake = FakePostHog().backfill("Completed")
+    key = SETTINGS.api_key
+    error, line = (
+        (f"auth {key} refused", "ok") if where == "latest_error" else ("refused", f"token {key} bad")
+    )
+    fake.run_list = [run_row("Failed", run_id="bad", latest_error=error)]
+    sensor = _sensor(PostHogBackfillSensor, fake, backfill_id=BACKFILL)
+    entry = {"timestamp": "2026-01-01T00:00:00Z", "level": "ERROR", "message": line}
+    sensor.hook.get_run_logs = lambda *_a, **_k: [LogEntry.from_api(entry)]
+    sensor.hook._settings_cache = SETTINGS  # as the real hook holds them once it read its connection
+    with pytest.raises(PostHogRemoteFailureError) as exc:
+        sensor.poke(_context())
+    message = str(exc.value)
+    assert "bad" in message and key not in message and "***" in message
 
 
 def test_remote_failure_is_a_fail_exception_so_soft_fail_skips_in_poke_mode() -> None:
