@@ -73,6 +73,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_posthog.operators.backfill",
                     "airflow_provider_posthog.operators.batch_export",
+                    "airflow_provider_posthog.operators.retry_failed",
                 ],
             }
         ],
@@ -88,6 +89,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_posthog.triggers.batch_export"],
             }
         ],
+        "notifications": ["airflow_provider_posthog.notifications.posthog.PostHogSummaryNotifier"],
         "extra-links": [
             "airflow_provider_posthog.links.posthog.PostHogBatchExportLink",
             "airflow_provider_posthog.links.posthog.PostHogBackfillsLink",

@@ -174,6 +174,12 @@ class PostHogRemoteFailureError(PostHogJobFailedError, AirflowFailException):
     """A watched backfill/run failed in PostHog: no sensor retry can change that; ``soft_fail`` skips."""
 
 
+class PostHogIncompleteExportError(PostHogError, AirflowFailException):
+    """The job completed, but some of its runs exported fewer records than PostHog counted for their
+    interval (``completeness="fail"``). Not retried: waiting again reads the same numbers; retry the named
+    runs instead."""
+
+
 class PostHogWaitTimeoutError(PostHogError):
     """The task stopped waiting (``timeout`` or ``execution_timeout``) before PostHog finished."""
 

@@ -70,6 +70,8 @@ PUBLIC_MODULES = (
     "airflow_provider_posthog.api.decisions",
     "airflow_provider_posthog.operators.backfill",
     "airflow_provider_posthog.operators.batch_export",
+    "airflow_provider_posthog.operators.retry_failed",
+    "airflow_provider_posthog.notifications.posthog",
     "airflow_provider_posthog.sensors.batch_export",
     "airflow_provider_posthog.triggers.batch_export",
     "airflow_provider_posthog.links.posthog",

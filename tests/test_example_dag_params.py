@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
 DAG_IDS = {
+    "posthog_airflow_driven_export",
     "posthog_backfill_and_wait",
     "posthog_manage_exports",
     "posthog_models_on_export",
+    "posthog_notify_on_export",
     "posthog_wait_for_scheduled_export",
 }
 DATE_PARAMS = {

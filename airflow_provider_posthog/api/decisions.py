@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun
 
@@ -24,7 +24,7 @@ class Decision:
     """What a poll found: keep waiting, or a terminal outcome with the facts a message needs.
 
     ``completed_runs`` are the runs a success counted (what lineage reports); they stay in the process that
-    polled and never enter an event.
+    polled and never enter an event, only their facts do (:func:`run_facts`).
     """
 
     outcome: Outcome
@@ -38,6 +38,11 @@ class Decision:
     @property
     def done(self) -> bool:
         return self.outcome is not Outcome.RUNNING
+
+    @property
+    def incomplete_runs(self) -> tuple[dict[str, Any], ...]:
+        """The counted runs that exported fewer records than PostHog counted (:func:`find_incomplete`)."""
+        return find_incomplete(self.completed_runs)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -53,7 +58,88 @@ def run_summary(run: BatchExportRun) -> dict[str, Any]:
         "data_interval_start": _iso(run.data_interval_start),
         "data_interval_end": _iso(run.data_interval_end),
         "records_completed": run.records_completed,
+        "records_total_count": run.records_total_count,
+        "bytes_exported": run.bytes_exported,
     }
+
+
+#: How many run ids :func:`run_facts` lists (the count of runs is always complete).
+FACT_RUN_IDS = 100
+#: How many runs a completeness message names.
+INCOMPLETE_NAMED = 10
+
+
+def find_incomplete(runs: Iterable[BatchExportRun]) -> tuple[dict[str, Any], ...]:
+    """The runs that exported fewer records than PostHog counted for their interval.
+
+    PostHog counts the records of a run's interval (``records_total_count``) apart from exporting them
+    (``records_completed``); a run whose export lost records still ends ``Completed``. Only runs where
+    PostHog filled both numbers are judged: PostHog leaves the count empty when it did not (or could not in
+    time) count, and nothing can be said about those. More records than counted (events that arrived after
+    the count) are not a loss.
+    """
+    return tuple(
+        run_summary(r)
+        for r in runs
+        if r.records_completed is not None
+        and r.records_total_count is not None
+        and r.records_completed < r.records_total_count
+    )
+
+
+def incomplete_message(runs: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the incomplete runs (the first :data:`INCOMPLETE_NAMED`) with their counts."""
+    named = "; ".join(
+        f"run {r.get('id')} {_window_text(r)}: {r.get('records_completed')} of "
+        f"{r.get('records_total_count')} record(s)"
+        for r in runs[:INCOMPLETE_NAMED]
+    )
+    more = f"; and {len(runs) - INCOMPLETE_NAMED} more" if len(runs) > INCOMPLETE_NAMED else ""
+    return (
+        f"{len(runs)} run(s) exported fewer records than PostHog counted for their interval "
+        f"(records_completed < records_total_count): {named}{more}."
+    )
+
+
+def _window_text(run: Mapping[str, Any]) -> str:
+    return f"[{run.get('data_interval_start')}, {run.get('data_interval_end')})"
+
+
+def run_facts(decision: Decision) -> dict[str, Any]:
+    """What a terminal decision says about the runs it judged, as plain values for its event.
+
+    The runs are the counted ones of a success (``completed_runs``) and the failed ones of a failure
+    (``failed_runs``; a failure's completed runs are only counted, as ``Completed``, from
+    ``runs_completed``). ``records_expected`` and ``bytes_exported`` sum a success's counted runs; they are
+    ``None`` on a failure, and unless PostHog filled the number on every counted run (a partial sum would
+    read as a loss or a gain that is not).
+    """
+    completed = decision.completed_runs
+    judged = [run_summary(r) for r in completed] + [dict(r) for r in decision.failed_runs]
+    judged.sort(key=lambda r: (str(r.get("data_interval_start") or ""), str(r.get("data_interval_end"))))
+    by_status: dict[str, int] = {}
+    if not completed and decision.runs_completed:
+        by_status["Completed"] = decision.runs_completed
+    for run in judged:
+        status = str(run.get("status") or "")
+        by_status[status] = by_status.get(status, 0) + 1
+    starts = [str(r["data_interval_start"]) for r in judged if r.get("data_interval_start")]
+    ends = [str(r["data_interval_end"]) for r in judged if r.get("data_interval_end")]
+    expected = [r.records_total_count for r in completed if r.records_total_count is not None]
+    sizes = [r.bytes_exported for r in completed if r.bytes_exported is not None]
+    return {
+        "runs_by_status": by_status,
+        "run_ids": [str(r.get("id")) for r in judged[:FACT_RUN_IDS]],
+        "data_interval_start": min(starts, key=_instant) if starts else None,
+        "data_interval_end": max(ends, key=_instant) if ends else None,
+        "records_expected": sum(expected) if completed and len(expected) == len(completed) else None,
+        "bytes_exported": sum(sizes) if completed and len(sizes) == len(completed) else None,
+        "incomplete_runs": [dict(r) for r in decision.incomplete_runs],
+    }
+
+
+def _instant(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso)
 
 
 def _completed(runs: Iterable[BatchExportRun]) -> tuple[BatchExportRun, ...]:
@@ -346,6 +432,107 @@ def decide_interval(
     return Decision(
         Outcome.SUCCEEDED,
         f"All {n_done} run(s) covering {window} completed: {records} record(s) exported.",
+        "Completed",
+        runs_completed=n_done,
+        records_completed=records,
+        completed_runs=completed,
+    )
+
+
+# -- retried runs --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RetriedInterval:
+    """One data interval whose failed run was retried (or whose retry is already under way).
+
+    Only runs created after ``since`` (the replaced run's ``created_at``), other than ``replaces`` itself,
+    count: right after a retry PostHog has not created its run yet, and the failed run it replaces must not
+    be read as the retry failing. ``replaces=None`` counts every run of the interval (a retry already
+    running when the task looked).
+    """
+
+    start: dt.datetime
+    end: dt.datetime
+    replaces: str | None = None
+    since: dt.datetime | None = None
+
+    def counts(self, run: BatchExportRun) -> bool:
+        if (run.data_interval_start, run.data_interval_end) != (self.start, self.end):
+            return False
+        if self.replaces is not None and run.id == self.replaces:
+            return False
+        return self.since is None or run.created_at is None or run.created_at > self.since
+
+    def newest(self, runs: Iterable[BatchExportRun]) -> BatchExportRun | None:
+        """The newest counted run of this interval (the newest run of an interval is what counts)."""
+        counted = newest_per_interval([r for r in runs if self.counts(r)], self.start, self.end)
+        return counted[0] if counted else None
+
+    def to_plain(self) -> dict[str, str | None]:
+        """Plain values (for a trigger's kwargs and a deferral's resume kwargs)."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "replaces": self.replaces,
+            "since": _iso(self.since),
+        }
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> RetriedInterval:
+        since = data.get("since")
+        return cls(
+            start=dt.datetime.fromisoformat(str(data["start"])),
+            end=dt.datetime.fromisoformat(str(data["end"])),
+            replaces=None if data.get("replaces") is None else str(data["replaces"]),
+            since=None if since is None else dt.datetime.fromisoformat(str(since)),
+        )
+
+    def describe(self) -> str:
+        return _window(self.start, self.end)
+
+
+def decide_retried(runs: Sequence[BatchExportRun], intervals: Sequence[RetriedInterval]) -> Decision:
+    """Outcome of "every retried interval has a completed run": the newest counted run of each interval
+    (:meth:`RetriedInterval.counts`) decides it. Any failed one fails the wait at once; an interval whose
+    retry has no run yet, or a run still running, keeps it going; no interval at all is a success (nothing
+    failed, nothing was retried)."""
+    newest = {interval: interval.newest(runs) for interval in intervals}
+    counted = [r for r in newest.values() if r is not None]
+    completed = _completed(counted)
+    n_done, records = len(completed), _records(completed)
+    failed = tuple(run_summary(r) for r in counted if run_outcome(r.status) is Outcome.FAILED)
+    total = len(intervals)
+    if failed:
+        first = failed[0]
+        return Decision(
+            Outcome.FAILED,
+            f"{len(failed)} of the {total} retried interval(s) failed again: run {first['id']} of "
+            f"[{first['data_interval_start']}, {first['data_interval_end']}) ended {first['status']!r}"
+            + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
+            + ".",
+            str(first["status"]),
+            failed,
+            n_done,
+            records,
+            completed_runs=completed,
+        )
+    waiting = [i for i, r in newest.items() if r is None or run_outcome(r.status) is Outcome.RUNNING]
+    if waiting:
+        first_run = newest[waiting[0]]
+        what = "has no run yet" if first_run is None else f"is {first_run.status} (run {first_run.id})"
+        return Decision(
+            Outcome.RUNNING,
+            f"{n_done} of {total} retried interval(s) completed; {waiting[0].describe()} {what}"
+            + (f" (and {len(waiting) - 1} more waiting)" if len(waiting) > 1 else "")
+            + ".",
+            None if first_run is None else first_run.status,
+        )
+    if not intervals:
+        return Decision(Outcome.SUCCEEDED, "No failed run to retry: nothing was retried.", "Completed")
+    return Decision(
+        Outcome.SUCCEEDED,
+        f"All {total} retried interval(s) completed: {records} record(s) exported.",
         "Completed",
         runs_completed=n_done,
         records_completed=records,

@@ -7,6 +7,7 @@ of a job in ``api/jobs.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,35 @@ def list_batch_exports() -> Operation[list[BatchExport]]:
         f"PostHog's pages of batch exports did not end after {MAX_PAGES} pages ({len(out)} exports); "
         "stopped instead of returning part of the list."
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportsNamed:
+    """The exports named exactly ``name``; ``similar``: those whose names differ from it only in case or
+    spaces (for an error message); ``listed``: how many exports the project has."""
+
+    name: str
+    matches: tuple[BatchExport, ...]
+    similar: tuple[BatchExport, ...]
+    listed: int
+
+
+def exports_named(name: str, exports: Sequence[BatchExport]) -> ExportsNamed:
+    """The one rule for finding an export by name: equal names, exactly (PostHog keeps them neither unique
+    nor normalised)."""
+    folded = " ".join(name.split()).casefold()
+    return ExportsNamed(
+        name=name,
+        matches=tuple(e for e in exports if e.name == name),
+        similar=tuple(e for e in exports if e.name != name and " ".join(e.name.split()).casefold() == folded),
+        listed=len(exports),
+    )
+
+
+def batch_exports_named(name: str) -> Operation[ExportsNamed]:
+    """The exports named ``name``. PostHog's list has no name filter, so this is the list of exports (one
+    request per 100 exports; deleted exports are not listed) matched by :func:`exports_named`."""
+    return exports_named(name, (yield from list_batch_exports()))
 
 
 def get_batch_export(batch_export_id: str) -> Operation[BatchExport]:

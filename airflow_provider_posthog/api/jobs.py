@@ -11,13 +11,16 @@ driven by the hook's ``run(op)`` / ``await arun(op)``, so a rule about PostHog's
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_posthog.api.decisions import (
+    RetriedInterval,
     covered_until,
     decide_backfill,
     decide_interval,
+    decide_retried,
     decide_run,
     newest_per_interval,
 )
@@ -39,13 +42,13 @@ from airflow_provider_posthog.exceptions import (
 )
 
 if TYPE_CHECKING:
-    import datetime as dt
+    from collections.abc import Mapping, Sequence
 
     from pendulum import DateTime
 
     from airflow_provider_posthog.api.decisions import Decision
     from airflow_provider_posthog.api.http import Operation
-    from airflow_provider_posthog.api.models import Backfill, BatchExport
+    from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +179,67 @@ class IntervalJob:
         return decide_interval(runs, self.start, self.end, export=export)
 
 
-Job = BackfillJob | RunJob | IntervalJob
+#: Intervals further apart than this are listed by separate requests when a :class:`RunsJob` polls.
+RUNS_LIST_GAP = dt.timedelta(days=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsJob:
+    """Retried runs of an export: done when each interval has a completed run (the newest counted run of
+    each interval decides it, see :class:`~airflow_provider_posthog.api.decisions.RetriedInterval`).
+
+    ``backfill_id`` names the backfill whose failed runs were retried, when there is one (events then carry
+    it). The retries are PostHog's one-interval backfills, each left to finish: a task watching them has no
+    cancel, and a retry of that task waits for them instead of retrying again.
+    """
+
+    batch_export_id: str
+    intervals: tuple[RetriedInterval, ...]
+    backfill_id: str | None = None
+    kind: ClassVar[str] = "runs"
+
+    @property
+    def job_id(self) -> str | None:
+        return self.backfill_id
+
+    def describe(self) -> str:
+        of = f" of backfill {self.backfill_id}" if self.backfill_id else ""
+        return f"{len(self.intervals)} retried interval(s){of} of batch export {self.batch_export_id}"
+
+    def windows(self) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The spans to list: the intervals, merged where less than :data:`RUNS_LIST_GAP` apart."""
+        spans: list[tuple[dt.datetime, dt.datetime]] = []
+        for interval in sorted(self.intervals, key=lambda i: (i.start, i.end)):
+            if spans and interval.start - spans[-1][1] <= RUNS_LIST_GAP:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], interval.end))
+            else:
+                spans.append((interval.start, interval.end))
+        return spans
+
+    def poll(self) -> Operation[Decision]:
+        """One list of runs by data interval per window (none when nothing was retried)."""
+        runs: list[BatchExportRun] = []
+        for start, end in self.windows():
+            runs.extend(
+                (
+                    yield from list_runs(
+                        self.batch_export_id, ordering="-data_interval_start", start=start, end=end
+                    )
+                )
+            )
+        return decide_retried(runs, self.intervals)
+
+    def to_plain(self) -> list[dict[str, str | None]]:
+        return [i.to_plain() for i in self.intervals]
+
+    @classmethod
+    def from_plain(
+        cls, batch_export_id: str, intervals: Sequence[Mapping[str, Any]], backfill_id: str | None = None
+    ) -> RunsJob:
+        return cls(batch_export_id, tuple(RetriedInterval.from_plain(i) for i in intervals), backfill_id)
+
+
+Job = BackfillJob | RunJob | IntervalJob | RunsJob
 CancellableJob = BackfillJob | RunJob
 
 

@@ -493,6 +493,9 @@ class EmulatorApp:
         if name == "fail_next_run" and method == "POST":
             c.fail_next_run(**data)
             return {"ok": True}
+        if name == "lose_records" and method == "POST":
+            c.lose_records(**data)
+            return {"ok": True}
         if name == "faults":
             if method == "POST":
                 fault = c.add_fault(**data)

@@ -171,6 +171,9 @@ class StateMachine:
         backfill_id: str | None,
     ) -> dict[str, Any]:
         run = self.store.new_run(export["id"], interval[0], interval[1], "Starting", when, backfill_id)
+        if self.settings.api_generation == "docs":
+            # Older PostHog counts the interval's records when it creates the run (its start activity).
+            run["records_total_count"] = self.settings.records_per_run
         self.schedule_run(run, when)
         return run
 
@@ -220,7 +223,15 @@ class StateMachine:
             run["latest_error"] = latest_error
         if status == "Completed":
             if run["records_completed"] is None:
-                run["records_completed"] = self.settings.records_per_run
+                # The interval holds what PostHog counted (``records_per_run`` unless the run was seeded
+                # with a count); the export writes all of it, less what ``lose_records`` queued.
+                counted = run["records_total_count"]
+                held = self.settings.records_per_run if counted is None else counted
+                run["records_completed"] = held - self._lost(run, held)
+                if counted is None:
+                    # Current PostHog creates the run without a count and writes the interval's count
+                    # afterwards (its reconciliation of exported and stored events): by the run's end here.
+                    run["records_total_count"] = held
             if run["records_total_count"] is None:
                 run["records_total_count"] = run["records_completed"]
             if run["bytes_exported"] is None:
@@ -267,6 +278,16 @@ class StateMachine:
                     )
         if was_active and status == "Failed" and self.settings.auto_pause:
             self._check_failure_threshold(run, when)
+
+    def _lost(self, run: dict[str, Any], held: int) -> int:
+        """Records a completing run fails to export (``Control.lose_records``): the queued count or
+        fraction of what its interval holds, at most all of it."""
+        queue = self.store.lose_queue.get(run["batch_export"])
+        if not queue:
+            return 0
+        count, fraction = queue.pop(0)
+        lost = count if count is not None else max(1, round(held * (fraction or 0.0)))
+        return max(0, min(held, lost))
 
     def _check_failure_threshold(self, run: dict[str, Any], when: datetime) -> None:
         """PostHog's ``finish_batch_export_run`` on a ``Failed`` run (not ``FailedRetryable``/``Cancelled``).

@@ -218,11 +218,13 @@ class Control:
         latest_error: str | None = None,
         backfill_id: str | None = None,
         duration: float | None = None,
+        records_total_count: int | None = None,
     ) -> dict[str, Any]:
         """Add a run; ``Starting``/``Running`` runs then progress through the state machine.
 
         ``duration``: emulated seconds from ``created_at`` until an active run finishes (default
         ``run_duration``), e.g. a scheduled run still running when a backfill or retry reaches its interval.
+        ``records_total_count``: what PostHog counted for the interval (default: what the run exports).
         """
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")
@@ -236,6 +238,7 @@ class Control:
             created = _dt(created_at, now if status in ACTIVE else now - usual)
             run = self.store.new_run(batch_export_id, start, end, "Running", created, backfill_id)
             run["records_completed"] = records_completed
+            run["records_total_count"] = records_total_count
             if status in ACTIVE:
                 run["status"] = status
                 self.machine.schedule_run(run, created, duration)
@@ -292,6 +295,28 @@ class Control:
             raise ValueError(f"not a final run status: {status!r}")
         with self.lock:
             self.store.fail_queue.setdefault(batch_export_id, []).append((status, error))
+
+    def lose_records(
+        self, batch_export_id: str, count: int | None = None, fraction: float | None = None
+    ) -> None:
+        """The next run of this export that completes exports ``count`` records (or ``fraction`` of them)
+        fewer than PostHog counted for its interval, and still ends ``Completed`` (queued, one per call).
+
+        Its ``records_total_count`` keeps the interval's count and ``records_completed`` is lower, as when
+        events go missing on the way to the destination. Applies to runs whose ``records_completed`` the
+        emulator decides (not a run seeded with one).
+        """
+        if (count is None) == (fraction is None):
+            raise ValueError("give exactly one of count and fraction")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise ValueError(f"count must be a whole number >= 1, not {count!r}")
+        if fraction is not None and (
+            isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
+        ):
+            raise ValueError(f"fraction must be a number in (0, 1], not {fraction!r}")
+        with self.lock:
+            entry = (count, None if fraction is None else float(fraction))
+            self.store.lose_queue.setdefault(batch_export_id, []).append(entry)
 
     def ignore_next_cancels(self, count: int = 1, kind: str = "any") -> None:
         """The next ``count`` cancels answer 200 ``{"cancelled": true}`` but change nothing.

@@ -47,6 +47,8 @@ class Store:
     projects: dict[int, Project] = field(default_factory=dict)
     integrations: dict[int, dict[str, Any]] = field(default_factory=dict)
     fail_queue: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # per export: records the next completing runs lose, as (count, fraction), one entry per run
+    lose_queue: dict[str, list[tuple[int | None, float | None]]] = field(default_factory=dict)
     # acknowledged-but-not-carried-out cancels still to hand out, keyed "run" / "backfill" / "any"
     ignored_cancels: dict[str, int] = field(default_factory=dict)
     _runs_by_export: dict[str, list[str]] = field(default_factory=dict)
@@ -63,6 +65,7 @@ class Store:
         self.backfills.clear()
         self.logs.clear()
         self.fail_queue.clear()
+        self.lose_queue.clear()
         self.ignored_cancels.clear()
         self._runs_by_export.clear()
         self._runs_by_backfill.clear()

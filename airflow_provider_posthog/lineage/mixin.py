@@ -208,7 +208,7 @@ class PostHogLineageMixin(PostHogTaskMixin):
         from airflow_provider_posthog.tasks.args import require_id
 
         try:
-            self._lineage_load(require_id(self.batch_export_id, "batch_export_id"))
+            self._lineage_load(self.resolved_export_id or require_id(self.batch_export_id, "batch_export_id"))
         except Exception as exc:
             self.log.warning("No OpenLineage datasets: could not read the batch export (%s).", exc)
             return None

@@ -2,6 +2,11 @@
 
 The operators push ``batch_export_url``, ``backfills_url`` and ``runs_url`` as soon as the export id is known,
 before any wait or deferral, so the links work while the task is still waiting and after it failed.
+
+PostHog's UI has one page per batch export, with the tabs ``configuration``, ``metrics``, ``logs``, ``runs``
+and ``backfills``, and no page of its own for a backfill or a run. So every link opens the export the task
+acted on: its page, its backfills tab (where the task's backfill is listed) or its runs tab (where its runs
+are). The ids of the task's backfill and runs are in its XCom and its log.
 """
 
 from __future__ import annotations
@@ -40,14 +45,14 @@ class PostHogBatchExportLink(_PostHogXComLink):
 
 
 class PostHogBackfillsLink(_PostHogXComLink):
-    """The batch export's backfills tab."""
+    """The batch export's backfills tab, listing the task's backfill (PostHog has no page per backfill)."""
 
     name = "PostHog backfills"
     url_key = XCOM_BACKFILLS_URL
 
 
 class PostHogRunsLink(_PostHogXComLink):
-    """The batch export's runs tab (PostHog's UI has no per-run page)."""
+    """The batch export's runs tab, which lists the task's runs (PostHog has no page per run)."""
 
     name = "PostHog runs"
     url_key = XCOM_RUNS_URL

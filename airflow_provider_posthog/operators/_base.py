@@ -64,6 +64,10 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     :param unreachable_timeout: seconds PostHog may stay unreachable (5xx, throttling, dropped connections,
         timeouts) before the wait fails; ``None`` (default): keep waiting until ``timeout`` or
         ``execution_timeout``. Errors that cannot fix themselves (400, 401/403, 404) end the wait at once.
+    :param completeness: what a completed wait does with runs that exported fewer records than PostHog
+        counted for their interval (``records_completed < records_total_count``): ``"warn"`` (default) logs
+        one warning naming them, ``"fail"`` fails the task (not retried), ``"off"`` does not check
+        (templated). Runs whose count PostHog left empty are not judged.
     """
 
     template_fields: tuple[str, ...] = (
@@ -71,6 +75,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         "poll_interval",
         "timeout",
         "unreachable_timeout",
+        "completeness",
     )
 
     def __init__(
@@ -82,9 +87,11 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         timeout: float | str | None = None,
         cancel_on_kill: bool = True,
         unreachable_timeout: float | str | None = None,
+        completeness: str = "warn",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.completeness = completeness
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
@@ -99,6 +106,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     def validate_wait_args(self) -> WaitArgs:
         """Check the (rendered) waiting arguments once, before any API call."""
         if self._wait_args is None:
+            self.completeness_mode()
             self._wait_args = WaitArgs.parse(
                 wait_for_completion=self.wait_for_completion,
                 poll_interval=self.poll_interval,

@@ -10,6 +10,7 @@ from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningErr
 from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
+from airflow_provider_posthog.operators.retry_failed import PostHogRetriedRunsWaitOperator
 from airflow_provider_posthog.tasks.args import check_past, to_bool
 from airflow_provider_posthog.tasks.data_interval import resolve_range
 from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach, should_look, validate_reattach
@@ -30,7 +31,7 @@ def adopter(backfill: Backfill, context: Context) -> str | None:
     return "another task, or an earlier run of this one"
 
 
-class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
+class PostHogCreateBackfillOperator(PostHogRetriedRunsWaitOperator):
     """Backfill a batch export over ``[start_at, end_at)`` and (by default) wait until every run completed.
 
     A zero-width range (``start_at == end_at`` after rendering, what Airflow 3 gives the runs of cron
@@ -40,12 +41,17 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
     backfill an earlier try created (``reattach="retry"``; the rule: ``tasks.reattach``).
 
     :param batch_export_id: the export to backfill (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two): one
+        request when the task runs finds its id, pushed and linked as a given id is.
     :param start_at: inclusive start: aware datetime, pendulum, ISO-8601 string or template such as
         ``{{ data_interval_start }}`` (templated).
     :param end_at: exclusive end, in the past (templated).
     :param reattach: ``"retry"`` (default): only a retry re-attaches to what this round created; ``"always"``:
         re-attach to any running or completed backfill of the range; ``"never"``: always create one.
     :param reuse_existing: deprecated alias of ``reattach`` (``True``: ``"always"``, ``False``: ``"never"``).
+    :param retry_failed_runs: on an Airflow retry of this task whose earlier try's backfill finished with
+        failed runs, retry only those runs and wait for them (default ``True``); ``False``: export the whole
+        range again. A new DAG run or a cleared task always exports the whole range.
     :param emit_asset_events: on success, emit an Airflow asset event for the export's destination through
         the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event). See
         :class:`~airflow_provider_posthog.lineage.mixin.PostHogLineageMixin`.
@@ -60,6 +66,7 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
     template_fields: tuple[str, ...] = (
         *PostHogBackfillWaitOperator.template_fields,
         "batch_export_id",
+        "batch_export_name",
         "start_at",
         "end_at",
         *LINEAGE_TEMPLATE_FIELDS,
@@ -70,11 +77,13 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
     def __init__(
         self,
         *,
-        batch_export_id: str,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
         start_at: Any,
         end_at: Any,
         reattach: str = "retry",
         reuse_existing: bool | None = None,
+        retry_failed_runs: bool = True,
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
@@ -83,10 +92,12 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
         super().__init__(**kwargs)
         self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.start_at = start_at
         self.end_at = end_at
         self.reattach = reattach
         self.reuse_existing = reuse_existing
+        self.retry_failed_runs = retry_failed_runs
         if reuse_existing is not None:
             warnings.warn(
                 "reuse_existing is deprecated; use reattach='always' (True) or reattach='never' (False).",
@@ -97,17 +108,23 @@ class PostHogCreateBackfillOperator(PostHogLineageMixin, PostHogBackfillWaitOper
     def execute(self, context: Context) -> str:
         started = time.time()
         mode = validate_reattach(self.reattach, self.reuse_existing)
-        batch_export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         start_at, end_at = resolve_range(
             self.start_at, self.end_at, context, start_name="start_at", end_name="end_at", log=self.log
         )
         check_past(end_at, "end_at")
         self.validate_wait_args()
+        retry_failed = to_bool(self.retry_failed_runs, "retry_failed_runs")
+        batch_export_id = self.export_id(ref)
         self.push_export_xcom(context, batch_export_id)
         backfill = None
         adopted_from: str | None = None
         if should_look(mode, context):
             found = self.hook.find_backfill(batch_export_id, start_at, end_at)
+            if retry_failed:
+                done = self.retry_only_failed(context, batch_export_id, found, started)
+                if done is not None:
+                    return done
             backfill = self.reattachable(context, mode, batch_export_id, found)
             adopted_from = None if backfill is None else adopter(backfill, context)
         if backfill is None:
@@ -131,6 +148,7 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
     """Retry a run (PostHog starts a one-interval backfill) and wait for it like the backfill operator.
 
     :param batch_export_id: the export (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two).
     :param run_id: the run to retry (templated); any age.
     :param reattach: as :class:`PostHogCreateBackfillOperator`: ``"retry"`` (default), ``"always"``,
         ``"never"``.
@@ -144,6 +162,7 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
     template_fields: tuple[str, ...] = (
         *PostHogBackfillWaitOperator.template_fields,
         "batch_export_id",
+        "batch_export_name",
         "run_id",
         *LINEAGE_TEMPLATE_FIELDS,
     )
@@ -153,7 +172,8 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
     def __init__(
         self,
         *,
-        batch_export_id: str,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
         run_id: str,
         reattach: str = "retry",
         emit_asset_events: bool = True,
@@ -164,15 +184,17 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
         super().__init__(**kwargs)
         self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.run_id = run_id
         self.reattach = reattach
 
     def execute(self, context: Context) -> str:
         started = time.time()
         mode = validate_reattach(self.reattach)
-        batch_export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         run_id = self.require_field("run_id")
         self.validate_wait_args()
+        batch_export_id = self.export_id(ref)
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
         run = self.hook.get_run(batch_export_id, run_id)
@@ -205,15 +227,22 @@ class _PostHogCancelOperator(PostHogBaseOperator):
 
     operator_extra_links = ALL_LINKS
 
-    def __init__(self, *, batch_export_id: str, strict: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
+        strict: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.strict = strict
 
-    def _cancel(self, job: CancellableJob) -> str:
+    def _cancel(self, job: CancellableJob, strict: bool) -> str:
         from airflow_provider_posthog.api.jobs import cancel
 
-        strict = to_bool(self.strict, "strict")
         result = self.hook.run(cancel(job))
         if result.already_finished and strict:
             raise PostHogError(result.message + " (strict=True makes this an error)")
@@ -225,30 +254,39 @@ class PostHogCancelRunOperator(_PostHogCancelOperator):
     """Cancel a run that is ``Starting`` or ``Running``. Returns the run's status after the call.
 
     :param batch_export_id: the export (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two).
     :param run_id: the run (templated).
     :param strict: fail when the run already finished (default: log its status and succeed).
     """
 
-    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id", "run_id")
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "batch_export_id",
+        "batch_export_name",
+        "run_id",
+    )
 
     def __init__(self, *, run_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.run_id = run_id
 
     def execute(self, context: Context) -> str:
-        batch_export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         run_id = self.require_field("run_id")
+        strict = to_bool(self.strict, "strict")
+        batch_export_id = self.export_id(ref)
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="run_id", value=run_id)
         from airflow_provider_posthog.api.jobs import RunJob
 
-        return self._cancel(RunJob(batch_export_id, run_id))
+        return self._cancel(RunJob(batch_export_id, run_id), strict)
 
 
 class PostHogCancelBackfillOperator(_PostHogCancelOperator):
     """Cancel a backfill that is ``Starting`` or ``Running``. Returns the backfill's status after the call.
 
     :param batch_export_id: the export (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two).
     :param backfill_id: the backfill (templated).
     :param strict: fail when the backfill already finished (default: log its status and succeed).
     """
@@ -256,6 +294,7 @@ class PostHogCancelBackfillOperator(_PostHogCancelOperator):
     template_fields: tuple[str, ...] = (
         *PostHogBaseOperator.template_fields,
         "batch_export_id",
+        "batch_export_name",
         "backfill_id",
     )
 
@@ -264,10 +303,12 @@ class PostHogCancelBackfillOperator(_PostHogCancelOperator):
         self.backfill_id = backfill_id
 
     def execute(self, context: Context) -> str:
-        batch_export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         backfill_id = self.require_field("backfill_id")
+        strict = to_bool(self.strict, "strict")
+        batch_export_id = self.export_id(ref)
         self.push_export_xcom(context, batch_export_id)
         context["ti"].xcom_push(key="backfill_id", value=backfill_id)
         from airflow_provider_posthog.api.jobs import BackfillJob
 
-        return self._cancel(BackfillJob(batch_export_id, backfill_id))
+        return self._cancel(BackfillJob(batch_export_id, backfill_id), strict)

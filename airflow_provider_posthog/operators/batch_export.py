@@ -205,7 +205,9 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         return export_id
 
     def _create_or_update(self, payload: dict[str, Any], if_exists: str) -> str:
-        existing = [e for e in self.hook.list_batch_exports() if e.name == payload["name"]]
+        from airflow_provider_posthog.api.endpoints import exports_named
+
+        existing = exports_named(payload["name"], self.hook.list_batch_exports()).matches
         # A name conflict is not fixed by trying again: fail at once (PostHogConfigError is never retried).
         if len(existing) > 1:
             raise PostHogConfigError(
@@ -232,14 +234,16 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
 class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     """Change some fields of an export (PATCH: fields left ``None`` are untouched). Returns the export id.
 
-    Parameters as :class:`PostHogCreateBatchExportOperator`, all optional, plus ``batch_export_id``
-    (templated). ``destination`` may be a dict or a destination builder, as for create; a dict's
+    Parameters as :class:`PostHogCreateBatchExportOperator`, all optional, plus ``batch_export_id`` or
+    ``batch_export_name`` (exactly one, templated: the export to change, by id or by its current name;
+    ``name`` renames it). ``destination`` may be a dict or a destination builder, as for create; a dict's
     ``config`` is merged by PostHog, so secrets need not be resent.
     """
 
     template_fields: tuple[str, ...] = (
         *PostHogBaseOperator.template_fields,
         "batch_export_id",
+        "batch_export_name",
         "name",
         "interval",
         "model",
@@ -252,7 +256,8 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     def __init__(
         self,
         *,
-        batch_export_id: str,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
         name: str | None = None,
         destination: Mapping[str, Any] | DestinationBuilder | None = None,
         interval: str | None = None,
@@ -267,6 +272,7 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.name = name
         self.destination = destination
         self.interval = interval
@@ -279,10 +285,11 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.extra_fields = extra_fields
 
     def execute(self, context: Context) -> str:
-        export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         destination = resolve_destination(self.destination, operator=self, context=context)
         secrets = mask_destination_secrets(destination)
         payload = self._payload(partial=True, destination=destination)
+        export_id = self.export_id(ref)
         self.push_export_xcom(context, export_id)
         with _secrets_scrubbed(secrets):
             self.hook.update_batch_export(export_id, payload, partial=True)
@@ -294,22 +301,41 @@ class PostHogDeleteBatchExportOperator(PostHogBaseOperator):
     """Delete an export (PostHog soft-deletes it and cancels its running backfills).
 
     :param batch_export_id: the export (templated).
-    :param missing_ok: an export that is already gone (404) is not an error (default True).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two).
+    :param missing_ok: an export that is already gone (404, or no export with ``batch_export_name``) is not
+        an error (default True); the task then returns the id given, or ``None`` for a name.
     """
 
-    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id")
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "batch_export_id",
+        "batch_export_name",
+    )
 
-    def __init__(self, *, batch_export_id: str, missing_ok: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
+        missing_ok: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.missing_ok = missing_ok
 
-    def execute(self, context: Context) -> str:
-        export_id = self.require_field("batch_export_id")
+    def execute(self, context: Context) -> str | None:
+        ref = self.export_ref()
+        missing_ok = to_bool(self.missing_ok, "missing_ok")
+        export_id = self.resolve_export(ref, missing_ok=missing_ok)
+        if export_id is None:
+            self.log.info("No batch export is named %r (already deleted?); nothing to do.", ref.name)
+            return None
         try:
             self.hook.delete_batch_export(export_id)
         except PostHogNotFoundError:
-            if not to_bool(self.missing_ok, "missing_ok"):
+            if not missing_ok:
                 raise
             self.log.info("Batch export %s does not exist (already deleted?); nothing to do.", export_id)
             return export_id
@@ -321,17 +347,25 @@ class PostHogPauseBatchExportOperator(PostHogBaseOperator):
     """Pause an export's schedule (idempotent; running runs continue). Returns the export id.
 
     :param batch_export_id: the export (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two).
     """
 
-    template_fields: tuple[str, ...] = (*PostHogBaseOperator.template_fields, "batch_export_id")
+    template_fields: tuple[str, ...] = (
+        *PostHogBaseOperator.template_fields,
+        "batch_export_id",
+        "batch_export_name",
+    )
     operator_extra_links = ALL_LINKS
 
-    def __init__(self, *, batch_export_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, batch_export_id: str | None = None, batch_export_name: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
 
     def execute(self, context: Context) -> str:
-        export_id = self.require_field("batch_export_id")
+        export_id = self.export_id(self.export_ref())
         self.push_export_xcom(context, export_id)
         self.hook.pause_batch_export(export_id)
         self.log.info("Paused batch export %s.", export_id)
@@ -353,6 +387,7 @@ class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
     :class:`~airflow_provider_posthog.sensors.batch_export.PostHogBackfillSensor` can).
 
     :param batch_export_id: the export (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two).
     :param backfill: backfill the paused gap (default False).
     :param backfill_start: where that backfill starts: an aware datetime or ISO-8601 string in the past
         (templated); needed when PostHog has no usable ``last_paused_at``. Only with ``backfill=True``.
@@ -361,21 +396,29 @@ class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
     template_fields: tuple[str, ...] = (
         *PostHogBaseOperator.template_fields,
         "batch_export_id",
+        "batch_export_name",
         "backfill",
         "backfill_start",
     )
     operator_extra_links = ALL_LINKS
 
     def __init__(
-        self, *, batch_export_id: str, backfill: bool = False, backfill_start: Any = None, **kwargs: Any
+        self,
+        *,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
+        backfill: bool = False,
+        backfill_start: Any = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.backfill = backfill
         self.backfill_start = backfill_start
 
     def execute(self, context: Context) -> str:
-        export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         backfill = to_bool(self.backfill, "backfill")
         start = None
         if self.backfill_start is not None and self.backfill_start != "":
@@ -385,6 +428,7 @@ class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
                     "backfill=True or leave backfill_start out."
                 )
             start = check_past(to_datetime(self.backfill_start, "backfill_start"), "backfill_start")
+        export_id = self.export_id(ref)
         self.push_export_xcom(context, export_id)
         if not backfill:
             self.hook.unpause_batch_export(export_id, backfill=False)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_posthog.api.jobs import Job
     from airflow_provider_posthog.api.models import BatchExport, BatchExportRun
+    from airflow_provider_posthog.tasks.args import ExportRef
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
 
 
@@ -38,6 +39,9 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
     On success (poke, reschedule or deferred) the sensor emits an asset event for the export's destination.
 
     :param batch_export_id: the export (templated).
+    :param batch_export_name: the export by its name instead (templated; give exactly one of the two): one
+        request when the sensor starts finds its id (in ``reschedule`` mode on Airflow 3.3+ the id is kept in
+        the task state store for the following pokes of the try; before 3.3 each poke looks it up).
     :param posthog_conn_id: Airflow connection id.
     :param project_id: overrides the connection's project id.
     :param deferrable: wait in the triggerer. Default: ``[operators] default_deferrable``.
@@ -49,12 +53,18 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event).
     :param asset_alias: the alias (default ``posthog-batch-export:{dag_id}.{task_id}``; not templated).
     :param asset_uri: the asset URI instead of the destination's (templated).
+    :param completeness: what a success does with runs that exported fewer records than PostHog counted for
+        their interval (``records_completed < records_total_count``): ``"warn"`` (default) logs one warning
+        naming them, ``"fail"`` fails the sensor (``soft_fail`` skips), ``"off"`` does not check
+        (templated).
     """
 
     template_fields: tuple[str, ...] = (
         "batch_export_id",
+        "batch_export_name",
         "posthog_conn_id",
         "project_id",
+        "completeness",
         *LINEAGE_TEMPLATE_FIELDS,
     )
     operator_extra_links = ALL_LINKS
@@ -64,7 +74,8 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        batch_export_id: str,
+        batch_export_id: str | None = None,
+        batch_export_name: str | None = None,
         posthog_conn_id: str = "posthog_default",
         project_id: int | str | None = None,
         deferrable: bool | None = None,
@@ -73,10 +84,13 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
+        completeness: str = "warn",
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=to_seconds(poke_interval, "poke_interval"), **kwargs)
+        self.completeness = completeness
         self.batch_export_id = batch_export_id
+        self.batch_export_name = batch_export_name
         self.posthog_conn_id = posthog_conn_id
         self.project_id = project_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -104,8 +118,10 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         of = (getattr(ti, "try_number", None), reschedules)
         if self._wait is not None and self._wait_of == of:
             return self._wait
-        batch_export_id = self.require_field("batch_export_id")
+        ref = self.export_ref()
         self._validate(context)
+        self.completeness_mode()
+        batch_export_id = self._export_id_of_try(context, ref)
         # A rescheduled poke pushes the links again (Airflow clears a task's XComs when it starts) but
         # repeats no line of the first poke.
         first = reschedules == 0
@@ -120,6 +136,29 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
             wait.log_link(self.log, self.hook.ui_url)
         self._wait, self._wait_of = wait, of
         return wait
+
+    #: Where a rescheduled sensor keeps the id it found for ``batch_export_name`` (Airflow 3.3+).
+    EXPORT_KEY = "posthog_batch_export"
+
+    def _export_id_of_try(self, context: Context, ref: ExportRef) -> str:
+        """The export's id; a name is looked up once per try: in ``reschedule`` mode the id found on the
+        first poke is read back from the task state store (Airflow 3.3+; before, each poke looks it up)."""
+        store = self._state_store(context)
+        if ref.name is None or store is None:
+            return self.export_id(ref)
+        try_number = context["ti"].try_number
+        saved = store.get(self.EXPORT_KEY)
+        if (
+            isinstance(saved, dict)
+            and saved.get("try") == try_number
+            and saved.get("name") == ref.name
+            and isinstance(saved.get("id"), str)
+        ):
+            self.resolved_export_id = str(saved["id"])
+            return self.resolved_export_id
+        export_id = self.export_id(ref)
+        store.set(self.EXPORT_KEY, {"try": try_number, "name": ref.name, "id": export_id})
+        return export_id
 
     def _started_at(self, context: Context, reschedules: int) -> float:
         """When the sensor's ``timeout`` started counting (a rescheduled sensor: its first poke)."""

@@ -89,6 +89,20 @@ def to_optional_seconds(value: Any, name: str) -> float | None:
     return None if value is None or value == "" else to_seconds(value, name)
 
 
+#: What a wait does with runs that exported fewer records than PostHog counted: fail the task, log a
+#: warning, or not check.
+COMPLETENESS_MODES = ("fail", "warn", "off")
+
+
+def to_completeness(value: Any, name: str = "completeness") -> str:
+    """One of :data:`COMPLETENESS_MODES` (case and surrounding blanks ignored, as a rendered template)."""
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in COMPLETENESS_MODES:
+        allowed = ", ".join(repr(m) for m in COMPLETENESS_MODES)
+        raise PostHogConfigError(f"{name}={value!r} is not one of {allowed}.")
+    return str(text)
+
+
 def check_order(
     start: dt.datetime, end: dt.datetime, start_name: str, end_name: str
 ) -> tuple[dt.datetime, dt.datetime]:
@@ -136,3 +150,26 @@ class WaitArgs:
             cancel_on_kill=to_bool(cancel_on_kill, "cancel_on_kill"),
             unreachable_timeout=to_optional_seconds(unreachable_timeout, "unreachable_timeout"),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRef:
+    """The export a task names after templating: by ``id``, or by ``name`` (found when the task runs)."""
+
+    id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def of(cls, batch_export_id: str | None, batch_export_name: str | None) -> ExportRef:
+        """Exactly one of the two (each already checked, blank read as not given)."""
+        if batch_export_id is not None and batch_export_name is not None:
+            raise PostHogConfigError(
+                f"Give batch_export_id or batch_export_name, not both (got batch_export_id="
+                f"{batch_export_id!r} and batch_export_name={batch_export_name!r})."
+            )
+        if batch_export_id is None and batch_export_name is None:
+            raise PostHogConfigError(
+                "batch_export_id is required: give batch_export_id, or batch_export_name to find the export "
+                "by its name."
+            )
+        return cls(id=batch_export_id, name=batch_export_name)

@@ -1,4 +1,5 @@
-"""What every PostHog operator and sensor shares: the lazy hook, link XComs, one poll, one cancel, completion.
+"""What every PostHog operator and sensor shares: the lazy hook, the export it names, link XComs, one poll,
+one cancel, completion.
 
 Nothing here runs at DAG parse time: the hook module is imported inside ``hook`` and constructors only store
 arguments.
@@ -6,6 +7,8 @@ arguments.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -14,11 +17,13 @@ from airflow_provider_posthog import compat
 from airflow_provider_posthog.exceptions import (
     PostHogConfigError,
     PostHogFinalTriggerError,
+    PostHogIncompleteExportError,
     PostHogJobFailedError,
     PostHogTriggerError,
     PostHogWaitTimeoutError,
 )
 from airflow_provider_posthog.links.posthog import XCOM_BACKFILLS_URL, XCOM_BATCH_EXPORT_URL, XCOM_RUNS_URL
+from airflow_provider_posthog.tasks.args import ExportRef, to_completeness
 from airflow_provider_posthog.tasks.templates import TemplateSourcesMixin
 from airflow_provider_posthog.tasks.waiting import (
     CANCEL_SECONDS,
@@ -27,6 +32,7 @@ from airflow_provider_posthog.tasks.waiting import (
     complete,
     log_cancel,
     tail_lines,
+    validate_event,
 )
 
 if TYPE_CHECKING:
@@ -57,10 +63,17 @@ class PostHogTaskMixin(TemplateSourcesMixin):
 
     posthog_conn_id: str
     project_id: int | str | None
+    #: The export by name instead of ``batch_export_id`` (tasks that take one set it; see :meth:`export_ref`).
+    batch_export_name: Any = None
+    #: The id :meth:`resolve_export` found for ``batch_export_name`` in this process (``None``: none yet).
+    resolved_export_id: str | None = None
     #: Raised when PostHog reports the job failed.
     failure_error: ClassVar[type[Exception]] = PostHogJobFailedError
     #: Raised when the task's deadline passed first.
     timeout_error: ClassVar[type[Exception]] = PostHogWaitTimeoutError
+    #: What a completed wait does with runs that exported fewer records than PostHog counted:
+    #: ``"warn"``, ``"fail"`` or ``"off"`` (waiting tasks take it as an argument).
+    completeness: Any = "warn"
     #: The backfill or run id of the last event this task's wait ended with (success or not).
     waited_job_id: str | None = None
     #: The last decision a poll of this process returned.
@@ -83,6 +96,55 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             return int(self.project_id)
         except (TypeError, ValueError) as exc:
             raise PostHogConfigError(f"project_id={self.project_id!r} is not a number.") from exc
+
+    # -- the export the task names: an id, or a name found when the task runs -------------------------------
+    def export_ref(self) -> ExportRef:
+        """The rendered ``batch_export_id`` or ``batch_export_name``, exactly one; no request."""
+        name = self.optional_field("batch_export_name")
+        given = self.optional_field("batch_export_id")
+        if given is None and name is None and self.template_source("batch_export_id") is not None:
+            try:
+                self.require_field("batch_export_id")  # says why its template gave nothing
+            except PostHogConfigError as exc:
+                raise PostHogConfigError(
+                    f"{exc} No batch_export_name was given either; give one of the two."
+                ) from None
+        return ExportRef.of(given, name)
+
+    def export_id(self, ref: ExportRef) -> str:
+        """The id of the export ``ref`` names (see :meth:`resolve_export`)."""
+        found = self.resolve_export(ref)
+        assert found is not None
+        return found
+
+    def resolve_export(self, ref: ExportRef, *, missing_ok: bool = False) -> str | None:
+        """``ref.id`` as given (no request), or the id of the one export named ``ref.name`` (one list request,
+        when the task runs, never at parse time). Several exports with that name are an error naming their
+        ids (PostHog does not keep names unique); none is one too, unless ``missing_ok`` (then ``None``)."""
+        if ref.id is not None:
+            return ref.id
+        from airflow_provider_posthog.api.endpoints import batch_exports_named
+
+        assert ref.name is not None
+        found = self.hook.run(batch_exports_named(ref.name))
+        if len(found.matches) == 1:
+            self.resolved_export_id = found.matches[0].id
+            self.log.info("Batch export %r is %s.", ref.name, self.resolved_export_id)
+            return self.resolved_export_id
+        if found.matches:
+            raise PostHogConfigError(
+                f"batch_export_name={ref.name!r} matches {len(found.matches)} batch exports "
+                f"({', '.join(e.id for e in found.matches)}); PostHog does not keep names unique: rename or "
+                "delete the duplicates, or pass batch_export_id instead."
+            )
+        if missing_ok:
+            return None
+        similar = "".join(f" Not the same name: {e.name!r} ({e.id})." for e in found.similar[:5])
+        raise PostHogConfigError(
+            f"batch_export_name={ref.name!r} matches no batch export: none of the project's "
+            f"{found.listed} export(s) has exactly that name (deleted exports do not count).{similar} "
+            "Check the name in PostHog's UI, or pass batch_export_id instead."
+        )
 
     def push_export_xcom(self, context: Context, batch_export_id: str, *, announce: bool = True) -> None:
         """Push the export id and the three UI URLs (what the extra links read); no request. ``announce``
@@ -144,6 +206,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         event = self.hook.scrubbed(event)
         if isinstance(event, dict):
             self.waited_job_id = event.get("backfill_id") or event.get("run_id") or self.waited_job_id
+        self.push_summary(context, event)
         try:
             checked = complete(
                 event,
@@ -158,10 +221,62 @@ class PostHogTaskMixin(TemplateSourcesMixin):
                 raise PostHogFinalTriggerError(str(exc)) from None  # a retry would fail alike
             raise
         self.log.info("%s", checked["message"])
+        self.check_completeness(checked)
         decided = self._decided
         completed = decided.completed_runs if decided is not None and decided.done else None
         self.on_wait_succeeded(context, checked, completed)
         return checked
+
+    # -- completeness and the summary (tasks.summary) ------------------------------------------------------
+    def completeness_mode(self) -> str:
+        """The rendered ``completeness`` argument, checked (``"warn"`` for tasks that take none)."""
+        return to_completeness(getattr(self, "completeness", "warn"))
+
+    def check_completeness(self, event: Mapping[str, Any]) -> None:
+        """A success whose runs exported fewer records than PostHog counted: a warning, or (``"fail"``) a
+        failure that is not retried; nothing with ``"off"`` or when PostHog counted nothing to compare."""
+        from airflow_provider_posthog.api.decisions import incomplete_message
+
+        mode = self.completeness_mode()
+        incomplete = event.get("incomplete_runs") or []
+        if mode == "off" or not incomplete:
+            return
+        text = incomplete_message(incomplete)
+        if mode == "fail":
+            raise PostHogIncompleteExportError(f"{event.get('message')} But {text} (completeness='fail')")
+        self.log.warning("%s (completeness='warn')", text)
+
+    def push_summary(self, context: Context, event: Any) -> None:
+        """Push the wait's summary XCom (``tasks.summary``) for any event that passes validation, success or
+        not, before the task succeeds or fails on it (a failure notifier reads it too)."""
+        from airflow_provider_posthog.tasks.summary import SUMMARY_XCOM_KEY, build_summary
+
+        ti = context.get("ti")
+        try:
+            checked = validate_event(event)
+        except PostHogTriggerError:
+            return  # no outcome to summarise; finish_wait fails on it
+        if ti is None:  # called outside a task run: nowhere to push
+            return
+        export_id = str(checked["batch_export_id"])
+        summary = build_summary(
+            checked,
+            completeness=self.completeness_mode(),
+            started_at=self._task_started_at(context),
+            finished_at=time.time(),
+            url=self.hook.ui_url(export_id, "backfills" if checked.get("backfill_id") else "runs"),
+        )
+        ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+
+    def _task_started_at(self, context: Context) -> float | None:
+        """When the task started waiting, in epoch seconds: its try's start (a deferred task keeps it), or a
+        rescheduled sensor's first poke; ``None`` when Airflow does not say."""
+        ti = context.get("ti")
+        started = getattr(ti, "start_date", None)
+        if getattr(self, "reschedule", False) and context.get("task_reschedule_count"):
+            with contextlib.suppress(Exception):  # best effort: the summary then counts from this poke
+                started = ti.get_first_reschedule_date(context) or started  # type: ignore[union-attr]
+        return started.timestamp() if isinstance(started, dt.datetime) else None
 
     def on_wait_succeeded(
         self, context: Context, event: Mapping[str, Any], completed_runs: Sequence[BatchExportRun] | None

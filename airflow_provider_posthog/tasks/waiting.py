@@ -15,7 +15,12 @@ Event schema::
      "backfill_id": str | None, "run_id": str | None,
      "remote_status": str | None,          # the backfill's or run's PostHog status, when known
      "failed_runs": [run summary, ...],    # only for "failed"
-     "runs_completed": int, "records_completed": int}
+     "runs_completed": int, "records_completed": int,
+     # what the runs judged by a terminal decision say (``api.decisions.run_facts``); empty otherwise:
+     "runs_by_status": {status: int}, "run_ids": [str, ...],
+     "data_interval_start": str | None, "data_interval_end": str | None,
+     "records_expected": int | None, "bytes_exported": int | None,
+     "incomplete_runs": [run summary, ...]}  # records_completed < records_total_count
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_posthog.api.decisions import run_facts
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.exceptions import (
     PostHogCancelNotEffectiveError,
@@ -45,6 +51,13 @@ FAILED = "failed"
 TIMEOUT = "timeout"
 ERROR = "error"
 EVENT_STATUSES: frozenset[str] = frozenset({SUCCESS, FAILED, TIMEOUT, ERROR})
+#: The run facts of an event that judged no run (a timeout, an error).
+NO_RUN_FACTS: dict[str, Any] = {
+    "data_interval_start": None,
+    "data_interval_end": None,
+    "records_expected": None,
+    "bytes_exported": None,
+}
 
 #: How many lines of a failed run's logs a failure message quotes.
 LOG_TAIL_LINES = 10
@@ -85,12 +98,17 @@ def make_event(
         "failed_runs": [],
         "runs_completed": 0,
         "records_completed": 0,
+        **NO_RUN_FACTS,
+        "runs_by_status": {},
+        "run_ids": [],
+        "incomplete_runs": [],
     }
     if decision is not None:
         event["remote_status"] = decision.remote_status
         event["failed_runs"] = [dict(r) for r in decision.failed_runs]
         event["runs_completed"] = decision.runs_completed
         event["records_completed"] = decision.records_completed
+        event.update(run_facts(decision))
     return event
 
 
@@ -126,6 +144,11 @@ def validate_event(event: Any, *, require: Sequence[str] = ()) -> dict[str, Any]
         raise PostHogTriggerError("The PostHog trigger sent an event without a message or batch_export_id.")
     if not isinstance(event.get("failed_runs") or [], list):
         raise PostHogTriggerError("The PostHog trigger sent an event whose failed_runs is not a list.")
+    incomplete = event.get("incomplete_runs") or []
+    if not isinstance(incomplete, list) or not all(isinstance(r, Mapping) for r in incomplete):
+        raise PostHogTriggerError(
+            "The PostHog trigger sent an event whose incomplete_runs is not a list of runs."
+        )
     for key in require:
         if not event.get(key):
             raise PostHogTriggerError(f"The PostHog event names no {key}.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api.jobs import BackfillJob, IntervalJob, RunJob, cancel
+from airflow_provider_posthog.api.jobs import BackfillJob, IntervalJob, RunJob, RunsJob, cancel
 from airflow_provider_posthog.exceptions import AirflowFailException
 from airflow_provider_posthog.tasks.args import to_datetime
 from airflow_provider_posthog.tasks.waiting import CANCEL_SECONDS, Wait, log_cancel, log_step
@@ -158,7 +158,7 @@ class _PostHogPollingTrigger(BaseTrigger):
         :data:`~airflow_provider_posthog.tasks.waiting.CANCEL_SECONDS`.
         """
         job = self.job
-        if not self.cancel_on_kill or isinstance(job, IntervalJob):
+        if not self.cancel_on_kill or isinstance(job, (IntervalJob, RunsJob)):
             return
         work = asyncio.ensure_future(self._cancel_if_stopped(job))
         until = time.monotonic() + CANCEL_SECONDS
@@ -290,3 +290,37 @@ class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
             to_datetime(self.data_interval_start, "data_interval_start"),
             to_datetime(self.data_interval_end, "data_interval_end"),
         )
+
+
+class PostHogRetriedRunsTrigger(_PostHogPollingTrigger):
+    """Wait until each retried interval of an export has a completed run (the newest counted run of each
+    interval decides it; see :class:`~airflow_provider_posthog.api.jobs.RunsJob`).
+
+    :param intervals: the retried intervals as plain values: ``{"start", "end", "replaces", "since"}`` with
+        ISO-8601 datetimes (``RunsJob.to_plain()``).
+    :param backfill_id: the backfill whose failed runs were retried, if any (events carry it).
+
+    The other parameters are those of :class:`PostHogBackfillTrigger`; ``cancel_on_kill`` is always off: the
+    retries are PostHog's one-interval backfills, left to finish (a retry of the task waits for them).
+    """
+
+    def __init__(
+        self, *, intervals: list[dict[str, Any]], backfill_id: str | None = None, **kwargs: Any
+    ) -> None:
+        kwargs["cancel_on_kill"] = False
+        super().__init__(**kwargs)
+        if not isinstance(intervals, list):
+            raise ValueError("intervals must be a list of {start, end, replaces, since} mappings")
+        self.intervals = [dict(i) for i in intervals]
+        self.backfill_id = backfill_id
+        self.job  # noqa: B018 - reads every interval now: a malformed one fails here, not in the triggerer
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "airflow_provider_posthog.triggers.batch_export.PostHogRetriedRunsTrigger",
+            {**self._base_kwargs(), "intervals": self.intervals, "backfill_id": self.backfill_id},
+        )
+
+    @cached_property
+    def job(self) -> Job:
+        return RunsJob.from_plain(self.batch_export_id, self.intervals, self.backfill_id)

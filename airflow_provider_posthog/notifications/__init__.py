@@ -1,0 +1,1 @@
+"""Notifiers that report what a PostHog task exported."""
