@@ -9,11 +9,11 @@ from unittest import mock
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from fake_posthog import with_hook
 from retry_server import EXPORT, RetryServer, hour
 
 from airflow_provider_posthog.api.models import Backfill
+from airflow_provider_posthog.compat import TaskDeferred
 from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError, PostHogJobFailedError
 from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
 from airflow_provider_posthog.operators.retry_failed import PostHogRetryFailedRunsOperator
