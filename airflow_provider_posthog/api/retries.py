@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from airflow_provider_posthog.api.backfills import retry_run
-from airflow_provider_posthog.api.decisions import RetriedInterval
+from airflow_provider_posthog.api.decisions import RetriedInterval, newest_per_interval
 from airflow_provider_posthog.api.endpoints import (
     get_backfill,
     get_batch_export,
@@ -87,18 +87,6 @@ def _key(run: BatchExportRun) -> Window | None:
     return (run.data_interval_start, run.data_interval_end)
 
 
-def _newest(runs: Iterable[BatchExportRun]) -> BatchExportRun:
-    # The same tie rule as decisions.newest_per_interval: the later listed of equal creation times wins.
-    chosen: BatchExportRun | None = None
-    for run in runs:
-        if chosen is None or (
-            run.created_at is not None and (chosen.created_at is None or run.created_at >= chosen.created_at)
-        ):
-            chosen = run
-    assert chosen is not None
-    return chosen
-
-
 def plan_retries(
     batch_export_id: str,
     runs: Sequence[BatchExportRun],
@@ -127,7 +115,7 @@ def plan_retries(
         had_failure = any(run_outcome(r.status) is Outcome.FAILED for r in group)
         if not had_failure and not any(r.id in named for r in group):
             continue
-        newest = _newest(group)
+        (newest,) = newest_per_interval(group, *key)  # every run of the group has this interval
         outcome = run_outcome(newest.status)
         if outcome is Outcome.RUNNING:
             under_way.append(newest)
