@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_posthog.api.jobs import BackfillJob
+    from airflow_provider_posthog.api.jobs import BackfillJob, Job
     from airflow_provider_posthog.api.models import Backfill
     from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
     from airflow_provider_posthog.tasks.waiting import Step
@@ -216,8 +216,17 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
             if self.deferrable:
                 self.log.warning("deferrable=True has no effect with wait_for_completion=False.")
             return backfill.id
+        wait, step = self.start_wait(self._waiting_on, started)
+        if step.event is None and self.deferrable:
+            self._defer(wait, self._cancels_backfill())
+        return self.complete_backfill(context, self.wait_in_worker(wait, step))
+
+    def start_wait(self, job: Job, started: float) -> tuple[Wait, Step]:
+        """The wait on ``job`` under the task's own limits (counted from ``started``), its PostHog page
+        logged, and its first step."""
+        args = self.validate_wait_args()
         wait = Wait(
-            self._waiting_on,
+            job,
             poll_interval=args.poll_interval,
             end_time=deadline(started, args.timeout, self.execution_timeout),
             unreachable_timeout=args.unreachable_timeout,
@@ -225,9 +234,7 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
         wait.log_link(self.log, self.hook.ui_url)
         step = wait.step(self.poll(wait), time.time())
         log_step(self.log, step)
-        if step.event is None and self.deferrable:
-            self._defer(wait, self._cancels_backfill())
-        return self.complete_backfill(context, self.wait_in_worker(wait, step))
+        return wait, step
 
     def wait_in_worker(self, wait: Wait, step: Step) -> dict[str, Any]:
         """The worker's wait loop: sleep, poll, step, until a step carries the wait's event."""

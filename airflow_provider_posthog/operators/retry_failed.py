@@ -17,7 +17,6 @@ from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator
 from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach
 from airflow_provider_posthog.tasks.templates import blank
-from airflow_provider_posthog.tasks.waiting import Wait, deadline, log_step
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -55,19 +54,10 @@ class PostHogRetriedRunsWaitOperator(PostHogLineageMixin, PostHogBackfillWaitOpe
         kwargs for ``execute_complete``)."""
         from airflow_provider_posthog.triggers.batch_export import PostHogRetriedRunsTrigger
 
-        args = self.validate_wait_args()
         self._runs_job = job
         self._waiting_on = None  # nothing of this task's to cancel: the retries are left to finish
         self._owns_backfill = False
-        wait = Wait(
-            job,
-            poll_interval=args.poll_interval,
-            end_time=deadline(started, args.timeout, self.execution_timeout),
-            unreachable_timeout=args.unreachable_timeout,
-        )
-        wait.log_link(self.log, self.hook.ui_url)
-        step = wait.step(self.poll(wait), time.time())
-        log_step(self.log, step)
+        wait, step = self.start_wait(job, started)
         if step.event is None and self.deferrable:
             self.log.info("Deferring; polling every %ss.", wait.poll_interval)
             self.defer(
