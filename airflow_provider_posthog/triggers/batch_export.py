@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api.jobs import BackfillJob, IntervalJob, RunJob, RunsJob, cancel
+from airflow_provider_posthog.api.jobs import (
+    BackfillJob,
+    CancellableJob,
+    IntervalJob,
+    RunJob,
+    RunsJob,
+    cancel,
+)
 from airflow_provider_posthog.exceptions import AirflowFailException
 from airflow_provider_posthog.tasks.args import to_datetime
 from airflow_provider_posthog.tasks.waiting import CANCEL_SECONDS, Wait, log_cancel, log_step
@@ -158,7 +165,7 @@ class _PostHogPollingTrigger(BaseTrigger):
         :data:`~airflow_provider_posthog.tasks.waiting.CANCEL_SECONDS`.
         """
         job = self.job
-        if not self.cancel_on_kill or isinstance(job, (IntervalJob, RunsJob)):
+        if not self.cancel_on_kill or not isinstance(job, (BackfillJob, RunJob)):  # only those have a cancel
             return
         work = asyncio.ensure_future(self._cancel_if_stopped(job))
         until = time.monotonic() + CANCEL_SECONDS
@@ -180,7 +187,7 @@ class _PostHogPollingTrigger(BaseTrigger):
                 if uncancel is not None:
                     uncancel()
 
-    async def _cancel_if_stopped(self, job: BackfillJob | RunJob) -> None:
+    async def _cancel_if_stopped(self, job: CancellableJob) -> None:
         try:
             state = await compat.atask_state(self.task_instance)
         except Exception as exc:
