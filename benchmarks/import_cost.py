@@ -35,6 +35,7 @@ t3 = time.perf_counter()
 new = sorted(set(sys.modules) - before)
 print(json.dumps({{"baseline_s": t1 - t0, "added_s": t3 - t2, "new_modules": len(new),
                   "new_packages": sorted({{m.split(".")[0] for m in new}}),
+                  "our_modules": [m for m in new if m.split(".")[0] == "airflow_provider_posthog"],
                   "notable": [m for m in new if m.split(".")[0] in {notable!r} or ".hooks" in m]}}))
 """
 

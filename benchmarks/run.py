@@ -28,7 +28,7 @@ from airflow_provider_posthog.emulator.tls import TLSFiles, make_tls_files
 
 from benchmarks import import_cost
 from benchmarks.procs import ROOT, ServerProcess, child_env, run_child
-from benchmarks.report import write_report
+from benchmarks.report import headlines, write_report
 
 CONTENDERS = ("ours", "dbt", "airbyte")
 SERVER_KIND = {"ours": "posthog", "dbt": "dbt", "airbyte": "airbyte"}
@@ -228,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
             target = logs_dir / path.relative_to(workdir)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
+    lines = headlines(results)
+    (bench_dir / ("headlines-quick.txt" if args.quick else "headlines.txt")).write_text(
+        "\n".join(lines) + "\n"
+    )
+    print("\nHeadline figures of this run (README quotes these; RESULTS.md has them all):", flush=True)
+    for line in lines:
+        print(f"- {line}", flush=True)
     log(f"done in {results['wall_s'] / 60:.1f} min; report: {output}")
     return 0
 

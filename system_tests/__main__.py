@@ -1,11 +1,13 @@
 """``python -m system_tests`` (``make test-system``): start everything, run the scenarios, print the figures.
 
 Exit status 0 only if every scenario passed, no secret reached a log and no process of the run survived.
-``python -m system_tests outage worker-kill`` runs a subset (names as in the table).
+``python -m system_tests --deployment celery outage worker-kill`` runs a subset (names as in the table) on one
+deployment (``sqlite``, the default, or ``celery``); without names, the scenarios of that deployment.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import sys
@@ -14,13 +16,34 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from system_tests.harness import API_KEY, ROOT, S3_SECRET, SystemUnderTest
-from system_tests.scenarios import ALL, Result, Scenario
+from system_tests.deployments import DEPLOYMENTS
+from system_tests.harness import API_KEY, S3_SECRET, SystemUnderTest
+from system_tests.scenarios import ALL, Result, Scenario, alias_races, race_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-FIGURES = ROOT / "figures.md"
+#: Per deployment, phases of scenarios run side by side; a phase starts when the previous one has ended.
+PHASES: dict[str, list[list[str]]] = {
+    # The example DAGs need a steady scheduler and triggerer; then the lone triggerer's restart, alone.
+    "sqlite": [["example-dags"], ["triggerer-kill"]],
+    "celery": [
+        # The outage runs in the background (its own emulator: only its waits see the faults) while the
+        # scenarios that need a steady scheduler and triggerers run side by side. worker-kill kills a worker
+        # of its own (its own queue), so it shares the phase.
+        ["outage", "worker-kill", "clock-skew", "timeouts", "mark-failed", "asset-alias"],
+        # Starting 50 and 200 waits takes every worker slot for minutes on 2 cores (the rate-limited ones
+        # hold theirs while their requests wait for Retry-After), and the outage's rescheduled sensor needs a
+        # slot for each poke. The two overlap well: one waits on its rate limit, the other on the CPU.
+        ["rate-limit", "many-waits"],
+        # Faults that touch every deferred wait. The database restart alone (the scheduler and triggerers
+        # exit with it); a scheduler restart and a triggerer's death together, as in a rolling restart: the
+        # triggerers adopt each other's triggers without the scheduler, and neither scenario's waits may
+        # notice the other's fault.
+        ["postgres-restart"],
+        ["scheduler-restart", "two-triggerers"],
+    ],
+}
 
 
 def run_scenario(sut: SystemUnderTest, scenario: Scenario) -> None:
@@ -56,6 +79,11 @@ def run_concurrently(sut: SystemUnderTest, scenarios: Iterable[Scenario]) -> lis
     return threads
 
 
+def alias_race_note(sut: SystemUnderTest) -> str:
+    where = "PostgreSQL's log" if sut.deployment.name == "celery" else "the api-server's log"
+    return f"asset-alias race over the whole run ({where}): {race_text(alias_races(sut))}"
+
+
 def secret_scan(sut: SystemUnderTest) -> Result:
     """The API key and the S3 secret must be in no log: task, triggerer, scheduler, processes' output."""
     result = Result("secrets-in-logs")
@@ -66,7 +94,7 @@ def secret_scan(sut: SystemUnderTest) -> Result:
         data = path.read_bytes()
         for name, secret in (("API key", API_KEY), ("S3 secret", S3_SECRET)):
             if secret.encode() in data:
-                hits.append(f"{name} in {path.relative_to(ROOT)}")
+                hits.append(f"{name} in {path.relative_to(sut.state)}")
     result.notes.append(f"{len(files)} log files scanned")
     result.passed = not hits and len(files) > 0
     result.error = "; ".join(hits[:10])
@@ -74,13 +102,16 @@ def secret_scan(sut: SystemUnderTest) -> Result:
     return result
 
 
-def table(results: list[Result], total: float) -> str:
-    head = "| scenario | result | wall s | backfills | requests | 429s | 503s/dropped | task retries |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+def table(results: list[Result], total: float, deployment: str) -> str:
+    head = (
+        "| scenario | result | wall s | backfills created/expected | waits lost | requests | 429s "
+        "| 503s/dropped | task retries |"
+    )
+    lines = [f"Deployment: {deployment}\n", head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(
-            f"| {r.name} | {'pass' if r.passed else 'FAIL'} | {r.seconds:.0f} | {r.backfills} | "
-            f"{r.requests} | {r.throttled} | {r.unavailable} | {r.retries} |"
+            f"| {r.name} | {'pass' if r.passed else 'FAIL'} | {r.seconds:.0f} | {r.backfills}/{r.expected} | "
+            f"{r.lost} | {r.requests} | {r.throttled} | {r.unavailable} | {r.retries} |"
         )
     lines.append(f"\nTotal wall time: {total:.0f} s.\n")
     for r in results:
@@ -93,9 +124,21 @@ def table(results: list[Result], total: float) -> str:
 
 def main(argv: list[str]) -> int:
     t0 = time.monotonic()
-    wanted = set(argv)
-    scenarios = {cls.name: cls() for cls in ALL if not wanted or cls.name in wanted}
-    sut = SystemUnderTest(parallelism=12)
+    parser = argparse.ArgumentParser(prog="python -m system_tests")
+    parser.add_argument("--deployment", choices=sorted(DEPLOYMENTS), default="sqlite")
+    parser.add_argument("scenarios", nargs="*", help="names (default: those of the deployment)")
+    args = parser.parse_args(argv)
+    known = {cls.name for cls in ALL}
+    unknown = set(args.scenarios) - known
+    if unknown:
+        parser.error(f"unknown scenarios {sorted(unknown)}; known: {sorted(known)}")
+    wanted = set(args.scenarios)
+    scenarios = {
+        cls.name: cls()
+        for cls in ALL
+        if (cls.name in wanted if wanted else args.deployment in cls.deployments)
+    }
+    sut = SystemUnderTest(args.deployment)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -114,29 +157,11 @@ def main(argv: list[str]) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] Airflow healthy after {time.monotonic() - t0:.0f}s", flush=True)
         sut.wait_dag("system_deferred_waits")
 
-        def pick(*names: str) -> list[Scenario]:
-            return [scenarios[n] for n in names if n in scenarios]
-
-        # Phase 1: the outage runs in the background (its own emulator; only its waits see the faults)
-        # while the scenarios that need a steady scheduler and triggerer run side by side.
-        # The 50 waits of the rate limit come after it: starting and resuming them takes every worker slot
-        # for minutes on a 2-core machine, and the outage's rescheduled sensor needs a slot for each poke.
-        outage = run_concurrently(sut, pick("outage"))
-        for t in run_concurrently(
-            sut, pick("example-dags", "worker-kill", "clock-skew", "timeouts", "mark-failed")
-        ):
-            t.join()
-        for t in outage:
-            t.join()
-        for t in run_concurrently(sut, pick("rate-limit")):
-            t.join()
-        # Phase 2: restarting the scheduler kills LocalExecutor workers, so no sync wait may be running (the
-        # outage's sync waits and poke sensor have no task retries either).
-        for t in run_concurrently(sut, pick("scheduler-restart")):
-            t.join()
-        # Phase 3: triggerer faults last, alone (every deferred wait would be affected).
-        for name in ("triggerer-kill", "two-triggerers"):
-            for t in run_concurrently(sut, pick(name)):
+        phases = PHASES[args.deployment]
+        phased = {n for phase in phases for n in phase}
+        # Scenarios named from the other deployment's list run last, one at a time.
+        for phase in [*phases, *([n] for n in scenarios if n not in phased)]:
+            for t in run_concurrently(sut, [scenarios[n] for n in phase if n in scenarios]):
                 t.join()
         results = [s.result for s in scenarios.values()]
     except KeyboardInterrupt:
@@ -155,13 +180,14 @@ def main(argv: list[str]) -> int:
         leftovers = sut.stop()
     results.append(secret_scan(sut))
     total = time.monotonic() - t0
-    text = table(results, total)
+    text = table(results, total, args.deployment) + f"- {alias_race_note(sut)}\n"
     if leftovers:
         text += f"\n**Processes left running after stop: {leftovers}**\n"
-    FIGURES.write_text(text)
+    figures = sut.state / "figures.md"
+    figures.write_text(text)
     print("\n" + text)
     failed = [r.name for r in results if not r.passed]
-    print(f"Logs: {ROOT}; figures: {FIGURES}")
+    print(f"Logs: {sut.state}; figures: {figures}")
     if failed or leftovers:
         print(f"SYSTEM TESTS FAILED: {', '.join(failed) or 'leftover processes'} ({total:.0f}s)")
         return 1

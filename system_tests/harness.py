@@ -1,31 +1,34 @@
-"""The system under test: one Airflow (four separate component processes) and PostHog emulator processes.
+"""The system under test: one Airflow (separate component processes) and PostHog emulator processes.
 
-``SystemUnderTest`` owns a temporary ``AIRFLOW_HOME`` under ``.system-tests/`` (kept after the run for
-debugging), starts everything through ``procs.Processes`` and offers small clients: the Airflow REST API of
-the api-server, the Airflow metadata DB (read-only SQL, for pids and trigger assignment) and each emulator's
-control API (``/_emulator/``) plus its PostHog API.
+``SystemUnderTest`` owns a temporary ``AIRFLOW_HOME`` under ``.system-tests/<deployment>/`` (kept after the
+run for debugging), starts everything through ``procs.Processes`` on the deployment it is given
+(``deployments``: SQLite + LocalExecutor, or PostgreSQL + CeleryExecutor) and offers small clients: the
+Airflow REST API of the api-server, the Airflow metadata DB (read-only SQL, for pids and trigger assignment)
+and each emulator's control API (``/_emulator/``) plus its PostHog API.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
-import socket
-import sqlite3
 import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from airflow_provider_posthog.emulator.settings import DEFAULT_PROJECT_ID
+from system_tests.deployments import DEPLOYMENTS, Deployment, as_utc, free_port
 from system_tests.procs import Proc, Processes
+from system_tests.proxy import CountingProxy
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / ".system-tests"
@@ -37,12 +40,6 @@ AIRFLOW = str(VENV_BIN / "airflow")
 API_KEY = "phx_SYSTEST_" + uuid.uuid4().hex
 # A destination secret the manage-exports example DAG sends; it must not reach a log either.
 S3_SECRET = "SYSTEST_S3_SECRET_" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(what: str, check: Any, timeout: float, interval: float = 1.0) -> Any:
@@ -112,25 +109,35 @@ class Emulator:
 
 
 class SystemUnderTest:
-    """Airflow + emulators for one suite run."""
+    """Airflow on one deployment + emulators, for one suite run."""
 
-    def __init__(self, parallelism: int = 8) -> None:
+    def __init__(self, deployment: str = "sqlite") -> None:
         self.run_id = uuid.uuid4().hex[:12]
         self.procs = Processes(marker=f"SYSTEM_TESTS_RUN={self.run_id}")
-        self.home = ROOT / "airflow-home"
-        self.proc_logs = ROOT / "process-logs"
-        self.dags = ROOT / "dags"
+        self.state = ROOT / deployment
+        self.home = self.state / "airflow-home"
+        self.proc_logs = self.state / "process-logs"
+        self.dags = self.state / "dags"
+        self.deployment: Deployment = DEPLOYMENTS[deployment](self.state, self.procs, self.proc_logs)
         self.api_port = free_port()
-        self.parallelism = parallelism
+        self.parallelism = self.deployment.parallelism
         self.emulators: dict[str, Emulator] = {}
         self.components: dict[str, Proc] = {}
+        #: the arguments each component was started with, to start it again after a fault
+        self.component_argv: dict[str, list[str]] = {}
         self.extra_env: dict[str, str] = {}
+        #: per component: connection id -> base URL replacing the emulator's (a counting proxy)
+        self.conn_overrides: dict[str, dict[str, str]] = {}
+        self.proxies: list[CountingProxy] = []
+        #: triggerer component name -> the id of its job in the metadata DB (its current process's)
+        self.triggerer_jobs: dict[str, int] = {}
         self._write_lock = threading.Lock()
+        self._unpaused: set[str] = set()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=60)
 
     # -- setup ------------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        shutil.rmtree(ROOT, ignore_errors=True)
+        shutil.rmtree(self.state, ignore_errors=True)
         self.home.mkdir(parents=True)
         self.proc_logs.mkdir(parents=True)
         self.dags.mkdir(parents=True)
@@ -141,7 +148,8 @@ class SystemUnderTest:
         ]:
             (self.dags / src.name).symlink_to(src)
 
-    def env(self) -> dict[str, str]:
+    def env(self, component: str = "") -> dict[str, str]:
+        """The environment of an Airflow process (``component``: its name, for its connection overrides)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "POSTHOG"))}
         env.update(
             {
@@ -150,9 +158,10 @@ class SystemUnderTest:
                 "PYTHONPATH": str(REPO),
                 "PYTHONUNBUFFERED": "1",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                # Paused until a scenario uses a DAG (``unpause``): the example DAGs' own schedules start
+                # only when their scenario says so, in its order.
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
@@ -193,11 +202,13 @@ class SystemUnderTest:
                 ),
             }
         )
+        env.update(self.deployment.env())
         env.update(self.extra_env)
+        overrides = self.conn_overrides.get(component, {})
         for emu in self.emulators.values():
             conn = {
                 "conn_type": "posthog",
-                "host": emu.base_url,
+                "host": overrides.get(emu.conn_id, emu.base_url),
                 "password": API_KEY,
                 "extra": {"project_id": str(DEFAULT_PROJECT_ID)},
             }
@@ -244,17 +255,74 @@ class SystemUnderTest:
 
     def start_component(self, name: str, *argv: str) -> Proc:
         # SIGINT is what the Airflow components handle as a clean shutdown (SIGTERM also works for them).
-        proc = self.procs.start(name, [AIRFLOW, *argv], self.env(), self.proc_logs, stop_signal=signal.SIGINT)
+        argv = argv or tuple(self.component_argv[name])
+        proc = self.procs.start(
+            name, [AIRFLOW, *argv], self.env(name), self.proc_logs, stop_signal=signal.SIGINT
+        )
         self.components[name] = proc
+        self.component_argv[name] = list(argv)
         return proc
 
     def start_airflow(self) -> None:
+        self.deployment.start_database()
         self.airflow_cli("db", "migrate")
         self.start_component("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port))
         self.start_component("scheduler", "scheduler")
         self.start_component("dag-processor", "dag-processor")
-        self.start_component("triggerer", "triggerer")
+        for name in self.deployment.triggerers:
+            self.start_triggerer(name)
+        for name in self.deployment.workers:
+            # One at a time: workers starting together both create the broker's queue row, and the loser
+            # exits (the SQLAlchemy transport's unique "kombu_queue" name).
+            self.start_worker(name)
         self.wait_healthy(("scheduler", "triggerer", "dag_processor"), 240)
+
+    def triggerer_job_heartbeats(self) -> dict[int, datetime]:
+        """Running triggerer jobs (a SIGKILLed one stays 'running', its heartbeat stale) -> last heartbeat."""
+        rows = self.sql(
+            "select id, latest_heartbeat from job where job_type = 'TriggererJob' and state = 'running'"
+        )
+        return {int(job): as_utc(beat) for job, beat in rows if beat is not None}
+
+    def start_triggerer(self, name: str) -> int:
+        """Start (or start again) a triggerer; return its new job id once it heartbeats."""
+        before = set(self.triggerer_job_heartbeats())
+        if name in self.component_argv:
+            self.start_component(name)
+        else:
+            self.start_component(name, *self.deployment.triggerer_argv())
+
+        def new_job() -> int | None:
+            recent = datetime.now(timezone.utc) - timedelta(seconds=8)
+            fresh = [
+                j for j, beat in self.triggerer_job_heartbeats().items() if j not in before and beat > recent
+            ]
+            return fresh[0] if len(fresh) == 1 else None
+
+        job = int(wait_until(f"the job of {name}", new_job, 180, 1.0))
+        self.triggerer_jobs[name] = job
+        return job
+
+    def start_worker(self, name: str, queues: str = "default", concurrency: int = 0) -> Proc:
+        """Start (or start again, with the same arguments) a Celery worker; return once it consumes."""
+        log = self.proc_logs / f"{name}.out"
+        offset = log.stat().st_size if log.exists() else 0
+        if name in self.component_argv:
+            proc = self.start_component(name)
+        else:
+            proc = self.start_component(name, *self.deployment.worker_argv(name, queues, concurrency))
+        pattern = re.compile(rb"\b" + re.escape(name.encode()) + rb"@\S+ ready\.")
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with open(log, "rb") as out:
+                out.seek(offset)
+                if pattern.search(out.read()):
+                    return proc
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited ({proc.popen.returncode}); see {log}")
+            time.sleep(0.5)
+        raise TimeoutError(f"worker {name} not ready after 180s; see {log}")
 
     def health(self) -> dict[str, Any]:
         resp = self.http.get("/api/v2/monitor/health", timeout=10)
@@ -297,7 +365,16 @@ class SystemUnderTest:
             1.0,
         )
 
+    def unpause(self, *dag_ids: str) -> None:
+        """Unpause DAGs (once each): a paused DAG's triggered run would wait in ``queued``."""
+        for dag_id in dag_ids:
+            if dag_id not in self._unpaused:
+                self.wait_dag(dag_id)
+                self.rest("PATCH", f"dags/{dag_id}", {"is_paused": False})
+                self._unpaused.add(dag_id)
+
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> str:
+        self.unpause(dag_id)
         self.rest(
             "POST", f"dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
         )
@@ -326,18 +403,22 @@ class SystemUnderTest:
             if not page["task_instances"] or len(out) >= page["total_entries"]:
                 return out
 
-    # -- metadata DB (read-only; SQLite) -----------------------------------------------------------------
+    # -- metadata DB (read-only) --------------------------------------------------------------------------
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        con = sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30)
-        try:
-            return list(con.execute(query, params))
-        finally:
-            con.close()
+        """Read-only SQL on the deployment's metadata DB, ``?`` placeholders."""
+        return self.deployment.sql(query, *params)
 
     # -- teardown ---------------------------------------------------------------------------------------
+    def add_proxy(self, name: str, target: str) -> CountingProxy:
+        proxy = CountingProxy(name, target).start()
+        self.proxies.append(proxy)
+        return proxy
+
     def stop(self) -> list[int]:
         """Stop everything; return pids of this run still alive afterwards (must be empty)."""
         self.http.close()
         self.procs.stop_all()
+        for proxy in self.proxies:
+            proxy.stop()
         time.sleep(0.5)
         return self.procs.leftovers()

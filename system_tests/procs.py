@@ -1,7 +1,8 @@
 """Start, watch and stop child processes, each in its own process group, by pid.
 
 Every process the suite starts goes through ``Processes.start``; ``Processes.stop_all`` runs from
-``try/finally``, ``atexit`` and the SIGINT/SIGTERM handlers, so nothing outlives the suite.
+``try/finally``, ``atexit`` and the SIGINT/SIGTERM handlers, so nothing outlives the suite. A process marked
+``stop_last`` (the database) is stopped only after the others, which still write to it while they shut down.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 GRACE_SECONDS = 15.0
 
@@ -28,6 +29,7 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     stop_signal: int = signal.SIGTERM
+    stop_last: bool = False
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -142,10 +144,17 @@ class Processes:
         *,
         stop_signal: int = signal.SIGTERM,
         cwd: Path | None = None,
+        user: tuple[int, int] | None = None,
+        stop_last: bool = False,
     ) -> Proc:
+        """Start ``argv`` in its own session, output to ``log_dir/<name>.out``; ``user`` = (uid, gid) to run
+        as (PostgreSQL refuses to run as root)."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{name}.out"
         log = open(log_path, "ab")  # noqa: SIM115 - closed in Proc.stop
+        as_user: dict[str, Any] = {}
+        if user is not None:
+            as_user = {"user": user[0], "group": user[1], "extra_groups": []}
         popen = subprocess.Popen(
             argv,
             env={**env, "SYSTEM_TESTS_RUN": self.marker},
@@ -154,8 +163,9 @@ class Processes:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **as_user,
         )
-        proc = Proc(name, popen, log_path, stop_signal, log)
+        proc = Proc(name, popen, log_path, stop_signal, stop_last, log)
         with self._lock:
             self.procs.append(proc)
             self.started_pgids.append(popen.pid)
@@ -164,7 +174,20 @@ class Processes:
     def stop_all(self) -> None:
         with self._lock:
             procs, self.procs = list(self.procs), []
-        # Stop in reverse order (api-server last), all polite signals first so the grace periods overlap.
+        first = [p for p in procs if not p.stop_last]
+        self._stop_together(first)
+        self._stop_together([p for p in procs if p.stop_last])
+        # Task and trigger-runner processes live in their own process groups; whatever of this run is left
+        # (e.g. orphaned by a SIGKILLed supervisor) is found by the marker in its environment.
+        for _ in range(3):
+            left = marked_pids(self.marker)
+            if not left:
+                break
+            kill_pids(left)
+            time.sleep(0.5)
+
+    def _stop_together(self, procs: list[Proc]) -> None:
+        """Polite signals to all (reverse start order), one shared grace period, then SIGKILL each group."""
         for proc in reversed(procs):
             if proc.alive():
                 _signal_group(proc.pid, proc.stop_signal)
@@ -175,14 +198,6 @@ class Processes:
                 proc.popen.wait(timeout=remaining)
         for proc in procs:
             proc.stop(grace=0)
-        # Task and trigger-runner processes live in their own process groups; whatever of this run is left
-        # (e.g. orphaned by a SIGKILLed supervisor) is found by the marker in its environment.
-        for _ in range(3):
-            left = marked_pids(self.marker)
-            if not left:
-                break
-            kill_pids(left)
-            time.sleep(0.5)
 
     def leftovers(self) -> list[int]:
         """Live processes of this run (should be empty after ``stop_all``)."""

@@ -1,6 +1,10 @@
 """The scenarios. Each has its own emulator process (so request counts and faults never mix) and asserts task
 states, the emulator's state and its request counts. ``setup`` runs before Airflow starts (connections are
 environment variables of the Airflow processes), ``run`` once Airflow is healthy.
+
+Each scenario names the deployments it runs on by default (``deployments``): the fault matrix runs once, on
+PostgreSQL + Celery (production's shape: separate workers, two triggerers, a database server that can
+restart); SQLite + LocalExecutor keeps what is specific to a standalone-like setup.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from system_tests.deployments import PostgresCelery
 from system_tests.harness import Emulator, SystemUnderTest, wait_until
+
+if TYPE_CHECKING:
+    from system_tests.proxy import CountingProxy
 
 UTC = timezone.utc
 BACKFILL_POST = re.compile(r"/batch_exports/[^/]+/backfills/?$")
@@ -51,7 +59,9 @@ class Result:
     name: str
     passed: bool = False
     seconds: float = 0.0
-    backfills: int = 0
+    backfills: int = 0  # created (POSTs PostHog accepted)
+    expected: int = 0  # backfills the scenario should create: one per wait
+    lost: int = 0  # waits that did not end as they should (task state, or their backfill missing/unfinished)
     requests: int = 0
     throttled: int = 0  # 429
     unavailable: int = 0  # 503 and dropped connections
@@ -60,9 +70,15 @@ class Result:
     error: str = ""
 
 
+SQLITE = frozenset({"sqlite"})
+CELERY = frozenset({"celery"})
+
+
 class Scenario:
     name = ""
     emulator_args: tuple[str, ...] = ()
+    #: the deployments (``deployments.DEPLOYMENTS``) that run this scenario when none is named
+    deployments: ClassVar[frozenset[str]] = CELERY
 
     def __init__(self) -> None:
         self.result = Result(self.name)
@@ -154,13 +170,18 @@ class Scenario:
         waits = [t for t in tis if t["task_id"] == "wait"]
         self.result.retries += sum(max(0, int(t["try_number"]) - 1) for t in waits)
         bad = [(t["task_id"], t["map_index"], t["state"]) for t in tis if t["state"] != "success"]
+        self.result.lost += max(n_waits - len(waits), 0) + sum(1 for t in waits if t["state"] != "success")
         check(state == "success" and not bad, f"{dag_id}/{run_id} {state}; not successful: {bad}")
         check(len(waits) == n_waits, f"expected {n_waits} waits, found {len(waits)}")
 
     def assert_backfills(self, expected: int, status: str) -> None:
+        """Exactly ``expected`` backfills, one per range, all ``status``; figures first, then the checks."""
         self.count_requests()
+        self.result.expected = expected
         remote = self.remote_backfills()
         statuses = sorted({b["status"] for b in remote})
+        finished = len({b["start_at"] for b in remote if b["status"] == status})
+        self.result.lost = max(self.result.lost, expected - finished)
         check(
             self.result.backfills == expected and len(remote) == expected,
             f"expected exactly {expected} backfills; POSTs that created one: {self.result.backfills}, "
@@ -178,6 +199,7 @@ class ExampleDags(Scenario):
 
     name = "example-dags"
     emulator_args = ("--run-duration", "0.05")
+    deployments = SQLITE
     daily = ("posthog_backfill_and_wait", "posthog_wait_for_scheduled_export")
 
     @property
@@ -210,17 +232,25 @@ class ExampleDags(Scenario):
         owned = (*self.daily, "posthog_manage_exports", "posthog_models_on_export")
         self.owned_runs = [(d, None) for d in owned]
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        for dag_id in (*self.daily, "posthog_manage_exports"):
-            sut.wait_dag(dag_id)
+        # DAGs start paused: the models DAG first (it must see every event), then the backfill DAG, whose
+        # scheduled run (the latest @daily interval) starts at once.
+        sut.unpause("posthog_models_on_export", "posthog_backfill_and_wait", "posthog_manage_exports")
 
-        def first_export_landed() -> bool:
-            runs = sut.rest("GET", "dags/posthog_backfill_and_wait/dagRuns")["dag_runs"]
+        def scheduled_run_done(dag_id: str) -> bool:
+            runs = sut.rest("GET", f"dags/{dag_id}/dagRuns")["dag_runs"]
             return any(r["run_type"] == "scheduled" and r["state"] == "success" for r in runs)
 
-        # The scheduled run emits the destination's asset event first: Airflow 3.3 does not guard the first
-        # registration of an asset seen through an alias against a concurrent one (docs/lineage.md), so the
-        # two Airflow backfill runs below, which may finish together, start once the asset is known.
-        wait_until("the scheduled posthog_backfill_and_wait run", first_export_landed, 360, 3.0)
+        # Each DAG's scheduled run emits its first asset event through its alias alone: Airflow 3.3 does not
+        # guard the first registration of an asset, an alias or their link against a concurrent one
+        # (docs/lineage.md), so the Airflow backfill runs below, which may finish together, start once the
+        # asset and both aliases are known.
+        wait_until(
+            "the scheduled posthog_backfill_and_wait run", lambda: scheduled_run_done(self.daily[0]), 360
+        )
+        # Only now the sensor DAG's scheduled run: it waits for the same day's runs, and the backfill above
+        # adds runs to that day; had it poked while they ran, its next poke would come 5 minutes later.
+        sut.unpause(self.daily[1])
+        wait_until(f"the scheduled {self.daily[1]} run", lambda: scheduled_run_done(self.daily[1]), 420)
         # Disjoint days: a PostHog backfill of a day adds runs that the sensor of that day would wait for.
         for dag_id, days_ago in zip(self.daily, (3, 6), strict=True):
             sut.rest(
@@ -266,7 +296,9 @@ class ExampleDags(Scenario):
         check(not failed, f"example DAG runs not successful: {failed}")
         n_backfill_dag_runs = sum(1 for r in runs if r["dag_id"] == "posthog_backfill_and_wait")
         self.count_requests()
+        self.result.expected = n_backfill_dag_runs
         remote = self.remote_backfills()
+        self.result.lost = n_backfill_dag_runs - sum(1 for b in remote if b["status"] == "Completed")
         # One PostHog backfill per posthog_backfill_and_wait run (manage-exports works on its own export).
         check(
             len(remote) == n_backfill_dag_runs,
@@ -305,11 +337,15 @@ class ExampleDags(Scenario):
 
 # -- 2. triggerer SIGKILL ------------------------------------------------------------------------------------
 class TriggererKill(Scenario):
-    """10 deferred waits; the triggerer (and its trigger-runner child) SIGKILLed, restarted after 20 s."""
+    """10 deferred waits; the triggerer (and its trigger-runner child) SIGKILLed, restarted after 20 s.
+
+    The lone triggerer of a standalone-like setup: nothing adopts the triggers, the restarted process must
+    pick them up (with two triggerers, ``two-triggerers``)."""
 
     name = "triggerer-kill"
     emulator_args = ("--run-duration", "45")
     waits = 10
+    deployments = SQLITE
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_deferred_waits", "triggerer_kill"
@@ -319,7 +355,7 @@ class TriggererKill(Scenario):
         sut.components["triggerer"].kill9()
         killed = time.monotonic()
         time.sleep(20)
-        sut.start_component("triggerer", "triggerer")
+        sut.start_triggerer("triggerer")
         self.result.notes.append(f"triggerer down {time.monotonic() - killed:.0f}s")
         self.assert_all_success(sut, dag, run, self.waits)
         self.assert_backfills(self.waits, "Completed")
@@ -327,88 +363,103 @@ class TriggererKill(Scenario):
 
 # -- 2b. two triggerers, one SIGKILLed -----------------------------------------------------------------------
 class TwoTriggerers(Scenario):
-    """A second triggerer joins; 10 deferred waits; the triggerer holding most of them is SIGKILLed and not
-    restarted. The survivor must adopt its triggers once the killed one misses the health-check threshold."""
+    """10 deferred waits over two triggerers; the one holding most of them is SIGKILLed. The survivor must
+    adopt its triggers once the killed one misses the health-check threshold: the adoption time is measured.
+    The killed triggerer is then started again (a deployment with one triggerer gets a second for this).
+    """
 
     name = "two-triggerers"
     emulator_args = ("--run-duration", "60")
     waits = 10
 
     def run(self, sut: SystemUnderTest) -> None:
-        def running_triggerer_jobs() -> list[int]:
-            cutoff = (datetime.now(UTC) - timedelta(seconds=8)).strftime("%Y-%m-%d %H:%M:%S")
-            rows = sut.sql(
-                "select id from job where job_type='TriggererJob' and state='running' "
-                "and latest_heartbeat > ?",
-                cutoff,
-            )
-            return sorted(r[0] for r in rows)
-
-        before = set(running_triggerer_jobs())
-        second = sut.start_component("triggerer-2", "triggerer")
-        jobs = wait_until(
-            "the second triggerer's job", lambda: set(running_triggerer_jobs()) - before, 120, 1.0
-        )
-        job_of = {next(iter(jobs)): second}
-        first_jobs = sorted(before)
-        check(len(first_jobs) == 1, f"expected one running triggerer before, found jobs {first_jobs}")
-        job_of[first_jobs[0]] = sut.components["triggerer"]
-
+        names = list(sut.deployment.triggerers[:2])
+        if len(names) < 2:
+            sut.start_triggerer("triggerer-2")
+            names.append("triggerer-2")
+        job_of = {sut.triggerer_jobs[n]: n for n in names}
         dag, run = "system_deferred_waits", "two_triggerers"
         self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(11), self.waits)))
         self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
 
         def assignment() -> dict[int, int] | None:
-            rows = sut.sql(
-                "select t.triggerer_id from trigger t join task_instance ti on ti.trigger_id = t.id "
-                "where ti.dag_id = ? and ti.run_id = ?",
-                dag,
-                run,
-            )
-            ids = [r[0] for r in rows]
-            if len(ids) != self.waits or None in ids:
+            counts = trigger_assignment(sut, dag, run)
+            if sum(counts.values()) != self.waits or None in counts:
                 return None
-            counts: dict[int, int] = {}
-            for i in ids:
-                counts[i] = counts.get(i, 0) + 1
-            return counts
+            return {job: n for job, n in counts.items() if job is not None}
 
         counts = wait_until("all triggers assigned", assignment, 120, 1.0)
+        check(set(counts) <= set(job_of), f"triggers held by jobs {counts}, triggerers' jobs {job_of}")
         victim_job = max(counts, key=lambda j: counts[j])
         survivor_job = next(j for j in job_of if j != victim_job)
-        self.result.notes.append(f"assignment before kill (job: triggers) {counts}")
-        job_of[victim_job].kill9()
+        victim = job_of[victim_job]
+        self.result.notes.append(
+            "triggers before the kill: " + ", ".join(f"{job_of[j]} {n}" for j, n in sorted(counts.items()))
+        )
+        sut.components[victim].kill9()
         killed = time.monotonic()
         adopted = wait_until(
             "the surviving triggerer to adopt every trigger",
             lambda: (a := assignment()) is not None and set(a) == {survivor_job} and a,
             180,
-            1.0,
+            0.25,
         )
+        adoption = time.monotonic() - killed
         self.result.notes.append(
-            f"killed triggerer job {victim_job}; job {survivor_job} held all {sum(adopted.values())} "
-            f"triggers {time.monotonic() - killed:.0f}s later (health-check threshold 10s)"
+            f"SIGKILLed {victim} (job {victim_job}); {job_of[survivor_job]} held all {sum(adopted.values())} "
+            f"triggers {adoption:.1f}s later (heartbeat 2s, health-check threshold 10s)"
         )
-        if job_of[victim_job] is sut.components["triggerer"]:
-            sut.components["triggerer"] = second  # the survivor is the triggerer from now on
+        sut.start_triggerer(victim)
         self.assert_all_success(sut, dag, run, self.waits)
         self.assert_backfills(self.waits, "Completed")
 
 
+def trigger_assignment(sut: SystemUnderTest, dag: str, run: str) -> dict[int | None, int]:
+    """Triggerer job id (None: not yet assigned) -> how many triggers of the run's deferred tasks it holds."""
+    rows = sut.sql(
+        "select t.triggerer_id from trigger t join task_instance ti on ti.trigger_id = t.id "
+        "where ti.dag_id = ? and ti.run_id = ?",
+        dag,
+        run,
+    )
+    counts: dict[int | None, int] = {}
+    for (job,) in rows:
+        counts[job] = counts.get(job, 0) + 1
+    return counts
+
+
 # -- 3. worker SIGKILL during a non-deferrable wait ----------------------------------------------------------
 class WorkerKill(Scenario):
-    """A sync wait's task process SIGKILLed mid-wait: the retry must re-attach to the same backfill."""
+    """A sync wait's worker SIGKILLed mid-wait: the retry must re-attach to the same backfill.
+
+    On Celery the whole worker dies (its main process, pool and task processes): a worker of its own serves
+    this DAG's queue, so no other scenario's task dies with it. Airflow sees the try fail only once its
+    heartbeat is older than ``task_instance_heartbeat_timeout``; the worker is started again for the retry.
+    With the LocalExecutor the task process itself is SIGKILLed, and its supervisor reports it at once.
+    """
 
     name = "worker-kill"
     emulator_args = ("--run-duration", "40")
+    victim = "worker-victim"
 
     def run(self, sut: SystemUnderTest) -> None:
-        dag, run = "system_sync_wait", "worker_kill"
+        dag, run = "system_worker_kill", "worker_kill"
+        celery = bool(sut.deployment.workers)
+        if celery:
+            sut.start_worker(self.victim, queues=dag, concurrency=1)
+        try:
+            self.kill_and_check(sut, dag, run, celery)
+        finally:
+            if celery:
+                sut.components[self.victim].stop()
+
+    def kill_and_check(self, sut: SystemUnderTest, dag: str, run: str, celery: bool) -> None:
         self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(12), 1)))
         assert self.emu is not None
+        emu = self.emu
 
         def running_pid() -> int | None:
-            posted = any(e["method"] == "POST" for e in self.emu.requests())  # type: ignore[union-attr]
+            posted = any(e["method"] == "POST" for e in emu.requests())
             rows = sut.sql(
                 "select pid, state from task_instance where dag_id=? and run_id=? and task_id='wait'",
                 dag,
@@ -420,11 +471,26 @@ class WorkerKill(Scenario):
 
         pid = wait_until("the wait running with its backfill created", running_pid, 300, 1.0)
         time.sleep(4)  # a few polls into the wait
-        import os
-        import signal
+        if celery:
+            sut.components[self.victim].kill9()
+            killed = time.monotonic()
+            self.result.notes.append(f"SIGKILLed Celery worker {self.victim} and its task process {pid}")
+            time.sleep(5)
+            sut.start_worker(self.victim)
 
-        os.kill(pid, signal.SIGKILL)
-        self.result.notes.append(f"SIGKILLed task process {pid}")
+            def retried() -> bool:
+                rows = sut.sql(
+                    "select try_number from task_instance where dag_id=? and run_id=? and task_id='wait'",
+                    dag,
+                    run,
+                )
+                return bool(rows) and int(rows[0][0]) >= 2
+
+            wait_until("the retry after the worker's death", retried, 600, 2.0)
+            self.result.notes.append(f"the retry started {time.monotonic() - killed:.0f}s after the kill")
+        else:
+            os.kill(pid, signal.SIGKILL)
+            self.result.notes.append(f"SIGKILLed task process {pid}")
         self.assert_all_success(sut, dag, run, 1)
         # At least one retry (the killed try); more only if Airflow itself lost a try under load.
         check(self.result.retries >= 1, f"expected a retry after the kill, got {self.result.retries}")
@@ -433,7 +499,8 @@ class WorkerKill(Scenario):
 
 # -- 4. scheduler restart ------------------------------------------------------------------------------------
 class SchedulerRestart(Scenario):
-    """10 deferred waits; the scheduler stopped (SIGINT) and started again 10 s later."""
+    """10 deferred waits; the scheduler stopped (SIGINT) and started again 10 s later. On Celery also two sync
+    waits: their workers do not depend on the scheduler (the LocalExecutor's task processes die with it)."""
 
     name = "scheduler-restart"
     emulator_args = ("--run-duration", "40")
@@ -441,13 +508,22 @@ class SchedulerRestart(Scenario):
 
     def run(self, sut: SystemUnderTest) -> None:
         dag, run = "system_deferred_waits", "scheduler_restart"
-        self.trigger(sut, dag, run, self.conf(hour_ranges(past_hour(13), self.waits)))
+        sync = 2 if sut.deployment.workers else 0
+        ranges = hour_ranges(past_hour(13), self.waits + sync)
+        self.trigger(sut, dag, run, self.conf(ranges[: self.waits]))
+        if sync:
+            self.trigger(sut, "system_sync_wait", "scheduler_restart_sync", self.conf(ranges[self.waits :]))
+            self.wait_states(
+                sut, "system_sync_wait", "scheduler_restart_sync", "wait", {"running"}, sync, 300
+            )
         self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 300)
         sut.components["scheduler"].stop()
         time.sleep(10)
-        sut.start_component("scheduler", "scheduler")
+        sut.start_component("scheduler")
         self.assert_all_success(sut, dag, run, self.waits)
-        self.assert_backfills(self.waits, "Completed")
+        if sync:
+            self.assert_all_success(sut, "system_sync_wait", "scheduler_restart_sync", sync)
+        self.assert_backfills(self.waits + sync, "Completed")
 
 
 # -- 5. PostHog outage ---------------------------------------------------------------------------------------
@@ -663,6 +739,8 @@ class Timeouts(Scenario):
             per_task[task] = status
         self.result.notes.append(f"remote status per task: {per_task}")
         self.count_requests()
+        self.result.expected = len(self.tasks)
+        self.result.lost = sum(1 for v in per_task.values() if v != "Cancelled")
         check(all(v == "Cancelled" for v in per_task.values()), f"not cancelled remotely: {per_task}")
         check(self.result.backfills == len(self.tasks), f"backfills created: {self.result.backfills}")
 
@@ -691,6 +769,8 @@ class MarkFailed(Scenario):
             self.result.notes.append(f"Cancelled {time.monotonic() - marked:.0f}s after mark-failed")
         finally:
             self.count_requests()
+            self.result.expected = 1
+            self.result.lost = sum(1 for b in self.remote_backfills() if b["status"] != "Cancelled")
         tis = {t["task_id"]: t["state"] for t in sut.task_instances(dag, run)}
         check(tis[task] == "failed", f"task state {tis}")
         check(self.result.backfills == 1, f"backfills created: {self.result.backfills}")
@@ -762,6 +842,235 @@ class ClockSkew(Scenario):
         )
 
 
+# -- 10. PostgreSQL restart ---------------------------------------------------------------------------------
+class PostgresRestart(Scenario):
+    """The database server (metadata DB and Celery broker) stopped for 10 s and started again while 10 waits
+    are deferred and 2 sync waits run: no wait lost, no backfill created twice. Components that exit meanwhile
+    are started again, as a service manager would, and listed."""
+
+    name = "postgres-restart"
+    emulator_args = ("--run-duration", "45")
+    deferred = 10
+    sync = 2
+    down_seconds = 10.0
+
+    def run(self, sut: SystemUnderTest) -> None:
+        deployment = sut.deployment
+        check(isinstance(deployment, PostgresCelery), "needs a database server: the celery deployment")
+        assert isinstance(deployment, PostgresCelery)
+        ranges = hour_ranges(past_hour(31), self.deferred + self.sync)
+        runs = (("system_deferred_waits", "postgres_restart"), ("system_sync_wait", "postgres_restart_sync"))
+        self.trigger(sut, *runs[0], self.conf(ranges[: self.deferred]))
+        self.trigger(sut, *runs[1], self.conf(ranges[self.deferred :]))
+        self.wait_states(sut, *runs[1], "wait", {"running"}, self.sync, 300)
+        self.wait_states(sut, *runs[0], "wait", {"deferred"}, self.deferred, 300)
+        deployment.stop_server()
+        stopped = time.monotonic()
+        time.sleep(self.down_seconds)
+        deployment.start_server()
+        self.result.notes.append(
+            f"PostgreSQL down {time.monotonic() - stopped:.0f}s (fast shutdown, restart)"
+        )
+        time.sleep(15)  # a component that gives up on the database exits within its next loops
+        exited = [name for name, proc in sut.components.items() if not proc.alive()]
+        exited = [n for n in exited if n != WorkerKill.victim]
+        for name in exited:
+            if name in sut.deployment.triggerers:
+                sut.start_triggerer(name)
+            elif name in sut.deployment.workers:
+                sut.start_worker(name)
+            else:
+                sut.start_component(name)
+        self.result.notes.append(f"components that exited and were started again: {exited or 'none'}")
+        self.assert_all_success(sut, *runs[0], self.deferred)
+        self.assert_all_success(sut, *runs[1], self.sync)
+        self.assert_backfills(self.deferred + self.sync, "Completed")
+
+
+# -- 11. many deferred waits over two triggerers -------------------------------------------------------------
+class ManyWaits(Scenario):
+    """200 deferred waits (poll every 10 s) on one export, spread over the triggerers. Each triggerer reaches
+    PostHog through a counting proxy of its own: the triggers it holds, and the requests it sends per poll
+    cycle while all 200 wait (shared polls: about one request per export per cycle, not one per trigger).
+    Then PostHog finishes all 200 backfills at once (the emulator's clock jumps past their runs)."""
+
+    name = "many-waits"
+    # The runs outlast the start of every wait; the clock jump completes them.
+    emulator_args = ("--run-duration", "3600")
+    waits = 200
+    poll = 10
+    window = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proxies: dict[str, CountingProxy] = {}
+
+    def setup(self, sut: SystemUnderTest) -> None:
+        super().setup(sut)
+        assert self.emu is not None
+        for name in sut.deployment.triggerers:
+            proxy = sut.add_proxy(f"{self.name}-{name}", self.emu.base_url)
+            sut.conn_overrides.setdefault(name, {})[self.conn_id] = proxy.url
+            self.proxies[name] = proxy
+
+    def run(self, sut: SystemUnderTest) -> None:
+        assert self.emu is not None
+        dag, run = "system_deferred_waits", "many_waits"
+        ranges = hour_ranges(past_hour(40), self.waits)
+        started = time.monotonic()
+        self.trigger(sut, dag, run, self.conf(ranges, poll_interval=self.poll))
+        self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 900)
+        self.result.notes.append(
+            f"all {self.waits} waits deferred {time.monotonic() - started:.0f}s after the trigger"
+        )
+        job_to_name = {job: name for name, job in sut.triggerer_jobs.items()}
+
+        def assigned() -> dict[int | None, int] | None:
+            counts = trigger_assignment(sut, dag, run)
+            return counts if None not in counts and sum(counts.values()) == self.waits else None
+
+        counts = wait_until("every trigger assigned", assigned, 120, 1.0)
+        held = {job_to_name.get(job, f"job {job}"): n for job, n in counts.items()}
+        # The same order both times (emulator, then proxies), so a request in flight is counted once.
+        emu_before = len(self.emu.requests())
+        before = {name: proxy.snapshot() for name, proxy in self.proxies.items()}
+        time.sleep(self.window)
+        emu_requests = len(self.emu.requests()) - emu_before
+        cycles = self.window / self.poll
+        polled = 0
+        for name, proxy in self.proxies.items():
+            delta = proxy.snapshot() - before[name]
+            total = sum(delta.values())
+            polled += total
+            kinds = ", ".join(f"{k} x{n}" for k, n in delta.most_common())
+            self.result.notes.append(
+                f"{name}: {held.get(name, 0)} triggers, {total} requests in {self.window:.0f}s "
+                f"= {total / cycles:.1f} per {self.poll}s poll cycle ({kinds or 'none'})"
+            )
+        self.result.notes.append(
+            f"emulator: {emu_requests} requests in the same {self.window:.0f}s ({polled} through the "
+            f"triggerers' proxies, about {emu_requests - polled} from the workers)"
+        )
+        spread = [name for name in sut.deployment.triggerers if held.get(name, 0) > 0]
+        self.emu.admin("POST", "advance", {"seconds": 3660})
+        self.assert_all_success(sut, dag, run, self.waits)
+        self.assert_backfills(self.waits, "Completed")
+        check(
+            len(spread) == len(sut.deployment.triggerers),
+            f"the waits were not spread over every triggerer: {held}",
+        )
+
+
+# -- 12. the asset-alias race --------------------------------------------------------------------------------
+#: A first registration that lost a race, as the database reports it: PostgreSQL's log names the unique
+#: constraint (``idx_asset_name_uri_unique``, ``idx_asset_alias_name_unique``, ...), SQLite's error in the
+#: api-server's log the columns (``asset.name, asset.uri``, ``asset_alias_asset.alias_id, ...``).
+RACE_LINE = re.compile(
+    r'violates unique constraint "(?P<pg>[^"]*asset[^"]*)"|UNIQUE constraint failed: (?P<lite>asset[\w.]*)'
+)
+
+
+def alias_races(sut: SystemUnderTest) -> dict[str, int]:
+    """Lost races on a first registration so far, per constraint or table (``asset``: the asset itself,
+    ``asset_alias``, ``asset_alias_asset``: their link), and ``tasks failed``: the tasks Airflow failed for
+    it ("Error updating Task Instance state. Setting the task to failed." in the api-server's log)."""
+    counts: dict[str, int] = {}
+    postgres = isinstance(sut.deployment, PostgresCelery)
+    server = sut.proc_logs / ("postgres.out" if postgres else "api-server.out")
+    if server.exists():
+        with open(server, errors="replace") as log:
+            for line in log:
+                match = RACE_LINE.search(line)
+                # SQLite's error appears in several lines of one traceback: count the exception's own line.
+                if match and (
+                    (postgres and "ERROR" in line) or (not postgres and line.startswith("sqlite3."))
+                ):
+                    name = match["pg"] or match["lite"].split(".")[0]
+                    name = {
+                        "idx_asset_name_uri_unique": "asset",
+                        "idx_asset_alias_name_unique": "asset_alias",
+                    }.get(name, name)
+                    counts[name] = counts.get(name, 0) + 1
+    api = sut.proc_logs / "api-server.out"
+    failed = 0
+    if api.exists():
+        with open(api, errors="replace") as log:
+            failed = sum(1 for line in log if "Setting the task to failed" in line)
+    return {**counts, "tasks failed": failed}
+
+
+def race_text(races: dict[str, int]) -> str:
+    lost = {k: v for k, v in races.items() if k != "tasks failed" and v}
+    where = ", ".join(f"{v} on {k}" for k, v in sorted(lost.items())) or "none"
+    return (
+        f"lost races on a first registration: {where}; tasks Airflow failed for it: {races['tasks failed']}"
+    )
+
+
+class AssetAlias(Scenario):
+    """4 new assets x 8 deferred waits that emit their event through the task's alias, all finishing at once
+    (PostHog completes the 32 backfills together). Measures Airflow's race on an asset's first registration
+    through an alias (it does not guard it against a concurrent insert; the losing task fails, whatever its
+    retries). Passes when every backfill was created exactly once and completed, and every failed task is
+    accounted for by a lost race in the database's log."""
+
+    name = "asset-alias"
+    emulator_args = ("--run-duration", "3600")
+    rounds = 4
+    waits = 8
+
+    def setup(self, sut: SystemUnderTest) -> None:
+        super().setup(sut)
+        assert self.emu is not None
+        # A new export is a new asset (the NoOp destination's URI names the export).
+        self.exports = [self.emu.seed_export(f"system test {self.name} {i}") for i in range(self.rounds)]
+
+    def run(self, sut: SystemUnderTest) -> None:
+        assert self.emu is not None
+        dag = "system_asset_alias"
+        before = alias_races(sut)
+        runs = [f"asset_alias_{i}" for i in range(self.rounds)]
+        for i, (run, export) in enumerate(zip(runs, self.exports, strict=True)):
+            ranges = hour_ranges(past_hour(50 + i), self.waits)
+            self.trigger(sut, dag, run, {**self.conf(ranges), "batch_export_id": export})
+        for run in runs:
+            self.wait_states(sut, dag, run, "wait", {"deferred"}, self.waits, 600)
+        self.emu.admin("POST", "advance", {"seconds": 3660})
+        states: dict[str, int] = {}
+        retries_left = 0
+        for run in runs:
+            sut.wait_dag_run(dag, run, 600)
+            for ti in self.tis(sut, dag, run, "wait"):
+                states[ti["state"]] = states.get(ti["state"], 0) + 1
+                self.result.retries += max(0, int(ti["try_number"]) - 1)
+                if ti["state"] == "failed" and int(ti["try_number"]) <= int(ti["max_tries"]):
+                    retries_left += 1
+        after = alias_races(sut)
+        races = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        self.count_requests()
+        expected = self.rounds * self.waits
+        self.result.expected = expected
+        remote = [b for export in self.exports for b in self.emu.backfills(export)]
+        completed = sum(1 for b in remote if b["status"] == "Completed")
+        self.result.lost = expected - completed
+        failed = states.get("failed", 0)
+        lost_races = sum(v for k, v in races.items() if k != "tasks failed")
+        self.result.notes.append(
+            f"{self.rounds} new assets x {self.waits} waits finishing together: {race_text(races)}; "
+            f"task states {states}, {retries_left} failed with retries left; "
+            f"backfills {completed}/{expected} Completed"
+        )
+        check(
+            self.result.backfills == expected and len(remote) == expected,
+            f"expected exactly {expected} backfills: POSTs {self.result.backfills}, in PostHog {len(remote)}",
+        )
+        check(completed == expected, f"backfills not Completed: {[b['status'] for b in remote]}")
+        check(
+            failed <= min(lost_races, races["tasks failed"]),
+            f"{failed} waits failed, {races} lost races: another failure",
+        )
+
+
 ALL = (
     ExampleDags,
     TriggererKill,
@@ -773,4 +1082,7 @@ ALL = (
     Timeouts,
     MarkFailed,
     ClockSkew,
+    PostgresRestart,
+    ManyWaits,
+    AssetAlias,
 )

@@ -249,9 +249,11 @@ class FakeHook(_FakeSettings, PostHogHook):
     ) -> ApiResponse:
         return ApiResponse(200, self.fake.answer(spec))
 
-    def run(self, op: Any, project_id: int | str | None = None, *, deadline: float | None = None) -> Any:
+    def run(
+        self, op: Any, project_id: int | str | None = None, *, deadline: float | None = None, **kw: Any
+    ) -> Any:
         self.deadlines.append(deadline)
-        return super().run(op, project_id, deadline=deadline)
+        return super().run(op, project_id, deadline=deadline, **kw)
 
 
 class FakeAsyncHook(_FakeSettings, PostHogAsyncHook):
@@ -272,10 +274,10 @@ class FakeAsyncHook(_FakeSettings, PostHogAsyncHook):
         return ApiResponse(200, self.fake.answer(spec))
 
     async def arun(
-        self, op: Any, project_id: int | str | None = None, *, deadline: float | None = None
+        self, op: Any, project_id: int | str | None = None, *, deadline: float | None = None, **kw: Any
     ) -> Any:
         self.deadlines.append(deadline)
-        return await super().arun(op, project_id, deadline=deadline)
+        return await super().arun(op, project_id, deadline=deadline, **kw)
 
 
 def with_hook(task: Any, fake: FakePostHog, **overrides: Callable[..., Any] | mock.Mock) -> FakeHook:

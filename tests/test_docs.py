@@ -77,6 +77,7 @@ PUBLIC_MODULES = (
     "airflow_provider_posthog.links.posthog",
     "airflow_provider_posthog.destinations",
     "airflow_provider_posthog.lineage.assets",
+    "airflow_provider_posthog.lineage.outlets",
     "airflow_provider_posthog.exceptions",
     "airflow_provider_posthog.emulator.control",
     "airflow_provider_posthog.emulator.server",

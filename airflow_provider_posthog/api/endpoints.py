@@ -331,6 +331,21 @@ def list_backfill_runs(
     return [r for r in runs if r.backfill_id == backfill.id]
 
 
+#: How :func:`list_runs_over_backfill` orders a backfill's runs (and so filters them by data interval).
+BACKFILL_RUNS_ORDERING = "data_interval_start"
+
+
+def backfill_runs_span(
+    backfill: Backfill, schedule: ExportSchedule | None
+) -> tuple[DateTime, DateTime] | None:
+    """The data-interval range :func:`list_runs_over_backfill` lists: from one interval before the
+    aligned-down start to the aligned-up end; ``None`` for an open range or without ``schedule``."""
+    starts = [t for t in (backfill.start_at, backfill.adjusted_start_at) if t is not None]
+    if not starts or backfill.end_at is None or schedule is None:
+        return None
+    return schedule.floor(min(starts)) - schedule.length, schedule.ceil(backfill.end_at)
+
+
 def list_runs_over_backfill(
     batch_export_id: str, backfill: Backfill, *, schedule: ExportSchedule | None = None
 ) -> Operation[list[BatchExportRun]]:
@@ -342,18 +357,16 @@ def list_runs_over_backfill(
     else the export ran meanwhile. Without ``schedule`` the export is read once to learn its interval.
     An open-ended backfill's runs are listed by creation time instead.
     """
-    starts = [t for t in (backfill.start_at, backfill.adjusted_start_at) if t is not None]
-    if starts and backfill.end_at is not None and schedule is None:
+    closed = backfill.end_at is not None and (backfill.start_at or backfill.adjusted_start_at) is not None
+    if closed and schedule is None:
         try:
             schedule = ExportSchedule.of((yield from get_batch_export(batch_export_id)))
         except PostHogConfigError as exc:  # an interval this provider does not know: list by creation
             log.warning("Listing the runs of backfill %s by creation time: %s", backfill.id, exc)
-    if starts and backfill.end_at is not None and schedule is not None:
+    span = backfill_runs_span(backfill, schedule)
+    if span is not None:
         runs = yield from list_runs(
-            batch_export_id,
-            ordering="data_interval_start",
-            start=schedule.floor(min(starts)) - schedule.length,
-            end=schedule.ceil(backfill.end_at),
+            batch_export_id, ordering=BACKFILL_RUNS_ORDERING, start=span[0], end=span[1]
         )
     else:
         created: DateTime = backfill.created_at or (yield NOW).subtract(days=30)

@@ -2,18 +2,21 @@
 
 An operation (``api/endpoints.py``, ``api/backfills.py``, ``api/jobs.py``) is a generator. It yields a
 :class:`RequestSpec` (the driver sends it with the retry policy and sends back an :class:`ApiResponse`, or
-throws the mapped exception into the generator), a :class:`Sleep` (the driver sleeps) or :data:`NOW` (the
-driver sends back the current UTC time), and returns a typed result. Operations never read the clock, know
-the host or the project: paths are relative to the project's API root (``/api/projects/{id}/``), next links
-to the host, and the driver joins them to the connection's base URL and project.
+throws the mapped exception into the generator), a :class:`Sleep` (the driver sleeps), :data:`NOW` (the
+driver sends back the current UTC time) or, in a poll, a :class:`Shared` read (the driver drives its
+``fetch`` operation, or joins the same read of another wait, and sends back the answer narrowed to the
+wait's range, or throws the read's exception into the generator), and returns a typed result. Operations
+never read the clock, know the host or the project: paths are relative to the project's API root
+(``/api/projects/{id}/``), next links to the host, and the driver joins them to the connection's base URL
+and project.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Generator, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from airflow_provider_posthog import __version__
@@ -93,7 +96,38 @@ class _Now:
 
 NOW = _Now()
 
-Command = RequestSpec | Sleep | _Now
+#: A data-interval range ``(start, end)``: aware datetimes, ``start`` inclusive, ``end`` exclusive.
+Span = tuple[dt.datetime, dt.datetime]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Shared(Generic[T]):
+    """A read the driver may share with other waits of its process (built by ``api/sharing.py``); the
+    driver sends back ``narrow(answer)`` or throws the read's error into the operation.
+
+    :param key: what is read: method, path and query (without ``span``); compared, never sent.
+    :param fetch: the unshared operation that reads it, over the range it is given (``None`` for an exact
+        read).
+    :param span: the data-interval range this wait needs, for a read that a wider range answers too.
+    :param select: narrows the answer of a (possibly wider) read to ``span``.
+    """
+
+    key: RequestSpec
+    fetch: Callable[[Span | None], Operation[Any]]
+    span: Span | None = None
+    select: Callable[[Any, Span | None], T] | None = None
+
+    def narrow(self, value: Any) -> T:
+        """The part of a read's answer this wait asked for."""
+        return value if self.select is None else self.select(value, self.span)
+
+    def alone(self) -> Operation[T]:
+        """This read unshared, as a driver that shares nothing reads it: ``fetch`` over this wait's span,
+        narrowed."""
+        return self.narrow((yield from self.fetch(self.span)))
+
+
+Command = RequestSpec | Sleep | _Now | Shared[Any]
 Operation = Generator[Command, Any, T]
 
 

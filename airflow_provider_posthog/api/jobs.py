@@ -2,7 +2,8 @@
 
 A job is a value (ids, an interval): a backfill, a run, or the runs of a scheduled export covering an
 interval. Its ``poll()`` reads what PostHog says about it and returns the one
-:class:`~airflow_provider_posthog.api.decisions.Decision`; :func:`cancel` stops a backfill or run if
+:class:`~airflow_provider_posthog.api.decisions.Decision` (its reads are ``Shared``: the async hook lets the
+waits of one process share them, see ``api/sharing.py``); :func:`cancel` stops a backfill or run if
 PostHog still lets anyone and reports what PostHog really did. The operator's sync loop, a sensor's poke, a
 trigger's poll and every cancel (cancel operators, timed-out or killed waits) go through these operations,
 driven by the hook's ``run(op)`` / ``await arun(op)``, so a rule about PostHog's answers is written once.
@@ -11,7 +12,6 @@ driven by the hook's ``run(op)`` / ``await arun(op)``, so a rule about PostHog's
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,14 +26,21 @@ from airflow_provider_posthog.api.decisions import (
 )
 from airflow_provider_posthog.api.endpoints import (
     ANY_AGE,
+    BACKFILL_RUNS_ORDERING,
+    backfill_runs_span,
     get_backfill,
-    get_batch_export,
     get_run,
-    list_runs,
     list_runs_over_backfill,
 )
 from airflow_provider_posthog.api.http import RequestSpec, export_path
 from airflow_provider_posthog.api.intervals import ExportSchedule
+from airflow_provider_posthog.api.sharing import (
+    MERGE_GAP,
+    backfill_read,
+    export_read,
+    run_read,
+    runs_by_interval,
+)
 from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
 from airflow_provider_posthog.exceptions import (
     PostHogCancelNotEffectiveError,
@@ -42,6 +49,7 @@ from airflow_provider_posthog.exceptions import (
 )
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Mapping, Sequence
 
     from pendulum import DateTime
@@ -97,13 +105,18 @@ class BackfillJob:
         over its range), whatever the outcome: a completed backfill may hide failed runs, or intervals left
         to runs it adopted, and a cancelled one may be explained by its export being paused.
         """
-        backfill = yield from get_backfill(self.batch_export_id, self.backfill_id)
+        backfill: Backfill = yield backfill_read(self.batch_export_id, self.backfill_id)
         decision = decide_backfill(backfill)
         if not decision.done:
             return decision
-        export = yield from get_batch_export(self.batch_export_id)
+        export: BatchExport = yield export_read(self.batch_export_id)
         schedule = _schedule(export, backfill)
-        runs = yield from list_runs_over_backfill(self.batch_export_id, backfill, schedule=schedule)
+        span = backfill_runs_span(backfill, schedule)
+        runs: list[BatchExportRun]
+        if span is None:  # an open range or an interval this provider does not know: unshared
+            runs = yield from list_runs_over_backfill(self.batch_export_id, backfill, schedule=schedule)
+        else:
+            runs = yield runs_by_interval(self.batch_export_id, *span, ordering=BACKFILL_RUNS_ORDERING)
         intervals = expected_intervals(backfill, schedule)
         return decide_backfill(backfill, runs, intervals=intervals, export=export)
 
@@ -131,7 +144,8 @@ class RunJob:
         return f"run {self.run_id} of batch export {self.batch_export_id}"
 
     def poll(self) -> Operation[Decision]:
-        return decide_run((yield from get_run(self.batch_export_id, self.run_id)))
+        run: BatchExportRun = yield run_read(self.batch_export_id, self.run_id)
+        return decide_run(run)
 
     def status(self) -> Operation[str]:
         return (yield from get_run(self.batch_export_id, self.run_id)).status
@@ -164,23 +178,19 @@ class IntervalJob:
     def poll(self) -> Operation[Decision]:
         """One list of the runs inside the interval (the newest run of each sub-interval counts); while
         runs are still missing, the export too: a paused export schedules none, so the wait fails now."""
-        runs = yield from list_runs(
-            self.batch_export_id,
-            ordering="-data_interval_start",
-            start=self.start,
-            end=self.end,
-        )
+        runs: list[BatchExportRun] = yield runs_by_interval(self.batch_export_id, self.start, self.end)
         decision = decide_interval(runs, self.start, self.end)
         if decision.done or covered_until(newest_per_interval(runs, self.start, self.end), self.start) >= (
             self.end
         ):
             return decision
-        export = yield from get_batch_export(self.batch_export_id)
+        export: BatchExport = yield export_read(self.batch_export_id)
         return decide_interval(runs, self.start, self.end, export=export)
 
 
-#: Intervals further apart than this are listed by separate requests when a :class:`RunsJob` polls.
-RUNS_LIST_GAP = dt.timedelta(days=1)
+#: Intervals further apart than this are listed by separate requests when a :class:`RunsJob` polls (the same
+#: gap as across waits).
+RUNS_LIST_GAP = MERGE_GAP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,13 +230,8 @@ class RunsJob:
         """One list of runs by data interval per window (none when nothing was retried)."""
         runs: list[BatchExportRun] = []
         for start, end in self.windows():
-            runs.extend(
-                (
-                    yield from list_runs(
-                        self.batch_export_id, ordering="-data_interval_start", start=start, end=end
-                    )
-                )
-            )
+            window: list[BatchExportRun] = yield runs_by_interval(self.batch_export_id, start, end)
+            runs.extend(window)
         return decide_retried(runs, self.intervals)
 
     def to_plain(self) -> list[dict[str, str | None]]:

@@ -38,6 +38,7 @@ from airflow_provider_posthog.api.http import (
     ApiResponse,
     Operation,
     RequestSpec,
+    Shared,
     Sleep,
     export_path,
     query,
@@ -98,15 +99,18 @@ def looks_like_tls(first: bytes) -> bool:
     return len(first) >= 3 and first[0] in (0x15, 0x16) and first[1] == 0x03
 
 
-def advance(op: Operation[T], reply: Any = None, error: BaseException | None = None) -> RequestSpec | Sleep:
-    """Resume ``op`` with ``reply`` (or throw ``error`` into it) until it asks for I/O.
+def advance(
+    op: Operation[T], reply: Any = None, error: BaseException | None = None
+) -> RequestSpec | Sleep | Shared[Any]:
+    """Resume ``op`` with ``reply`` (or throw ``error`` into it) until it asks for I/O (a request, a sleep
+    or a shared read).
 
     Clock requests are answered here; the operation's result leaves as ``StopIteration``.
     """
     while True:
         command = op.throw(error) if error is not None else op.send(reply)
         if command is not NOW:
-            assert isinstance(command, (RequestSpec, Sleep))
+            assert isinstance(command, (RequestSpec, Sleep, Shared))
             return command
         reply, error = pendulum.now("UTC"), None
 

@@ -24,6 +24,7 @@ from airflow_provider_posthog.api.http import (
     DateLike,
     Operation,
     RequestSpec,
+    Shared,
     Sleep,
 )
 from airflow_provider_posthog.api.retry import NO_DEADLINE, Deadline
@@ -168,16 +169,29 @@ class PostHogHook(PostHogHookBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def run(
-        self, op: Operation[T], project_id: int | str | None = None, *, deadline: float | None = None
+        self,
+        op: Operation[T],
+        project_id: int | str | None = None,
+        *,
+        deadline: float | None = None,
+        fresh_within: float = 0.0,
     ) -> T:
         """Drive an operation of ``airflow_provider_posthog.api``: send its requests (retried by the hook's
         policy), sleep its sleeps, return its result.
 
         ``deadline`` (epoch seconds) bounds the whole call: a request still retrying, throttled or being
         answered slowly at that time is cut short with ``PostHogDeadlineError``.
+
+        ``fresh_within`` (seconds): how old the answer to a poll's read, read for another wait of the same
+        event loop, may be and still serve this call (``0``: only a read still in flight is joined). Only
+        the async hook shares reads; the sync hook reads each one itself.
         """
-        settings = self._settings(project_id)
-        until = Deadline.from_epoch(deadline)
+        return self._drive(op, self._settings(project_id), Deadline.from_epoch(deadline), fresh_within)
+
+    def _drive(
+        self, op: Operation[T], settings: ConnectionSettings, until: Deadline, fresh_within: float
+    ) -> T:
+        """The driver: answer each request and shared read of ``op``, sleep its sleeps, until it returns."""
         with contextlib.closing(op):
             try:
                 command = advance(op)
@@ -187,13 +201,26 @@ class PostHogHook(PostHogHookBase):
                         command = advance(op)
                         continue
                     try:
-                        response = self._send(command, settings, deadline=until)
+                        reply = self._answer(command, settings, until, fresh_within)
                     except PostHogError as exc:
                         command = advance(op, error=exc)
                     else:
-                        command = advance(op, response)
+                        command = advance(op, reply)
             except StopIteration as stop:
                 return stop.value
+
+    def _answer(
+        self,
+        command: RequestSpec | Shared[Any],
+        settings: ConnectionSettings,
+        until: Deadline,
+        fresh_within: float,
+    ) -> Any:
+        """A request's answer, or a shared read's: read here, unshared (each task runs in a process of
+        its own, with nobody to share with)."""
+        if isinstance(command, Shared):
+            return self._drive(command.alone(), settings, until, fresh_within)
+        return self._send(command, settings, deadline=until)
 
     # -- batch exports --------------------------------------------------------------------------------------
 

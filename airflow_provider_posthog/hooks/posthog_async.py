@@ -20,6 +20,7 @@ from airflow_provider_posthog.api.http import (
     DateLike,
     Operation,
     RequestSpec,
+    Shared,
     Sleep,
 )
 from airflow_provider_posthog.api.retry import NO_DEADLINE, Deadline
@@ -31,6 +32,7 @@ from airflow_provider_posthog.hooks.httpx_client import (
     httpx_not_sent,
     shared_async_client,
 )
+from airflow_provider_posthog.hooks.shared_polls import read_shared
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -130,16 +132,31 @@ class PostHogAsyncHook(PostHogHookBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def arun(
-        self, op: Operation[T], project_id: int | str | None = None, *, deadline: float | None = None
+        self,
+        op: Operation[T],
+        project_id: int | str | None = None,
+        *,
+        deadline: float | None = None,
+        fresh_within: float = 0.0,
     ) -> T:
         """Drive an operation of ``airflow_provider_posthog.api``: send its requests (retried by the hook's
         policy), sleep its sleeps, return its result.
 
         ``deadline`` (epoch seconds) bounds the whole call: a request still retrying, throttled or being
         answered slowly at that time is cut short with ``PostHogDeadlineError``.
+
+        ``fresh_within`` (seconds): how old the answer to a poll's read, read for another wait of the same
+        event loop, may be and still serve this call (``0``: only a read still in flight is joined). Only
+        the async hook shares reads; the sync hook reads each one itself.
         """
-        settings = await self._asettings(project_id)
-        until = Deadline.from_epoch(deadline)
+        return await self._drive(
+            op, await self._asettings(project_id), Deadline.from_epoch(deadline), fresh_within
+        )
+
+    async def _drive(
+        self, op: Operation[T], settings: ConnectionSettings, until: Deadline, fresh_within: float
+    ) -> T:
+        """The driver: answer each request and shared read of ``op``, sleep its sleeps, until it returns."""
         with contextlib.closing(op):
             try:
                 command = advance(op)
@@ -149,13 +166,26 @@ class PostHogAsyncHook(PostHogHookBase):
                         command = advance(op)
                         continue
                     try:
-                        response = await self._send(command, settings, deadline=until)
+                        reply = await self._answer(command, settings, until, fresh_within)
                     except PostHogError as exc:
                         command = advance(op, error=exc)
                     else:
-                        command = advance(op, response)
+                        command = advance(op, reply)
             except StopIteration as stop:
                 return stop.value
+
+    async def _answer(
+        self,
+        command: RequestSpec | Shared[Any],
+        settings: ConnectionSettings,
+        until: Deadline,
+        fresh_within: float,
+    ) -> Any:
+        """A request's answer, or a shared read's: through the event loop's table of shared reads
+        (``hooks/shared_polls.py``), so that the waits of one triggerer asking the same thing share a read."""
+        if isinstance(command, Shared):
+            return await read_shared(self, command, settings, until, fresh_within)
+        return await self._send(command, settings, deadline=until)
 
     # -- batch exports --------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
-"""Airflow asset URIs for a batch export's destination, and the asset event a task emits through an alias.
+"""Airflow asset URIs for a batch export's destination, and the asset event a task emits on success.
 
-A destination is only known when the task runs (the export id may be templated, the destination is read
-from PostHog), so the task declares a fixed ``AssetAlias`` when it is built and attaches the concrete
-``Asset`` to that alias at run time:
+The event goes through the outlet the task declared when it was built (``lineage.outlets``): a plain
+``Asset`` when the DAG names the asset (``asset_uri``, or the destination given literally), else an
+``AssetAlias`` the concrete ``Asset`` is attached to at run time, once PostHog said where the export writes:
 https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/asset-scheduling.html
 
 URIs follow the asset URI formats of Airflow's own providers (Amazon ``s3://`` and ``redshift://``, Google
@@ -15,11 +15,19 @@ ever read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+# What a task declares when it is built lives in ``lineage.outlets`` (cheap at DAG parse time); importable
+# from here too.
+from airflow_provider_posthog.lineage.outlets import ALIAS_PREFIX as ALIAS_PREFIX
+from airflow_provider_posthog.lineage.outlets import default_alias_name as default_alias_name
+from airflow_provider_posthog.lineage.outlets import is_asset
+from airflow_provider_posthog.lineage.outlets import with_alias_outlet as with_alias_outlet
 from airflow_provider_posthog.lineage.target import (
     DEFAULT_TABLE,
+    IDENTITY_KEYS,
     POSTGRES_DEFAULT_PORT,
     REDSHIFT_DEFAULT_PORT,
     S3_TYPES,
@@ -34,15 +42,12 @@ from airflow_provider_posthog.lineage.target import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from datetime import datetime
 
     from airflow.sdk import Asset, Context
 
     from airflow_provider_posthog.lineage.target import ExportTarget
-
-#: Prefix of the default alias name, so the provider's aliases are recognisable in the UI.
-ALIAS_PREFIX = "posthog-batch-export"
 
 
 class RunLike(Protocol):
@@ -133,11 +138,9 @@ def _databricks(config: Mapping[str, Any]) -> str | None:
     return f"databricks://{hostname}/{_segment(catalog)}/{_segment(schema)}/{_segment(table)}"
 
 
-def destination_asset_uri(
-    destination: Mapping[str, Any], *, posthog_host: str, project_id: int | str, export_id: str
-) -> str:
-    """The asset URI of where the export writes, or the export's ``posthog://`` URI when PostHog's
-    response does not say enough to name the destination system's table or prefix."""
+def named_destination_uri(destination: Mapping[str, Any]) -> str | None:
+    """The asset URI of the destination system's table or prefix (``{"type", "config"}`` as PostHog returns
+    it, or as a DAG gives it); ``None`` when the settings do not say enough to name it."""
     dest_type = str(destination.get("type") or "")
     config = identity_config(destination)
     uri: str | None = None
@@ -153,12 +156,79 @@ def destination_asset_uri(
         uri = _snowflake(config)
     elif dest_type == "Databricks":
         uri = _databricks(config)
-    return uri or posthog_export_uri(posthog_host, project_id, export_id)
+    return uri
 
 
-def default_alias_name(dag_id: str | None, task_id: str) -> str:
-    """One alias per task, known when the DAG file is parsed: ``posthog-batch-export:{dag_id}.{task_id}``."""
-    return f"{ALIAS_PREFIX}:{dag_id}.{task_id}" if dag_id else f"{ALIAS_PREFIX}:{task_id}"
+def asset_destination_uri(destination: Any) -> str:
+    """The asset URI of a destination the DAG gives literally (``asset_destination=``), derived by the same
+    function that names the destination PostHog returns when the task runs.
+
+    ``destination`` is PostHog's ``{"type": ..., "config": {...}}`` or a destination builder (read through
+    its attributes: lineage does not import ``destinations``). Only the non-secret keys that name the
+    target are read, and no message quotes a value. Raises when the literal settings do not name the asset:
+    a templated setting, or one the builder reads from its connection when the task runs (a Postgres host).
+    """
+    from airflow_provider_posthog.tasks.templates import is_template
+
+    kind: Any = None
+    config: Any = None
+    if isinstance(destination, Mapping):
+        kind, config = destination.get("type"), destination.get("config", {})
+    elif isinstance(getattr(destination, "destination_type", None), str):  # a destination builder
+        kind = destination.destination_type
+        config = {key: getattr(destination, key) for key in IDENTITY_KEYS if hasattr(destination, key)}
+    if not isinstance(kind, str) or not kind or not isinstance(config, Mapping):
+        raise TypeError(
+            "asset_destination must be a destination as PostHog writes it, {'type': 'S3', 'config': {...}}, "
+            f"or a destination builder (got {type(destination).__name__})."
+        )
+    # A templated setting the URI depends on (an S3 prefix, not a region) is only known when the task runs.
+    templated = sorted(key for key in IDENTITY_KEYS if is_template(config.get(key)))
+    uri, other = (
+        named_destination_uri({"type": kind, "config": {**config, **dict.fromkeys(templated, stand_in)}})
+        for stand_in in ("a", "b")
+    )
+    if uri != other:
+        raise ValueError(
+            f"asset_destination: {', '.join(templated)} is templated, so the asset is only known when the "
+            "task runs. Give literal values, a literal asset_uri= instead, or leave asset_destination out."
+        )
+    if uri is None:
+        raise ValueError(
+            f"asset_destination ({kind}) does not name its asset from the values given in the DAG (the "
+            "table's host, account or project may come from a connection when the task runs, or the type "
+            "has no table or prefix of its own). Pass asset_uri= instead."
+        )
+    return uri
+
+
+def destination_asset_uri(
+    destination: Mapping[str, Any], *, posthog_host: str, project_id: int | str, export_id: str
+) -> str:
+    """The asset URI of where the export writes, or the export's ``posthog://`` URI when PostHog's
+    response does not say enough to name the destination system's table or prefix."""
+    return named_destination_uri(destination) or posthog_export_uri(posthog_host, project_id, export_id)
+
+
+def check_declared_uri(declared_uri: str, target: ExportTarget) -> str | None:
+    """Compare the asset the DAG declared from its ``asset_destination`` with where PostHog says the export
+    writes; returns PostHog's URI (``None`` when its answer does not name the destination).
+
+    A difference fails the task without a retry (the export's settings changed since the DAG was written, or
+    the DAG names another export's destination): emitting the declared asset would start the DAGs scheduled
+    on it for data that landed elsewhere. The export itself has completed.
+    """
+    from airflow_provider_posthog.exceptions import PostHogConfigError
+
+    actual = named_destination_uri(target.destination)
+    if actual is not None and make_asset(actual).uri != make_asset(declared_uri).uri:
+        raise PostHogConfigError(
+            f"Batch export {target.export_id} writes to {actual} (its destination as PostHog returns it), "
+            f"but the task declares the asset {declared_uri} (asset_destination). No asset event was "
+            "emitted; the export itself completed. Make asset_destination match the export, then clear "
+            "this task."
+        )
+    return actual
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -189,25 +259,6 @@ def asset_event_extra(
     }
 
 
-def with_alias_outlet(outlets: Any, alias_name: str) -> list[Any]:
-    """``outlets`` (as a task accepts them: ``None``, one item or a list) plus ``AssetAlias(alias_name)``.
-
-    For operator constructors: declaring the alias when the task is built puts it in the serialized DAG
-    (graph view, DAGs scheduled on the alias) and in the outlets Airflow checks when the task succeeds.
-    """
-    from airflow.sdk import AssetAlias
-
-    if outlets is None:
-        items: list[Any] = []
-    elif isinstance(outlets, (list, tuple)):
-        items = list(outlets)
-    else:
-        items = [outlets]
-    if not any(isinstance(o, AssetAlias) and o.name == alias_name for o in items):
-        items.append(AssetAlias(alias_name))
-    return items
-
-
 def make_asset(uri: str) -> Asset:
     """The ``Asset`` a consumer DAG declares as ``Asset(uri)``: same name, same normalised URI."""
     from airflow.sdk import Asset
@@ -232,6 +283,20 @@ def emit_asset_event(context: Context, alias_name: str, uri: str, extra: Mapping
     asset = make_asset(uri)
     context["outlet_events"][AssetAlias(alias_name)].add(asset, extra=dict(extra))
     return asset
+
+
+def emit_outlet_event(context: Context, uri: str, extra: Mapping[str, Any]) -> Asset:
+    """Give the event of the task's declared ``Asset(uri)`` outlet its ``extra``; Airflow records it when the
+    task succeeds (an event for every plain asset among the outlets of a task that succeeded)."""
+    task = context["task"]
+    for outlet in task.outlets:
+        if is_asset(outlet, uri):
+            context["outlet_events"][outlet].extra = dict(extra)
+            return outlet
+    raise ValueError(
+        f"Asset {uri!r} is not among the outlets of task {task.task_id!r}: Airflow records events only for "
+        "the outlets a task declared when it was built."
+    )
 
 
 def emit_export_asset_event(

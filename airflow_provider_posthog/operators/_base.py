@@ -1,7 +1,8 @@
 """Base classes of the PostHog operators: connection arguments, and starting a backfill then waiting for it.
 
-Nothing here runs at DAG parse time: constructors only store arguments, and every check that needs rendered
-templates happens in ``execute``.
+Nothing here runs at DAG parse time: constructors only store arguments, every check that needs rendered
+templates happens in ``execute``, and what only a running task needs (``api``, the re-attach rule, the wait
+machinery) is imported there.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.tasks.args import WaitArgs
 from airflow_provider_posthog.tasks.mixin import PostHogTaskMixin, default_deferrable
-from airflow_provider_posthog.tasks.reattach import ALWAYS, may_reattach
-from airflow_provider_posthog.tasks.waiting import Wait, deadline, log_step
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
     from airflow_provider_posthog.api.jobs import BackfillJob, Job
     from airflow_provider_posthog.api.models import Backfill
     from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
-    from airflow_provider_posthog.tasks.waiting import Step
+    from airflow_provider_posthog.tasks.waiting import Step, Wait
 
 
 class PostHogBaseOperator(PostHogTaskMixin, BaseOperator):
@@ -122,6 +120,9 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     ) -> Backfill | None:
         """``found`` if ``mode`` lets this try re-attach to it and it is running or completed without a failed
         run; ``None`` (create a new backfill) otherwise."""
+        from airflow_provider_posthog.api.statuses import Outcome
+        from airflow_provider_posthog.tasks.reattach import may_reattach
+
         if found is None:
             return None
         if not may_reattach(mode, found, context):
@@ -159,7 +160,8 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     ) -> Backfill:
         """PostHog refuses a second backfill of a range still running: re-attach if ``mode`` allows, else fail
         at once naming the running backfill (a retry would meet the same refusal)."""
-        from airflow_provider_posthog.api.models import Backfill  # lazy: keeps the models out of DAG parsing
+        from airflow_provider_posthog.api.models import Backfill
+        from airflow_provider_posthog.tasks.reattach import ALWAYS, may_reattach
 
         running = exc.backfill
         if not isinstance(running, Backfill):
@@ -224,6 +226,8 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
     def start_wait(self, job: Job, started: float) -> tuple[Wait, Step]:
         """The wait on ``job`` under the task's own limits (counted from ``started``), its PostHog page
         logged, and its first step."""
+        from airflow_provider_posthog.tasks.waiting import Wait, deadline, log_step
+
         args = self.validate_wait_args()
         wait = Wait(
             job,
@@ -238,6 +242,8 @@ class PostHogBackfillWaitOperator(PostHogBaseOperator):
 
     def wait_in_worker(self, wait: Wait, step: Step) -> dict[str, Any]:
         """The worker's wait loop: sleep, poll, step, until a step carries the wait's event."""
+        from airflow_provider_posthog.tasks.waiting import log_step
+
         while step.event is None:
             time.sleep(step.sleep)
             step = wait.step(self.poll(wait), time.time())

@@ -12,8 +12,6 @@ from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
 from airflow_provider_posthog.operators.retry_failed import PostHogRetriedRunsWaitOperator
 from airflow_provider_posthog.tasks.args import check_past, to_bool
-from airflow_provider_posthog.tasks.data_interval import resolve_range
-from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach, should_look, validate_reattach
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,6 +24,8 @@ def adopter(backfill: Backfill, context: Context) -> str | None:
     """Who started a backfill a task re-attached to or adopted: ``None`` when it was an earlier try of this
     task in this round (the re-attach rule of ``tasks.reattach``), else a description for the log. A task
     cancels only a backfill it started."""
+    from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach
+
     if may_reattach(RETRY, backfill, context):
         return None
     return "another task, or an earlier run of this one"
@@ -52,11 +52,16 @@ class PostHogCreateBackfillOperator(PostHogRetriedRunsWaitOperator):
     :param retry_failed_runs: on an Airflow retry of this task whose earlier try's backfill finished with
         failed runs, retry only those runs and wait for them (default ``True``); ``False``: export the whole
         range again. A new DAG run or a cleared task always exports the whole range.
-    :param emit_asset_events: on success, emit an Airflow asset event for the export's destination through
-        the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event). See
+    :param emit_asset_events: on success, emit an Airflow asset event for the export's destination (default
+        ``True``; ``False``: no outlet, no event). See
         :class:`~airflow_provider_posthog.lineage.mixin.PostHogLineageMixin`.
-    :param asset_alias: the alias (default ``posthog-batch-export:{dag_id}.{task_id}``; not templated).
-    :param asset_uri: the asset URI instead of the destination's (templated).
+    :param asset_alias: emit through this alias (not templated). Default: a plain ``Asset`` outlet when the
+        asset is known when the DAG is parsed, else the alias ``posthog-batch-export:{dag_id}.{task_id}``.
+    :param asset_uri: the asset URI instead of the destination's (templated; a literal one is declared as the
+        task's ``Asset`` outlet).
+    :param asset_destination: the export's destination, literally (a ``{"type", "config"}`` dict or a
+        destination builder): its asset is declared as the task's outlet, and a different destination in
+        PostHog's answer fails the task. Not templated.
 
     Waiting parameters (``wait_for_completion``, ``deferrable``, ``poll_interval``, ``timeout``,
     ``cancel_on_kill``): see :class:`~airflow_provider_posthog.operators._base.PostHogBackfillWaitOperator`.
@@ -87,10 +92,16 @@ class PostHogCreateBackfillOperator(PostHogRetriedRunsWaitOperator):
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
+        asset_destination: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
+        self._init_lineage(
+            emit_asset_events=emit_asset_events,
+            asset_alias=asset_alias,
+            asset_uri=asset_uri,
+            asset_destination=asset_destination,
+        )
         self.batch_export_id = batch_export_id
         self.batch_export_name = batch_export_name
         self.start_at = start_at
@@ -106,6 +117,9 @@ class PostHogCreateBackfillOperator(PostHogRetriedRunsWaitOperator):
             )
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.tasks.data_interval import resolve_range
+        from airflow_provider_posthog.tasks.reattach import should_look, validate_reattach
+
         started = time.time()
         mode = validate_reattach(self.reattach, self.reuse_existing)
         ref = self.export_ref()
@@ -155,6 +169,7 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
     :param emit_asset_events: as :class:`PostHogCreateBackfillOperator` (default ``True``).
     :param asset_alias: as :class:`PostHogCreateBackfillOperator`.
     :param asset_uri: as :class:`PostHogCreateBackfillOperator` (templated).
+    :param asset_destination: as :class:`PostHogCreateBackfillOperator`.
 
     Returns the backfill id.
     """
@@ -179,16 +194,24 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
+        asset_destination: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
+        self._init_lineage(
+            emit_asset_events=emit_asset_events,
+            asset_alias=asset_alias,
+            asset_uri=asset_uri,
+            asset_destination=asset_destination,
+        )
         self.batch_export_id = batch_export_id
         self.batch_export_name = batch_export_name
         self.run_id = run_id
         self.reattach = reattach
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.tasks.reattach import should_look, validate_reattach
+
         started = time.time()
         mode = validate_reattach(self.reattach)
         ref = self.export_ref()

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.destinations import DestinationBuilder, resolve_destination
 from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError, PostHogNotFoundError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBaseOperator
@@ -21,6 +20,8 @@ from airflow_provider_posthog.tasks.args import check_past, require_id, to_bool,
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_posthog.destinations import DestinationBuilder
 
 #: Export intervals PostHog accepts (``every 15 minutes`` exists in newer PostHog versions).
 VALID_INTERVALS: frozenset[str] = frozenset({"hour", "day", "week", "every 5 minutes", "every 15 minutes"})
@@ -194,6 +195,8 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.if_exists = if_exists
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.destinations import resolve_destination
+
         if_exists = _validate_choice(self.if_exists, "if_exists", IF_EXISTS_CHOICES)
         # A builder reads its connection here (never at parse time) and fails before any API call.
         destination = resolve_destination(self.destination, operator=self, context=context)
@@ -285,6 +288,8 @@ class PostHogUpdateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         self.extra_fields = extra_fields
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_posthog.destinations import resolve_destination
+
         ref = self.export_ref()
         destination = resolve_destination(self.destination, operator=self, context=context)
         secrets = mask_destination_secrets(destination)

@@ -15,7 +15,6 @@ from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError
 from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator
-from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach
 from airflow_provider_posthog.tasks.templates import blank
 
 if TYPE_CHECKING:
@@ -126,6 +125,7 @@ class PostHogRetriedRunsWaitOperator(PostHogLineageMixin, PostHogBackfillWaitOpe
         """
         from airflow_provider_posthog.api.retries import failed_runs_of_backfill
         from airflow_provider_posthog.api.statuses import Outcome
+        from airflow_provider_posthog.tasks.reattach import RETRY, may_reattach
 
         if found is None or found.outcome is not Outcome.SUCCEEDED or not may_reattach(RETRY, found, context):
             return None
@@ -230,6 +230,7 @@ class PostHogRetryFailedRunsOperator(PostHogRetriedRunsWaitOperator):
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
+        asset_destination: Any = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("cancel_on_kill"):
@@ -239,7 +240,12 @@ class PostHogRetryFailedRunsOperator(PostHogRetriedRunsWaitOperator):
             )
         kwargs["cancel_on_kill"] = False
         super().__init__(**kwargs)
-        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
+        self._init_lineage(
+            emit_asset_events=emit_asset_events,
+            asset_alias=asset_alias,
+            asset_uri=asset_uri,
+            asset_destination=asset_destination,
+        )
         self.batch_export_id = batch_export_id
         self.batch_export_name = batch_export_name
         self.backfill_id = backfill_id

@@ -8,7 +8,7 @@ does not un-fail a run), so ``soft_fail=True`` turns them into a skip in every m
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseSensorOperator
 
@@ -17,9 +17,7 @@ from airflow_provider_posthog.exceptions import PostHogRemoteFailureError
 from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.tasks.args import to_optional_seconds, to_seconds
-from airflow_provider_posthog.tasks.data_interval import resolve_range
 from airflow_provider_posthog.tasks.mixin import default_deferrable
-from airflow_provider_posthog.tasks.waiting import SUCCESS, Wait, deadline, log_step
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
     from airflow_provider_posthog.api.jobs import Job
     from airflow_provider_posthog.api.models import BatchExport, BatchExportRun
     from airflow_provider_posthog.tasks.args import ExportRef
+    from airflow_provider_posthog.tasks.waiting import Wait
     from airflow_provider_posthog.triggers.batch_export import _PostHogPollingTrigger
 
 
@@ -49,10 +48,15 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
     :param unreachable_timeout: seconds PostHog may stay unreachable (5xx, throttling, dropped connections,
         timeouts) before the sensor fails; ``None`` (default): keep waiting until ``timeout``. In
         ``reschedule`` mode it spans pokes on Airflow 3.3+ (the task state store); before, one poke.
-    :param emit_asset_events: on success, emit an Airflow asset event for the export's destination through
-        the alias ``asset_alias`` (default ``True``; ``False``: no alias, no event).
-    :param asset_alias: the alias (default ``posthog-batch-export:{dag_id}.{task_id}``; not templated).
-    :param asset_uri: the asset URI instead of the destination's (templated).
+    :param emit_asset_events: on success, emit an Airflow asset event for the export's destination (default
+        ``True``; ``False``: no outlet, no event).
+    :param asset_alias: emit through this alias (not templated). Default: a plain ``Asset`` outlet when the
+        asset is known when the DAG is parsed, else the alias ``posthog-batch-export:{dag_id}.{task_id}``.
+    :param asset_uri: the asset URI instead of the destination's (templated; a literal one is declared as the
+        task's ``Asset`` outlet).
+    :param asset_destination: the export's destination, literally (a ``{"type", "config"}`` dict or a
+        destination builder): its asset is declared as the task's outlet, and a different destination in
+        PostHog's answer fails the sensor. Not templated.
     :param completeness: what a success does with runs that exported fewer records than PostHog counted for
         their interval (``records_completed < records_total_count``): ``"warn"`` (default) logs one warning
         naming them, ``"fail"`` fails the sensor (``soft_fail`` skips), ``"off"`` does not check
@@ -84,6 +88,7 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         emit_asset_events: bool = True,
         asset_alias: str | None = None,
         asset_uri: str | None = None,
+        asset_destination: Any = None,
         completeness: str = "warn",
         **kwargs: Any,
     ) -> None:
@@ -97,7 +102,12 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         self.unreachable_timeout = to_optional_seconds(unreachable_timeout, "unreachable_timeout")
         self._wait: Wait | None = None
         self._wait_of: tuple[Any, Any] | None = None  # (try, reschedule) the wait belongs to
-        self._init_lineage(emit_asset_events=emit_asset_events, asset_alias=asset_alias, asset_uri=asset_uri)
+        self._init_lineage(
+            emit_asset_events=emit_asset_events,
+            asset_alias=asset_alias,
+            asset_uri=asset_uri,
+            asset_destination=asset_destination,
+        )
 
     # -- subclass API ---------------------------------------------------------------------------------------
     def _validate(self, context: Context) -> None:
@@ -113,6 +123,8 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
     def _start(self, context: Context) -> Wait:
         """The wait of this try: built, announced and its links pushed once per process (a poke-mode loop
         keeps it, so "PostHog is unreachable since ..." and progress are tracked across pokes)."""
+        from airflow_provider_posthog.tasks.waiting import Wait, deadline
+
         ti = context.get("ti")
         reschedules = context.get("task_reschedule_count") or 0
         of = (getattr(ti, "try_number", None), reschedules)
@@ -169,7 +181,13 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         return time.time()
 
     def poke(self, context: Context) -> bool:
+        from airflow_provider_posthog.tasks.waiting import log_step
+
         wait = self._start(context)
+        early = wait.before_first_poll(time.time())
+        if early is not None:  # nothing PostHog could say yet would end the wait: no request
+            log_step(self.log, early)
+            return False
         store = self._state_store(context)
         if store is not None:
             self._carry_unreachable(store, context, wait)
@@ -207,10 +225,17 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
             store.set(self.UNREACHABLE_KEY, {"try": context["ti"].try_number, "since": since})
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_posthog.tasks.waiting import SUCCESS, log_step
+
         # Argument errors fail here, before the poke loop (where soft_fail would turn them into a skip).
         wait = self._start(context)
         if not self.deferrable:
             return super().execute(context)
+        now = time.time()
+        early = wait.before_first_poll(now)
+        if early is not None:  # nothing to poll yet: defer at once, the trigger polls first when it is due
+            log_step(self.log, early)
+            self._defer(wait, now + early.sleep)
         step = wait.step(self.poll(wait), time.time())
         log_step(self.log, step)
         if step.event is not None and step.event["status"] == SUCCESS:
@@ -218,8 +243,11 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
             return None
         # Failures too go through the trigger: resume_execution then applies soft_fail/never_fail uniformly.
         # Still running: the trigger's first poll waits an interval (we just polled). Ended: poll at once.
+        self._defer(wait, None if step.event else time.time() + wait.poll_interval)
+
+    def _defer(self, wait: Wait, first_poll_at: float | None) -> NoReturn:
         self.defer(
-            trigger=self._trigger(wait, None if step.event else time.time() + wait.poll_interval),
+            trigger=self._trigger(wait, first_poll_at),
             method_name="execute_complete",
             # The trigger's own deadline (self.timeout) comes first and ends in AirflowSensorTimeout.
             timeout=None,
@@ -266,7 +294,8 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
     fully landed. Without ``run_id`` the sensor lists the export's runs inside the interval (ordering
     ``-data_interval_start``), keeps the newest run per sub-interval (a retried run replaces its failed
     original) and succeeds once they cover the whole interval and all completed. The export's interval must
-    not be coarser than the DAG's.
+    not be coarser than the DAG's. PostHog starts the interval's last run only when the interval ends, so an
+    interval wait checks first one ``poke_interval`` after ``data_interval_end`` (at once if it starts later).
 
     :param run_id: a single run to wait for (templated); or leave ``None`` and give the interval.
     :param data_interval_start: interval start (templated, default ``{{ data_interval_start }}``).
@@ -301,6 +330,8 @@ class PostHogBatchExportRunSensor(_PostHogSensor):
         """Check the rendered interval once; a zero-width one becomes the schedule's last complete period."""
         if self.optional_field("run_id") is not None or self._resolved is not None:
             return
+        from airflow_provider_posthog.tasks.data_interval import resolve_range
+
         self._resolved = resolve_range(
             self.data_interval_start,
             self.data_interval_end,

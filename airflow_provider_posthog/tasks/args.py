@@ -6,9 +6,8 @@ Every check here runs before the first API call, and every error is a ``PostHogC
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_posthog.exceptions import PostHogConfigError
 
@@ -123,9 +122,12 @@ def check_past(end: dt.datetime, name: str, *, now: dt.datetime | None = None) -
     return end
 
 
-@dataclasses.dataclass(frozen=True)
-class WaitArgs:
-    """The waiting arguments of a task that starts a backfill, checked together before any call."""
+class WaitArgs(NamedTuple):
+    """The waiting arguments of a task that starts a backfill, checked together before any call.
+
+    This module's records are named tuples, not dataclasses: as cheap to use and much cheaper to define, and
+    every DAG file imports this module.
+    """
 
     wait_for_completion: bool
     poll_interval: float
@@ -152,8 +154,7 @@ class WaitArgs:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class ExportRef:
+class ExportRef(NamedTuple):
     """The export a task names after templating: by ``id``, or by ``name`` (found when the task runs)."""
 
     id: str | None = None

@@ -1,8 +1,9 @@
 """What every PostHog operator and sensor shares: the lazy hook, the export it names, link XComs, one poll,
 one cancel, completion.
 
-Nothing here runs at DAG parse time: the hook module is imported inside ``hook`` and constructors only store
-arguments.
+Nothing here runs at DAG parse time: constructors only store arguments, and the hook, the wait machinery
+(``tasks.waiting``) and ``api`` are imported inside the methods that run in the task, so importing an
+operator or sensor module (every DAG file does, on every parse) loads none of them.
 """
 
 from __future__ import annotations
@@ -25,15 +26,6 @@ from airflow_provider_posthog.exceptions import (
 from airflow_provider_posthog.links.posthog import XCOM_BACKFILLS_URL, XCOM_BATCH_EXPORT_URL, XCOM_RUNS_URL
 from airflow_provider_posthog.tasks.args import ExportRef, to_completeness
 from airflow_provider_posthog.tasks.templates import TemplateSourcesMixin
-from airflow_provider_posthog.tasks.waiting import (
-    CANCEL_SECONDS,
-    ERROR,
-    LOG_TAIL_RUNS,
-    complete,
-    log_cancel,
-    tail_lines,
-    validate_event,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -186,6 +178,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
     def cancel_best_effort(self, job: CancellableJob) -> None:
         """Cancel a job a wait gave up on or was killed in: log, never raise (the task already fails)."""
         from airflow_provider_posthog.api.jobs import cancel
+        from airflow_provider_posthog.tasks.waiting import CANCEL_SECONDS, log_cancel
 
         try:
             result = self.hook.run(cancel(job), deadline=time.time() + CANCEL_SECONDS)
@@ -201,6 +194,8 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         Every waiting task ends here (sync, poke and deferred alike); what a success adds for the task
         belongs in :meth:`on_wait_succeeded`, so a failure, timeout or soft-fail skip never reaches it.
         """
+        from airflow_provider_posthog.tasks.waiting import ERROR, complete
+
         # What PostHog wrote into runs (their errors) may quote the key: none of it reaches a message. A
         # trigger's event is scrubbed already; a poll in this process is scrubbed here.
         event = self.hook.scrubbed(event)
@@ -250,6 +245,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         """Push the wait's summary XCom (``tasks.summary``) for any event that passes validation, success or
         not, before the task succeeds or fails on it (a failure notifier reads it too)."""
         from airflow_provider_posthog.tasks.summary import SUMMARY_XCOM_KEY, build_summary
+        from airflow_provider_posthog.tasks.waiting import validate_event
 
         ti = context.get("ti")
         try:
@@ -289,6 +285,8 @@ class PostHogTaskMixin(TemplateSourcesMixin):
 
     def _log_tails(self, event: Mapping[str, Any]) -> dict[str, list[str]]:
         """The last log lines of each failed run (best effort; never hides the real failure)."""
+        from airflow_provider_posthog.tasks.waiting import LOG_TAIL_RUNS, tail_lines
+
         batch_export_id = str(event["batch_export_id"])
         tails: dict[str, list[str]] = {}
         for run in (event.get("failed_runs") or [])[:LOG_TAIL_RUNS]:

@@ -340,6 +340,29 @@ class Wait:
             return Step(event=timed_out(), lines=lines)
         return Step(sleep=self.sleep_until(now + self.poll_interval, now), lines=lines)
 
+    def before_first_poll(self, now: float) -> Step | None:
+        """The step of a wait that must not poll yet at ``now`` (sleep until the first poll), or ``None``.
+
+        The runs of an interval ``[start, end)`` cannot all be complete before ``end``: PostHog starts the run
+        of the interval's last period only when that period ends. So an interval wait polls first at ``end``
+        plus one poll interval (or at its deadline, if sooner); a task started later than that (a late or
+        re-run DAG run) polls at once. Other jobs always poll at once.
+        """
+        from airflow_provider_posthog.api.jobs import IntervalJob
+
+        if not isinstance(self.job, IntervalJob):
+            return None
+        due = self.job.end.timestamp() + self.poll_interval
+        if self.end_time is not None:
+            due = min(due, self.end_time)
+        if now >= due:
+            return None
+        interval = f"[{self.job.start.isoformat()}, {self.job.end.isoformat()})"
+        line = (
+            f"First check at {_clock(due)}: PostHog starts the last run of {interval} only once it has ended."
+        )
+        return Step(sleep=due - now, lines=((logging.INFO, line),))
+
     def start_poll(self, now: float) -> float | None:
         """A poll starts at ``now``: remember when (PostHog is unreachable since the start of the first poll
         that failed, not since its retries gave up) and return the epoch seconds bounding it: the wait's

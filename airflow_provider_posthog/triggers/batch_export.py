@@ -117,9 +117,11 @@ class _PostHogPollingTrigger(BaseTrigger):
 
     async def _poll(self, hook: PostHogAsyncHook) -> Decision | Exception:
         """One poll (one call to the hook, bounded by the wait's end, the last one with a short grace): the
-        decision or the exception."""
+        decision or the exception. Its reads are shared with the other waits of this triggerer that read
+        the same thing, with answers at most one poll interval old."""
         try:
-            return await hook.arun(self.job.poll(), deadline=self.wait.start_poll(time.time()))
+            deadline = self.wait.start_poll(time.time())
+            return await hook.arun(self.job.poll(), deadline=deadline, fresh_within=self.poll_interval)
         except Exception as exc:
             return exc
 

@@ -38,10 +38,17 @@ def ranges(**context: Any) -> list[dict[str, str]]:
     return [{"start_at": s, "end_at": e} for s, e in context["params"]["ranges"]]
 
 
-def backfill_waits(*, deferrable: bool, retries: int, retry_delay: timedelta) -> None:
-    """One mapped backfill wait per range of the conf."""
+def backfill_waits(
+    *,
+    deferrable: bool,
+    retries: int,
+    retry_delay: timedelta,
+    queue: str | None = None,
+    emit_asset_events: bool = False,
+) -> None:
+    """One mapped backfill wait per range of the conf (on Celery, ``queue`` picks the workers that run it)."""
     PostHogCreateBackfillOperator.partial(
-        emit_asset_events=False,  # set on the mapped task itself, not only through default_args
+        emit_asset_events=emit_asset_events,  # set on the mapped task itself, not only through default_args
         task_id="wait",
         posthog_conn_id=CONN,
         batch_export_id=EXPORT,
@@ -49,6 +56,7 @@ def backfill_waits(*, deferrable: bool, retries: int, retry_delay: timedelta) ->
         poll_interval="{{ params.poll_interval }}",
         retries=retries,
         retry_delay=retry_delay,
+        **({"queue": queue} if queue else {}),
     ).expand_kwargs(ranges())
 
 
@@ -68,6 +76,26 @@ with DAG(
 ):
     # A wait that holds a worker slot (not deferrable): what a worker crash interrupts.
     backfill_waits(deferrable=False, retries=1, retry_delay=timedelta(seconds=3))
+
+
+with DAG(
+    "system_worker_kill",
+    params={"conn_id": "", "batch_export_id": "", "ranges": [], "poll_interval": 2},
+    **COMMON,
+):
+    # The same sync wait on its own Celery queue: only the worker that serves it is SIGKILLed, not the tasks
+    # of other scenarios (the LocalExecutor ignores queues).
+    backfill_waits(deferrable=False, retries=1, retry_delay=timedelta(seconds=3), queue="system_worker_kill")
+
+
+with DAG(
+    "system_asset_alias",
+    params={"conn_id": "", "batch_export_id": "", "ranges": [], "poll_interval": 2},
+    **COMMON,
+):
+    # Deferred waits that emit their asset event through the task's alias (the other DAGs do not): many of
+    # them finishing at once on a new asset is where Airflow's unguarded first registration can lose a task.
+    backfill_waits(deferrable=True, retries=2, retry_delay=timedelta(seconds=5), emit_asset_events=True)
 
 
 with DAG(

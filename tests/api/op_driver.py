@@ -10,7 +10,7 @@ import pendulum
 from pendulum import DateTime
 
 from airflow_provider_posthog.api.errors import error_from_response
-from airflow_provider_posthog.api.http import NOW, ApiResponse, Operation, RequestSpec, Sleep
+from airflow_provider_posthog.api.http import NOW, ApiResponse, Operation, RequestSpec, Shared, Sleep
 from airflow_provider_posthog.exceptions import PostHogAPIError, PostHogError
 
 Answer = Callable[[RequestSpec], Any]
@@ -30,11 +30,12 @@ class FakeClock:
 
 
 def drive(
-    op: Operation[Any], answer: Answer, clock: FakeClock | None = None
+    op: Operation[Any], answer: Answer, clock: FakeClock | None = None, sent: list[RequestSpec] | None = None
 ) -> tuple[Any, list[RequestSpec]]:
-    """Play the transport: ``answer(spec)`` returns a JSON body or raises the mapped exception."""
+    """Play the transport: ``answer(spec)`` returns a JSON body or raises the mapped exception. A shared
+    read is read unshared, as the sync hook does (``Shared.alone``)."""
     clock = clock or FakeClock()
-    sent: list[RequestSpec] = []
+    sent = [] if sent is None else sent
     reply: Any = None
     error: PostHogError | None = None
     try:
@@ -45,6 +46,11 @@ def drive(
                 reply = clock.now
             elif isinstance(command, Sleep):
                 clock.sleep(command.seconds)
+            elif isinstance(command, Shared):
+                try:
+                    reply = drive(command.alone(), answer, clock, sent)[0]
+                except PostHogError as exc:
+                    error = exc
             else:
                 assert isinstance(command, RequestSpec)
                 sent.append(command)
@@ -57,9 +63,11 @@ def drive(
 
 
 def first_request(op: Operation[Any]) -> RequestSpec:
-    """The first request an operation sends (nothing answered)."""
+    """The first request an operation sends (nothing answered; a shared read's own first request)."""
     command = next(op)
     op.close()
+    if isinstance(command, Shared):
+        return first_request(command.alone())
     assert isinstance(command, RequestSpec)
     return command
 

@@ -23,13 +23,20 @@ CORE = textwrap.dedent(
         PostHogConfigError, PostHogNotFoundError, PostHogValidationError,
     )
 
-    def drive(op, answers):
-        # Answer each request with the next body (or raise the next exception into the operation).
-        sent, reply, error = [], None, None
+    def drive(op, answers, sent=None):
+        # Answer each request with the next body (or raise the next exception into the operation); read a
+        # shared read unshared, as the sync hook does.
+        sent, reply, error = [] if sent is None else sent, None, None
         try:
             while True:
                 spec = op.throw(error) if error is not None else op.send(reply)
                 reply, error = None, None
+                if isinstance(spec, http.Shared):
+                    try:
+                        reply = drive(spec.alone(), answers, sent)[0]
+                    except Exception as exc:
+                        error = exc
+                    continue
                 sent.append(f"{spec.method} {spec.path}")
                 answer = answers.pop(0)
                 if isinstance(answer, Exception):

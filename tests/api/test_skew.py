@@ -26,6 +26,7 @@ from airflow_provider_posthog.api.clock import (
 from airflow_provider_posthog.api.http import NOW, ApiResponse, Operation, RequestSpec, Sleep
 from airflow_provider_posthog.api.jobs import BackfillJob
 from airflow_provider_posthog.api.models import Backfill
+from airflow_provider_posthog.api.sharing import unshared
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.exceptions import PostHogBackfillNotVisibleError, PostHogError
 from airflow_provider_posthog.tasks import reattach
@@ -131,7 +132,9 @@ class SkewedPostHog:
 
 
 def drive(op: Operation[Any], posthog: SkewedPostHog) -> Any:
-    """The transport: requests to ``posthog``, ``NOW`` from the worker's clock, sleeps move that clock."""
+    """The transport: requests to ``posthog``, ``NOW`` from the worker's clock, sleeps move that clock
+    (shared reads read in place, unshared)."""
+    op = unshared(op)
     reply: Any = None
     error: PostHogError | None = None
     try:

@@ -434,3 +434,135 @@ def test_retry_run_operator_emits_for_the_retried_interval(posthog_conn: Any, ai
     assert (event.extra["backfill_id"], event.extra["run_ids"]) == (backfill["id"], [new_run["id"]])
     assert event.extra["intervals"] == [{"start": start.isoformat(), "end": end.isoformat()}]
     assert event.extra["records_completed"] == new_run["records_completed"]
+
+
+# ------------------------------------------------- the asset known when the DAG is parsed: a plain outlet
+
+
+def _outlet_producers(dag_id: str) -> set[tuple[str, str]]:
+    """``(task_id, uri)`` of the active assets the metadata DB lists as outlets of ``dag_id``'s tasks: what
+    the DAG processor registers when it stores the parsed DAG (the alias path registers none)."""
+    from airflow.models.asset import AssetActive, AssetModel, TaskOutletAssetReference
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskOutletAssetReference.task_id, AssetModel.uri)
+            .join(AssetModel, AssetModel.id == TaskOutletAssetReference.asset_id)
+            .join(AssetActive, (AssetActive.name == AssetModel.name) & (AssetActive.uri == AssetModel.uri))
+            .where(TaskOutletAssetReference.dag_id == dag_id)
+        )
+        return {(task_id, uri) for task_id, uri in rows}
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_a_literal_asset_uri_is_registered_when_parsed_and_gets_the_event(
+    posthog_conn: Any, airflow_dags: Any, deferrable: bool
+) -> None:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG, Asset
+
+    from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+
+    emu = posthog_conn
+    export_id = _create_export()
+    start, end = _window(emu)
+    suffix = "deferrable" if deferrable else "sync"
+    uri = f"s3://{BUCKET}/posthog/by-uri-{suffix}"  # the user's own name for what lands under the prefix
+    with airflow_dags.new(f"lineage_e2e_outlet_uri_{suffix}") as dag:
+        PostHogCreateBackfillOperator(
+            task_id="backfill",
+            batch_export_id=export_id,
+            start_at=start.isoformat(),
+            end_at=end.isoformat(),
+            poll_interval=0.2,
+            deferrable=deferrable,
+            asset_uri=uri,
+        )
+    consumer_id = f"lineage_e2e_outlet_models_{suffix}"
+    with DAG(consumer_id, schedule=Asset(uri), start_date=dag.start_date, catchup=False) as models:
+        EmptyOperator(task_id="run_models")
+    airflow_dags.register([dag, models], unpause=(consumer_id,))
+    assert _outlet_producers(dag.dag_id) == {("backfill", uri)}  # before any run
+
+    dr = dag.test()
+    assert dr.state == "success"
+    (backfill,) = emu.control.backfills_for(export_id)
+    runs = sorted(
+        (r for r in emu.control.runs_for(export_id) if r.get("backfill") == backfill["id"]),
+        key=lambda r: r["data_interval_start"],
+    )
+    (event,) = airflow_dags.asset_events(dag.dag_id, dr.run_id)
+    assert (event.asset.name, event.asset.uri) == (uri, uri)
+    assert event.source_aliases == []  # no alias: nothing for Airflow to insert when the task succeeds
+    assert event.extra["batch_export_id"] == export_id and event.extra["backfill_id"] == backfill["id"]
+    assert event.extra["run_ids"] == [r["id"] for r in runs] and len(runs) == 2
+    assert event.extra["records_completed"] == sum(r["records_completed"] for r in runs) > 0
+    assert S3_SECRET not in json.dumps(event.extra)
+    assert _queued(consumer_id) == (True, True)
+
+
+def test_a_literal_destination_builder_declares_the_destinations_asset(
+    posthog_conn: Any, airflow_dags: Any
+) -> None:
+    """The sensor is given the export's destination as the DAG creating it would: an ``S3Destination``
+    whose keys come from a connection (never read here). Its asset is the one the alias path derives from
+    PostHog's answer."""
+    from airflow_provider_posthog.destinations import S3Destination
+    from airflow_provider_posthog.hooks.posthog import PostHogHook
+    from airflow_provider_posthog.sensors.batch_export import PostHogBackfillSensor
+
+    emu = posthog_conn
+    export_id = _create_export()
+    start, end = _window(emu)
+    backfill = PostHogHook().create_backfill(export_id, start, end)
+    destination = S3Destination(
+        bucket_name=BUCKET, prefix="posthog/events/{year}-{month}-{day}/", aws_conn_id="no_such_connection"
+    )
+    with airflow_dags.new("lineage_e2e_outlet_destination") as dag:
+        PostHogBackfillSensor(
+            task_id="wait",
+            batch_export_id=export_id,
+            backfill_id=backfill.id,
+            poke_interval=0.2,
+            deferrable=True,
+            asset_destination=destination,
+        )
+    airflow_dags.register([dag])
+    assert _outlet_producers(dag.dag_id) == {("wait", S3_URI)}
+    dr = dag.test()
+    assert dr.state == "success"
+    (event,) = airflow_dags.asset_events(dag.dag_id, dr.run_id)
+    assert (event.asset.uri, event.source_aliases) == (S3_URI, [])
+    assert event.extra["backfill_id"] == backfill.id and len(event.extra["run_ids"]) == 2
+
+
+def test_a_destination_posthog_contradicts_fails_without_a_retry_or_an_event(
+    posthog_conn: Any, airflow_dags: Any
+) -> None:
+    from airflow_provider_posthog.operators.backfill import PostHogCreateBackfillOperator
+
+    emu = posthog_conn
+    export_id = _create_export()
+    start, end = _window(emu)
+    with airflow_dags.new("lineage_e2e_outlet_contradicted") as dag:
+        PostHogCreateBackfillOperator(
+            task_id="backfill",
+            batch_export_id=export_id,
+            start_at=start.isoformat(),
+            end_at=end.isoformat(),
+            poll_interval=0.2,
+            deferrable=False,
+            retries=2,
+            asset_destination={
+                "type": "S3",
+                "config": {"bucket_name": "old-lake", "prefix": "posthog/events/"},
+            },
+        )
+    airflow_dags.register([dag])
+    dr = dag.test()
+    assert dr.state == "failed"
+    assert airflow_dags.task_states(dag.dag_id, dr.run_id) == {"backfill": ("failed", 1)}
+    assert [b["status"] for b in emu.control.backfills_for(export_id)] == ["Completed"]  # the export ran
+    assert airflow_dags.asset_events(dag.dag_id, dr.run_id) == []

@@ -122,6 +122,8 @@ def _as_async(sync_source: str) -> str:
         .replace("self._settings(", "await self._asettings(")
         .replace("self.run(", "await self.arun(")
         .replace("self._send(", "await self._send(")
+        .replace("self._drive(", "await self._drive(")
+        .replace("self._answer(", "await self._answer(")
         .replace("self._send_once(", "await self._send_once(")
         .replace("time.sleep(", "await asyncio.sleep(")
         .replace(".retrying(", ".async_retrying(")
@@ -132,6 +134,9 @@ def _as_async(sync_source: str) -> str:
 def test_each_async_method_is_its_sync_twin_awaiting_the_io() -> None:
     """The public bodies and the drivers are one text: the async hook is the sync one with ``await`` (as
     unasync checks)."""
-    for name, sync_method, method in [*_twins(), ("_send", PostHogHook._send, PostHogAsyncHook._send)]:
+    drivers = [
+        (name, getattr(PostHogHook, name), getattr(PostHogAsyncHook, name)) for name in ("_send", "_drive")
+    ]
+    for name, sync_method, method in [*_twins(), *drivers]:
         expected = _normalized(_as_async(inspect.getsource(sync_method)))
         assert _normalized(inspect.getsource(method)) == expected, name

@@ -57,17 +57,22 @@ CLASSES = {
 
 
 class OutletEvents:
-    """``context["outlet_events"]``: records what the task adds to each alias."""
+    """``context["outlet_events"]``: records what the task adds to an alias, ``(alias name, asset, extra)``,
+    and the extra it gives a declared asset's event, ``(None, asset, extra)``."""
 
     def __init__(self) -> None:
-        self.added: list[tuple[str, Any, dict[str, Any]]] = []
+        self.added: list[tuple[str | None, Any, dict[str, Any]]] = []
 
-    def __getitem__(self, alias: Any) -> Any:
+    def __getitem__(self, key: Any) -> Any:
         events = self
 
         class _Accessor:
             def add(self, asset: Any, extra: dict[str, Any]) -> None:
-                events.added.append((alias.name, asset, extra))
+                events.added.append((key.name, asset, extra))
+
+            def __setattr__(self, name: str, value: Any) -> None:
+                assert name == "extra"
+                events.added.append((None, key, value))
 
         return _Accessor()
 
@@ -76,7 +81,8 @@ def _fake(backfill: tuple[str, ...] = ("Completed",)) -> FakePostHog:
     """PostHog with an S3 export, a backfill answering ``backfill`` to successive reads, its two completed
     runs (and an older one of another backfill) and ``run-1`` to read by id."""
     fake = FakePostHog(export=export_row(model="events", destination=DESTINATIONS["S3"]))
-    fake.backfill(*backfill)
+    # The backfill spans both runs' intervals: the runs listed over its range are those inside it.
+    fake.backfill(*backfill, end_at=END)
     fake.run("Completed", run_id="run-1", backfill_id=None)
     fake.run_list = [
         run_row("Completed", run_id="run-1"),
@@ -293,11 +299,12 @@ def test_a_resumed_interval_wait_lists_the_runs_again() -> None:
 
 def test_asset_uri_overrides_the_destination() -> None:
     fake = _fake()
-    task = _task("run_sensor", fake, asset_uri="snowflake://acme/db/raw/events")
+    task = _task("run_sensor", fake, asset_uri="snowflake://acme/db/raw/{{ task.task_id }}")
+    task.asset_uri = "snowflake://acme/db/raw/run_sensor"  # as Airflow renders it before the task runs
     context = _context(task)
     task.execute_complete(context, _success(run_id="run-1"))
-    ((_, asset, extra),) = _added(context)
-    assert asset.uri == "snowflake://acme/db/raw/events"
+    ((alias, asset, extra),) = _added(context)
+    assert (alias, asset.uri) == (task.asset_alias, "snowflake://acme/db/raw/run_sensor")
     assert (extra["run_ids"], extra["backfill_id"], extra["records_completed"]) == (["run-1"], None, 10)
     assert fake.paths() == [EXPORT_PATH, RUN_PATH]
 

@@ -10,13 +10,8 @@ import pendulum
 import pytest
 
 from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.tasks.templates import (
-    Reference,
-    TemplateSnapshot,
-    blank,
-    is_template,
-    references,
-)
+from airflow_provider_posthog.tasks.template_snapshot import Reference, TemplateSnapshot, references
+from airflow_provider_posthog.tasks.templates import blank, is_template
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 

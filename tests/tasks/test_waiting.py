@@ -414,3 +414,41 @@ def test_the_poll_deadline_is_the_wait_end_with_a_short_grace_for_the_last_poll(
     assert wait.start_poll(T0) == T0 + 300
     assert wait.start_poll(T0 + 300) == T0 + 300 + waiting.LAST_POLL_SECONDS
     assert _wait(end_time=T0 + 10, poll_interval=0).start_poll(T0 + 10) == T0 + 11  # at least 1 s
+
+
+# ------------------------------------------------ an interval wait does not poll before its interval ended
+
+#: An interval ending at T0: PostHog starts the run of its last period only then.
+INTERVAL = IntervalJob(EXPORT, dt.datetime.fromtimestamp(T0 - 3600, UTC), dt.datetime.fromtimestamp(T0, UTC))
+
+
+@pytest.mark.parametrize("started", [T0 - 5.0, T0, T0 + 9.0], ids=["before-end", "at-end", "just-after"])
+def test_an_interval_wait_polls_first_one_interval_after_the_interval_ends(started: float) -> None:
+    wait = _wait(job=INTERVAL, poll_interval=10.0)
+    step = wait.before_first_poll(started)
+    assert step is not None and step.event is None
+    assert started + step.sleep == pytest.approx(T0 + 10.0)
+    assert _texts(step) == [
+        "First check at 22:13:30 UTC: PostHog starts the last run of [2023-11-14T21:13:20+00:00, "
+        "2023-11-14T22:13:20+00:00) only once it has ended."
+    ]
+
+
+def test_an_interval_wait_started_late_polls_at_once() -> None:
+    wait = _wait(job=INTERVAL, poll_interval=10.0)
+    assert wait.before_first_poll(T0 + 10.0) is None
+    assert wait.before_first_poll(T0 + 86_400.0) is None
+
+
+def test_an_interval_waits_first_poll_is_never_after_its_deadline() -> None:
+    wait = _wait(job=INTERVAL, poll_interval=60.0, end_time=T0 + 20.0)
+    step = wait.before_first_poll(T0)
+    assert step is not None and step.sleep == pytest.approx(20.0)
+    assert wait.before_first_poll(T0 + 20.0) is None
+
+
+@pytest.mark.parametrize(
+    "job", [BackfillJob(EXPORT, BACKFILL), RunJob(EXPORT, "run-1")], ids=["backfill", "run"]
+)
+def test_other_waits_poll_at_once(job: Any) -> None:
+    assert _wait(job=job).before_first_poll(T0 - 86_400.0) is None
