@@ -46,9 +46,15 @@ PHASES: dict[str, list[list[str]]] = {
 }
 
 
+def say(text: str) -> None:
+    """One progress line, written at once: scenarios run in threads side by side."""
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+    sys.stdout.flush()
+
+
 def run_scenario(sut: SystemUnderTest, scenario: Scenario) -> None:
     started = time.monotonic()
-    print(f"[{time.strftime('%H:%M:%S')}] start {scenario.name}", flush=True)
+    say(f"start {scenario.name}")
     try:
         scenario.run(sut)
         scenario.result.passed = True
@@ -67,7 +73,7 @@ def run_scenario(sut: SystemUnderTest, scenario: Scenario) -> None:
         scenario.result.notes.append(f"could not fail its leftover runs: {type(exc).__name__}: {exc}")
     scenario.result.seconds = time.monotonic() - started
     verdict = "PASS" if scenario.result.passed else f"FAIL {scenario.result.error}"
-    print(f"[{time.strftime('%H:%M:%S')}] {scenario.name}: {verdict}", flush=True)
+    say(f"{scenario.name}: {verdict}")
 
 
 def run_concurrently(sut: SystemUnderTest, scenarios: Iterable[Scenario]) -> list[threading.Thread]:
