@@ -129,6 +129,8 @@ class _PostHogPollingTrigger(BaseTrigger):
         wait = self.wait
         hook: PostHogAsyncHook | None = None
         try:
+            if self._cancellable() is not None:
+                compat.warm_task_state(self.task_instance)
             hook = self._hook()
             # The task polled just before deferring: the first poll here waits for the next interval.
             if self.first_poll_at is not None:
@@ -152,6 +154,11 @@ class _PostHogPollingTrigger(BaseTrigger):
         """The event to yield, without the API key anywhere in it: Airflow stores events in its database."""
         return TriggerEvent(payload if hook is None else hook.scrubbed(payload))
 
+    def _cancellable(self) -> CancellableJob | None:
+        """The job ``on_kill`` cancels: asked for, and one that has a cancel (a backfill, a single run)."""
+        job = self.job
+        return job if self.cancel_on_kill and isinstance(job, (BackfillJob, RunJob)) else None
+
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user marked the deferred task failed/success or cleared it; cancel best effort.
 
@@ -166,8 +173,8 @@ class _PostHogPollingTrigger(BaseTrigger):
         task of its own, and ``on_kill`` waits for it through those repeated cancels, for at most
         :data:`~airflow_provider_posthog.tasks.waiting.CANCEL_SECONDS`.
         """
-        job = self.job
-        if not self.cancel_on_kill or not isinstance(job, (BackfillJob, RunJob)):  # only those have a cancel
+        job = self._cancellable()
+        if job is None:
             return
         work = asyncio.ensure_future(self._cancel_if_stopped(job))
         until = time.monotonic() + CANCEL_SECONDS

@@ -443,6 +443,48 @@ async def test_the_task_state_is_read_through_the_triggerers_sdk_channel(
     assert msg.map_index == (map_index if map_index >= 0 else None)
 
 
+async def test_a_triggerer_reads_a_task_state_once_before_any_on_kill(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow 3.3's triggerer builds what answers a trigger's requests at the first request (13-35 s on
+    two cores), longer than ``on_kill`` may take when that first request is ``on_kill``'s own: so the first
+    wait that can be cancelled reads its task's state in the background when it starts, once per process;
+    waits with nothing to cancel, and processes that are not a triggerer, never ask."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import task_runner
+
+    from airflow_provider_posthog import compat
+
+    read: list[str] = []
+
+    async def atask_state(ti: Any) -> str:
+        read.append(ti.task_id)
+        return "deferred"
+
+    monkeypatch.setattr(compat, "atask_state", atask_state)
+    monkeypatch.setattr(compat, "TRIGGER_ON_KILL_SUPPORTED", True)
+    monkeypatch.setattr(compat, "_warmed", False)
+
+    def started(trigger: Any, task_id: str) -> Any:
+        trigger.task_instance = SimpleNamespace(task_id=task_id, dag_id="d", run_id="r", map_index=-1)
+        return trigger
+
+    fake = FakePostHog().backfill("Completed").run("Completed")
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", None, raising=False)
+    await _events(started(_backfill_trigger(fake, cancel_on_kill=True), "not_in_a_triggerer"))
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", object(), raising=False)
+    await _events(started(_backfill_trigger(fake, cancel_on_kill=False), "nothing_to_cancel"))
+    await _events(
+        started(_run_trigger(fake, **INTERVAL, cancel_on_kill=True, end_time=time.time()), "interval_wait")
+    )
+    assert read == []
+    await _events(started(_backfill_trigger(fake, cancel_on_kill=True), "first"))
+    await _events(started(_run_trigger(fake, run_id="run-1", cancel_on_kill=True), "second"))
+    await asyncio.sleep(0)
+    assert read == ["first"]
+
+
 async def test_on_kill_cancels_only_when_asked() -> None:
     """The cancel is POSTed, then the backfill is read back to report what PostHog really did."""
     fake = FakePostHog().backfill("Running")
