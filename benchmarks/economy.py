@@ -34,7 +34,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -402,7 +402,7 @@ def shared_hour(emu: Any, case: SharedCase, intervals: int, workdir: Path) -> di
     c = emu.control
     waits = seed_waits(c, case)
     spec = {"poll": case.poll, "intervals": intervals, "waits": waits}
-    run_dir = workdir / f"shared-{case.short.replace(' ', '-').replace(',', '')}"
+    run_dir = workdir / f"shared-{case.short.replace(' ', '-').replace(',', '')}-{case.poll:g}s"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.json").write_text(json.dumps(spec))
     out = run_dir / "loop.json"
@@ -687,13 +687,21 @@ def main(argv: list[str] | None = None) -> int:
             name = f"Run sensor, deferrable={deferrable}"
             rows.append(guarded(name, functools.partial(sensor_scenario, emu, deferrable, hours)))
         workdir = Path(args.out).parent
-        one = guarded(ONE_WAIT.name, functools.partial(shared_hour, emu, ONE_WAIT, intervals, workdir))
-        one.pop("target", None)
-        rows.append(one)
+        # ONE wait at each case's own poll interval: at a scaled-down poll, a poll's own time stretches
+        # the cycle (at 0.1 s a lone wait polled 9 times in 10 intervals), so a reference at another poll
+        # would not be the same hour.
+        references: dict[float, dict[str, Any]] = {}
         for case in SHARED_CASES:
+            if case.poll not in references:
+                alone = replace(ONE_WAIT, poll=case.poll)
+                one = guarded(ONE_WAIT.name, functools.partial(shared_hour, emu, alone, intervals, workdir))
+                one.pop("target", None)
+                rows.append(one)
+                references[case.poll] = one
+            one = references[case.poll]
             row = guarded(case.name, functools.partial(shared_hour, emu, case, intervals, workdir))
             row["reference"] = one["requests"] or None
-            row["reference_label"] = f"one wait alone, same {intervals} poll intervals"
+            row["reference_label"] = f"one wait alone, same {intervals} poll intervals of {case.poll:g} s"
             row["poll_real_s"] = case.poll
             rows.append(row)
         if args.quick:

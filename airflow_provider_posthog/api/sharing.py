@@ -182,6 +182,12 @@ def merged_span(spans: Sequence[Span], asked: Span) -> Span:
 
 # -- the table ----------------------------------------------------------------------------------------------
 
+
+def _interest_seconds(window: float) -> float:
+    """How long a wait's interest in a range lasts after it asked or announced it."""
+    return max(INTEREST_WINDOWS * window, MIN_INTEREST_SECONDS)
+
+
 #: How an ask is answered: from a fresh answer, by joining a read in flight, or by a new read.
 Reuse = Literal["fresh", "in_flight", "new"]
 
@@ -254,7 +260,7 @@ class SharedReads(Generic[H]):
             self.sweep()
         slot = (scope, key)
         if span is not None and window > 0:
-            self._note_interest(slot, span, now + max(INTEREST_WINDOWS * window, MIN_INTEREST_SECONDS))
+            self._note_interest(slot, span, now + _interest_seconds(window))
         found = self._find(slot, span, window, now)
         if found is not None:
             found[0].window = min(found[0].window, window)
@@ -270,6 +276,14 @@ class SharedReads(Generic[H]):
         while len(self._order) > self._max_entries:  # the oldest go first, answered or not
             self._remove(next(iter(self._order)))
         return entry, "new"
+
+    def note(self, scope: Hashable, key: RequestSpec, span: Span | None, window: float) -> None:
+        """Remember that a wait will ask for ``key`` over ``span`` (accepting answers younger than ``window``)
+        before it asks: a wait that has just deferred polls one interval later, and the waits that poll
+        before it then list its range too, instead of each new wait reading its own range once."""
+        window = max(0.0, float(window))
+        if span is not None and window > 0:
+            self._note_interest((scope, key), span, self._clock() + _interest_seconds(window))
 
     def _find(
         self, slot: tuple[Hashable, RequestSpec], span: Span | None, window: float, now: float

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,10 +33,10 @@ from airflow_provider_posthog.hooks.httpx_client import (
     httpx_not_sent,
     shared_async_client,
 )
-from airflow_provider_posthog.hooks.shared_polls import read_shared
+from airflow_provider_posthog.hooks.shared_polls import announce_read, read_shared
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     from airflow_provider_posthog.api.connection import ConnectionSettings
     from airflow_provider_posthog.api.intervals import ExportSchedule
@@ -45,6 +46,20 @@ if TYPE_CHECKING:
 __all__ = ["PostHogAsyncHook", "aclose_shared_clients", "shared_async_client"]
 
 T = TypeVar("T")
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+        """``awaitable``, cut short after ``seconds`` (``TimeoutError``). Python 3.11's ``asyncio.wait_for``
+        returns a result that arrives together with a cancellation of the caller and drops the cancellation
+        (the trigger goes on as if Airflow had not stopped it); ``asyncio.timeout`` keeps it, and runs the
+        request in the caller's task instead of a new task per request."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+    _within = asyncio.wait_for
 
 
 class PostHogAsyncHook(PostHogHookBase):
@@ -76,7 +91,7 @@ class PostHogAsyncHook(PostHogHookBase):
         if budget <= 0:
             raise self._cut_short(spec, settings, 0.0)
         try:
-            return await asyncio.wait_for(self._exchange(spec, settings), budget)
+            return await _within(self._exchange(spec, settings), budget)
         except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
             raise self._unsendable(spec, settings, exc) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
@@ -152,6 +167,19 @@ class PostHogAsyncHook(PostHogHookBase):
         return await self._drive(
             op, await self._asettings(project_id), Deadline.from_epoch(deadline), fresh_within
         )
+
+    async def _announce(self, op: Operation[Any], *, fresh_within: float) -> None:
+        """Tell the event loop's shared reads what ``op``'s first read will ask, without asking it: a wait
+        that polls in a poll interval is then covered by the reads of the waits that poll before it. Sends
+        nothing (an operation's commands are computed without I/O); nothing is noted when the first command
+        is not a shared read over a range."""
+        with contextlib.closing(op):
+            try:
+                command = advance(op)
+            except StopIteration:
+                return
+        if isinstance(command, Shared) and command.span is not None:
+            announce_read(command, await self._asettings(), fresh_within)
 
     async def _drive(
         self, op: Operation[T], settings: ConnectionSettings, until: Deadline, fresh_within: float

@@ -91,6 +91,12 @@ async def read_shared(
     return shared.narrow(task.result())
 
 
+def announce_read(shared: Shared[Any], settings: ConnectionSettings, fresh_within: float) -> None:
+    """Note in the event loop's table that a wait will ask ``shared``: the reads of other waits cover its
+    range from now on (``SharedReads.note``)."""
+    loop_table().note(scope_of(settings), shared.key, shared.span, fresh_within)
+
+
 async def _settled(
     table: SharedReads[asyncio.Future[Any]], entry: Entry[asyncio.Future[Any]], read: Awaitable[Any]
 ) -> Any:

@@ -10,6 +10,7 @@ the task before it deferred.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -132,8 +133,11 @@ class _PostHogPollingTrigger(BaseTrigger):
             if self._cancellable() is not None:
                 compat.warm_task_state(self.task_instance)
             hook = self._hook()
-            # The task polled just before deferring: the first poll here waits for the next interval.
+            # The task polled just before deferring: the first poll here waits for the next interval, and
+            # the waits of this triggerer that poll meanwhile read what it will need along with their own.
             if self.first_poll_at is not None:
+                with contextlib.suppress(Exception):  # the first poll meets and reports the same trouble
+                    await hook._announce(self.job.poll(), fresh_within=self.poll_interval)
                 await asyncio.sleep(wait.sleep_until(self.first_poll_at, time.time()))
             while True:
                 step = wait.step(await self._poll(hook), time.time())

@@ -268,6 +268,67 @@ async def test_waits_on_100_intervals_of_one_export_share_one_list_per_round() -
     assert per_round[1:] == [[], [wanted]]
 
 
+async def test_waits_that_announce_their_interval_share_one_list_from_their_first_poll() -> None:
+    """Each trigger, once deferred, announces the range its first poll will list (sending nothing), then
+    polls one interval later: the first of them to poll lists every announced interval at once, instead of
+    each new wait reading its own interval in round one."""
+    rows = run_rows(range(120))
+
+    def posthog(spec: RequestSpec) -> Any:
+        return {"next": None, "results": inside(spec, rows)}
+
+    clock = FakeClock()
+    shared_polls._TABLES[asyncio.get_running_loop()] = SharedReads(clock)
+    hook = ScriptedHook(posthog, latency=0.001)
+    jobs = [IntervalJob("e", *hour_of(n)) for n in range(10, 110)]
+    for job in jobs:  # deferred one after the other over the first 60 s
+        await hook._announce(job.poll(), fresh_within=60)
+        clock.now += 0.6
+    assert hook.sent == []
+    decisions = []
+    for job in jobs:  # each first poll one interval after its deferral
+        decisions.append(await hook.arun(job.poll(), fresh_within=60))
+        clock.now += 0.6
+    assert decisions == [SyncScriptedHook(posthog).run(job.poll()) for job in jobs]
+    first, last = hour_of(10)[0].isoformat(), hour_of(109)[1].isoformat()
+    wanted = {"ordering": "-data_interval_start", "start": first, "end": last}
+    assert [dict(spec.params) for _, spec in hook.sent] == [wanted]
+
+
+async def test_announcing_a_wait_without_a_range_notes_nothing() -> None:
+    """A backfill's or a single run's poll reads one object: nothing to widen, nothing noted or sent."""
+    table = shared_polls._TABLES[asyncio.get_running_loop()] = SharedReads(FakeClock())
+    hook = ScriptedHook(backfill_posthog)
+    await hook._announce(BackfillJob("e", "b").poll(), fresh_within=60)
+    await hook._announce(RunJob("e", "r").poll(), fresh_within=60)
+    assert table.interest_count == 0 and hook.sent == []
+
+
+async def test_a_cancellation_arriving_with_the_answer_is_not_lost() -> None:
+    """The caller is cancelled in the same loop step as its request is answered: it must still see the
+    cancellation at its next await (Python 3.11's ``asyncio.wait_for`` returned the answer and dropped it)."""
+    loop = asyncio.get_running_loop()
+    caller: list[asyncio.Task[Any]] = []
+
+    class AnsweredAsCancelled(PostHogAsyncHook):
+        async def _exchange(self, spec: RequestSpec, settings: ConnectionSettings) -> ApiResponse:
+            loop.call_soon(caller[0].cancel)  # runs before the caller resumes with the answer
+            return ApiResponse(200, BACKFILL)
+
+    hook = AnsweredAsCancelled(posthog_conn_id="posthog_scripted", retry_policy=ONE_ATTEMPT)
+    went_on = []
+
+    async def poll_then_sleep() -> None:
+        await hook._send_once(RequestSpec("GET", "batch_exports/e/backfills/b/"), SETTINGS, NO_DEADLINE)
+        await asyncio.sleep(0.2)
+        went_on.append(True)
+
+    caller.append(asyncio.ensure_future(poll_then_sleep()))
+    with pytest.raises(asyncio.CancelledError):
+        await caller[0]
+    assert went_on == []
+
+
 async def test_sync_and_async_drivers_decide_alike() -> None:
     done = {**BACKFILL, "status": "Completed", "end_at": "2026-11-28T17:00:00Z"}
     runs = [

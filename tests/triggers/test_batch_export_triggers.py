@@ -251,6 +251,27 @@ async def test_interval_trigger_waits_for_full_coverage() -> None:
     )
 
 
+async def test_an_interval_wait_announces_its_range_before_its_first_poll() -> None:
+    """While it waits for its first poll, an interval trigger has already told its triggerer's shared
+    reads which runs it will list (so waits polling before it list them too), without a request."""
+    from airflow_provider_posthog.hooks import shared_polls
+
+    fake = FakePostHog()
+    trigger = _run_trigger(fake, **INTERVAL, first_poll_at=time.time() + 60)
+    task = asyncio.ensure_future(_events(trigger))
+    try:
+        for _ in range(100):
+            if shared_polls.loop_table().interest_count:
+                break
+            await asyncio.sleep(0.01)
+        assert shared_polls.loop_table().interest_count == 1
+        assert fake.sent == []
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_first_poll_waits_until_first_poll_at_but_not_past_the_deadline() -> None:
     calls: list[float] = []
 
