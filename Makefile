@@ -99,7 +99,7 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra docs --python-version 3.11 -o $(LOCK)
 
 # Older Airflow minors (pyproject says apache-airflow>=3.1): one venv each, built like .venv from its own lock,
-# pytest only (ruff/mypy run once, in .venv). `make test-compat` runs both; `make test-airflow-3.1` one of them.
+# pytest only (ruff/mypy run once, in .venv). `make test-compat` runs both side by side; `make test-airflow-3.1` one.
 # Only the tests whose outcome can depend on the Airflow version run there. COMPAT_SKIP: tests that never run
 # Airflow code (the PostHog client core, the emulator's server, the docs' text) or that only vary a hostile
 # PostHog answer around one Airflow path every other e2e test also takes; they run once, in `make test`.

@@ -157,7 +157,7 @@ def run_economy(quick: bool, workdir: Path) -> dict[str, Any]:
     out = run_dir / "result.json"
     args = ["--out", str(out)] + (["--quick"] if quick else [])
     proc = run_child(
-        "benchmarks.economy", args, run_dir, child_env(run_dir), timeout=900, log_name="economy.log"
+        "benchmarks.economy", args, run_dir, child_env(run_dir), timeout=1500, log_name="economy.log"
     )
     if proc.returncode != 0 or not out.exists():
         return {"failed": f"economy run failed (exit {proc.returncode}); see {run_dir / 'economy.log'}"}

@@ -7,6 +7,11 @@ duplicate of what its earlier try started. Airflow records the difference:
 - a retry is ``ti.try_number > ti.max_tries - task.retries + 1``: the first try of the current round is
   ``max_tries - retries + 1`` (Airflow's own formula; clearing a task raises ``max_tries`` by ``retries + 1``,
   so the first try after a clear is not a retry);
+- a try that Airflow rescheduled is running again: when a resumed task cannot start (its DAG file fails to
+  load: "Dag not found during start up"), Airflow reschedules it without counting a retry (``[workers]
+  missing_dag_retries``), and it starts over from ``execute()`` with the same try number; the operators
+  never reschedule themselves, so ``task_reschedule_count > 0`` (Airflow counts them per try) means an
+  earlier start of this very try may have created the backfill;
 - the current round began at the DAG run's ``start_date`` (Airflow resets it when a finished run is cleared),
   so a backfill PostHog created before it belongs to an earlier round.
 
@@ -55,12 +60,16 @@ def validate_reattach(reattach: Any, reuse_existing: Any = None) -> str:
 
 
 def is_retry(context: Mapping[str, Any] | None) -> bool:
-    """Whether this try is a retry of the same task instance (not its first try, not the first after a clear).
+    """Whether this try is a retry of the same task instance (not its first try, not the first after a clear),
+    or a try Airflow started again after rescheduling it.
 
     Unknown values (a hand-made context in a unit test) count as a first try: exporting again is the safe
     default, a duplicate is visible, a skipped re-export is not.
     """
     ctx = context or {}
+    rescheduled = ctx.get("task_reschedule_count")
+    if isinstance(rescheduled, int) and not isinstance(rescheduled, bool) and rescheduled > 0:
+        return True  # this try started before and was rescheduled by Airflow (see the module docstring)
     ti = ctx.get("ti")
     task = ctx.get("task") or getattr(ti, "task", None)
     try_number = getattr(ti, "try_number", None)

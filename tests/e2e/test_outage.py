@@ -35,6 +35,9 @@ DROPS_FOR = 4.0
 PHASE_AT_MOST = 30.0
 TIMEOUT = 60.0
 POLL = 1.0
+#: "At once" for a wait polling every POLL: a few polls plus dag.test()'s own end, with room for a loaded
+#: machine (5.02 s were seen at load 7-15), and still far from TIMEOUT.
+PROMPTLY = 10 * POLL
 UNREACHABLE = "PostHog is unreachable since"
 ANSWERED = "PostHog answered again after"
 BACKFILL_GET = re.compile(r"/backfills/[0-9a-f-]{36}/$")
@@ -218,7 +221,7 @@ def test_a_wait_rides_out_an_outage_and_succeeds_once_posthog_answers(
     # A rescheduled sensor's pokes are separate processes: Airflow 3.3's task state store carries the
     # outage's start from poke to poke; before 3.3 each poke counts afresh and none can say it is over.
     assert (ANSWERED in out) is (not scenario.endswith("reschedule") or TASK_STATE_STORE)
-    assert finished - outage.ended < 5 * POLL  # once PostHog answers, not at the timeout
+    assert finished - outage.ended < PROMPTLY  # once PostHog answers, not at the timeout
     assert len(airflow_dags.asset_events(waiting.dag.dag_id, dr.run_id)) == 1
     print(
         f"\n{scenario}: {outage.errors} x 503 and {outage.drops} dropped during the outage; success "
@@ -252,7 +255,7 @@ def test_a_backfill_gone_fails_the_wait_at_once(
     assert dr.state == "failed"
     assert airflow_dags.task_states(waiting.dag.dag_id, dr.run_id) == {"wait": ("failed", 1)}
     ((at, seen),) = gone
-    assert finished - at < 5 * POLL
+    assert finished - at < PROMPTLY
     after = emu.control.request_log[seen:]
     assert [e.status for e in after if BACKFILL_GET.search(e.path)] == [404]  # one poll, not one per retry
     assert "Not found." in out and UNREACHABLE not in out

@@ -44,6 +44,15 @@ def test_is_retry_follows_airflows_first_try_formula(
     assert rule.is_retry(_ctx(try_number, max_tries, retries)) is expected
 
 
+@pytest.mark.parametrize(("rescheduled", "expected"), [(0, False), (1, True), (3, True), (None, False)])
+def test_a_first_try_that_airflow_rescheduled_counts_as_a_retry(rescheduled: Any, expected: bool) -> None:
+    """A resumed task whose DAG file failed to load is rescheduled by Airflow (not a retry) and starts over
+    from ``execute()`` with try number 1: its earlier start may have created the backfill."""
+    context = {**_ctx(1, 2, 2), "task_reschedule_count": rescheduled}
+    assert rule.is_retry(context) is expected
+    assert rule.should_look(rule.RETRY, context) is expected
+
+
 def test_unknown_try_numbers_count_as_a_first_try() -> None:
     assert rule.is_retry({"ti": mock.MagicMock()}) is False
     assert rule.is_retry(None) is False
