@@ -182,12 +182,6 @@ def merged_span(spans: Sequence[Span], asked: Span) -> Span:
 
 # -- the table ----------------------------------------------------------------------------------------------
 
-
-def _interest_seconds(window: float) -> float:
-    """How long a wait's interest in a range lasts after it asked or announced it."""
-    return max(INTEREST_WINDOWS * window, MIN_INTEREST_SECONDS)
-
-
 #: How an ask is answered: from a fresh answer, by joining a read in flight, or by a new read.
 Reuse = Literal["fresh", "in_flight", "new"]
 
@@ -259,8 +253,7 @@ class SharedReads(Generic[H]):
         if now >= self._next_sweep:
             self.sweep()
         slot = (scope, key)
-        if span is not None and window > 0:
-            self._note_interest(slot, span, now + _interest_seconds(window))
+        self.note(scope, key, span, window)
         found = self._find(slot, span, window, now)
         if found is not None:
             found[0].window = min(found[0].window, window)
@@ -283,7 +276,8 @@ class SharedReads(Generic[H]):
         before it then list its range too, instead of each new wait reading its own range once."""
         window = max(0.0, float(window))
         if span is not None and window > 0:
-            self._note_interest((scope, key), span, self._clock() + _interest_seconds(window))
+            until = self._clock() + max(INTEREST_WINDOWS * window, MIN_INTEREST_SECONDS)
+            self._note_interest((scope, key), span, until)
 
     def _find(
         self, slot: tuple[Hashable, RequestSpec], span: Span | None, window: float, now: float
