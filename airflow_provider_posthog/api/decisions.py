@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 class Decision:
     """What a poll found: keep waiting, or a terminal outcome with the facts a message needs.
 
-    ``completed_runs`` are the runs a success counted (what lineage reports); they stay in the process that
-    polled and never enter an event, only their facts do (:func:`run_facts`).
+    ``completed_runs`` are the runs a success counted (what lineage reports); an event carries their
+    summaries (:func:`run_summary`, up to :data:`EVENT_RUNS`) and their facts (:func:`run_facts`).
+    ``export`` is the export the poll read, if it read one (its destination names the asset of a success).
     """
 
     outcome: Outcome
@@ -34,6 +35,7 @@ class Decision:
     runs_completed: int = 0
     records_completed: int = 0
     completed_runs: tuple[BatchExportRun, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    export: BatchExport | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def done(self) -> bool:
@@ -65,6 +67,9 @@ def run_summary(run: BatchExportRun) -> dict[str, Any]:
 
 #: How many run ids :func:`run_facts` lists (the count of runs is always complete).
 FACT_RUN_IDS = 100
+#: Up to how many counted runs a success event carries whole (:func:`event_runs`); with more, the task that
+#: resumes on the event reads them again for lineage.
+EVENT_RUNS = 100
 #: How many runs a completeness message names.
 INCOMPLETE_NAMED = 10
 
@@ -103,6 +108,37 @@ def incomplete_message(runs: Sequence[Mapping[str, Any]]) -> str:
 
 def _window_text(run: Mapping[str, Any]) -> str:
     return f"[{run.get('data_interval_start')}, {run.get('data_interval_end')})"
+
+
+def event_runs(decision: Decision) -> list[dict[str, Any]] | None:
+    """The counted runs of a success as summaries (what lineage reports after a deferral without reading
+    them again), or ``None``: not a success, or more than :data:`EVENT_RUNS` runs."""
+    if decision.outcome is not Outcome.SUCCEEDED or len(decision.completed_runs) > EVENT_RUNS:
+        return None
+    return [run_summary(r) for r in decision.completed_runs]
+
+
+#: How many runs PostHog lists with an export (``latest_runs``, newest ``created_at`` first).
+LATEST_RUNS = 10
+
+
+def latest_runs_inside(export: BatchExport, start: dt.datetime) -> list[BatchExportRun] | None:
+    """The export's ``latest_runs`` when they hold every run of any interval starting at or after ``start``,
+    else ``None`` (the runs list must be read; also when PostHog sent no ``latest_runs``).
+
+    PostHog lists the export's 10 newest runs by ``created_at``. A run is created after its interval
+    started (a scheduled run when its interval ends, a backfill's runs later), so when fewer than 10 are
+    listed, or the oldest listed was created before ``start``, no run of such an interval is left out.
+    """
+    if not isinstance(export.raw.get("latest_runs"), list):  # a PostHog that does not list them
+        return None
+    runs = export.latest_runs
+    if len(runs) < LATEST_RUNS:
+        return list(runs)
+    created = [r.created_at for r in runs]
+    if any(c is None for c in created):
+        return None
+    return list(runs) if min(c for c in created if c is not None) < start else None
 
 
 def run_facts(decision: Decision) -> dict[str, Any]:

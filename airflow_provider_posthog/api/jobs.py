@@ -22,6 +22,7 @@ from airflow_provider_posthog.api.decisions import (
     decide_interval,
     decide_retried,
     decide_run,
+    latest_runs_inside,
     newest_per_interval,
 )
 from airflow_provider_posthog.api.endpoints import (
@@ -41,7 +42,7 @@ from airflow_provider_posthog.api.sharing import (
     run_read,
     runs_by_interval,
 )
-from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES
+from airflow_provider_posthog.api.statuses import CANCELLABLE_STATUSES, Outcome
 from airflow_provider_posthog.exceptions import (
     PostHogCancelNotEffectiveError,
     PostHogConfigError,
@@ -118,7 +119,8 @@ class BackfillJob:
         else:
             runs = yield runs_by_interval(self.batch_export_id, *span, ordering=BACKFILL_RUNS_ORDERING)
         intervals = expected_intervals(backfill, schedule)
-        return decide_backfill(backfill, runs, intervals=intervals, export=export)
+        decided = decide_backfill(backfill, runs, intervals=intervals, export=export)
+        return dataclasses.replace(decided, export=export)
 
     def status(self) -> Operation[str]:
         return (yield from get_backfill(self.batch_export_id, self.backfill_id)).status
@@ -175,17 +177,31 @@ class IntervalJob:
             f"[{self.start.isoformat()}, {self.end.isoformat()})"
         )
 
-    def poll(self) -> Operation[Decision]:
+    def poll(self, *, read_export: bool = False) -> Operation[Decision]:
         """One list of the runs inside the interval (the newest run of each sub-interval counts); while
-        runs are still missing, the export too: a paused export schedules none, so the wait fails now."""
+        runs are still missing, the export too: a paused export schedules none, so the wait fails now.
+
+        ``read_export`` (a wait's first poll): read the export first. Its destination names what a success
+        exported, so the success needs no read of its own; and when its ``latest_runs`` hold every run of
+        the interval (:func:`latest_runs_inside`) and show it complete or still under way, they are the
+        poll: no list. A failure or a paused export is confirmed by the list.
+        """
+        export: BatchExport | None = None
+        if read_export:
+            export = yield export_read(self.batch_export_id)
+            latest = latest_runs_inside(export, self.start)
+            if latest is not None:
+                decision = decide_interval(latest, self.start, self.end, export=export)
+                if decision.outcome is not Outcome.FAILED:
+                    return dataclasses.replace(decision, export=export)
         runs: list[BatchExportRun] = yield runs_by_interval(self.batch_export_id, self.start, self.end)
-        decision = decide_interval(runs, self.start, self.end)
-        if decision.done or covered_until(newest_per_interval(runs, self.start, self.end), self.start) >= (
-            self.end
-        ):
+        decision = decide_interval(runs, self.start, self.end, export=export)
+        if export is not None or decision.done:
+            return dataclasses.replace(decision, export=export)
+        if covered_until(newest_per_interval(runs, self.start, self.end), self.start) >= self.end:
             return decision
-        export: BatchExport = yield export_read(self.batch_export_id)
-        return decide_interval(runs, self.start, self.end, export=export)
+        export = yield export_read(self.batch_export_id)
+        return dataclasses.replace(decide_interval(runs, self.start, self.end, export=export), export=export)
 
 
 #: Intervals further apart than this are listed by separate requests when a :class:`RunsJob` polls (the same

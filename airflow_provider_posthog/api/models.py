@@ -20,6 +20,7 @@ import pendulum
 from pendulum import DateTime
 
 from airflow_provider_posthog.api.http import describe, unexpected
+from airflow_provider_posthog.api.identity import identity_config
 from airflow_provider_posthog.api.statuses import Outcome, backfill_outcome, run_outcome
 from airflow_provider_posthog.exceptions import PostHogConfigError
 
@@ -291,6 +292,21 @@ class BatchExport:
             latest_runs=tuple(BatchExportRun.from_api(r) for r in latest_runs or ()),
             raw=dict(data),
         )
+
+    def identity(self) -> dict[str, Any]:
+        """What names this export and where it writes, as plain JSON that may leave the process (a trigger
+        event): the destination reduced to ``api.identity.IDENTITY_KEYS``, never a credential, and no runs."""
+        data = self.raw
+        schema, query = data.get("schema"), data.get("hogql_query")
+        return {
+            "id": self.id,
+            "name": self.name,
+            "model": self.model,
+            "interval": self.interval,
+            "destination": {"type": self.destination_type, "config": identity_config(self.destination)},
+            "schema": dict(schema) if isinstance(schema, Mapping) else None,
+            "hogql_query": query if isinstance(query, str) else None,
+        }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ from airflow_provider_posthog.hooks.httpx_client import (
     ASYNC_POOL_TIMEOUT,
     aclose_shared_clients,
     httpx_not_sent,
+    send_gate,
     shared_async_client,
 )
 from airflow_provider_posthog.hooks.shared_polls import announce_read, read_shared
@@ -115,14 +116,15 @@ class PostHogAsyncHook(PostHogHookBase):
             headers=self._headers(settings),
             timeout=timeout,
         )
-        resp = await client.send(request, stream=True)
-        try:
-            self._refuse_declared_size(spec, settings, resp.headers)
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                self._take(spec, settings, body, chunk)
-        finally:
-            await resp.aclose()
+        async with send_gate(settings.base_url, settings.verify):  # the pool's size at once, the rest wait
+            resp = await client.send(request, stream=True)
+            try:
+                self._refuse_declared_size(spec, settings, resp.headers)
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    self._take(spec, settings, body, chunk)
+            finally:
+                await resp.aclose()
         return self._decode(spec, settings, resp.status_code, bytes(body), resp.headers)
 
     async def _send(

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from airflow_provider_posthog.api.identity import IDENTITY_KEYS, identity_config
+
 # What a task declares when it is built lives in ``lineage.outlets`` (cheap at DAG parse time); importable
 # from here too.
 from airflow_provider_posthog.lineage.outlets import ALIAS_PREFIX as ALIAS_PREFIX
@@ -27,14 +29,12 @@ from airflow_provider_posthog.lineage.outlets import is_asset
 from airflow_provider_posthog.lineage.outlets import with_alias_outlet as with_alias_outlet
 from airflow_provider_posthog.lineage.target import (
     DEFAULT_TABLE,
-    IDENTITY_KEYS,
     POSTGRES_DEFAULT_PORT,
     REDSHIFT_DEFAULT_PORT,
     S3_TYPES,
     config_text,
     host_and_port,
     hostname_of,
-    identity_config,
     posthog_authority,
     snowflake_account,
     stable_s3_prefix,

@@ -9,8 +9,10 @@ nothing (Airflow records an event for each plain asset outlet of a task that suc
 finds ``get_openlineage_facets_on_complete`` and ``_on_failure`` on the task.
 Lineage builds on the task layer; the task layer knows nothing of lineage.
 
-PostHog is read after the success (the export once per task instance, cached, and the runs that completed)
-or, for OpenLineage, after a failure that came before the export was read; never when the DAG file is parsed.
+A success names the export and runs its wait read (its event carries the export's identity and up to 100
+counted runs, also across a deferral); PostHog is read after the success only for what the event lacks (the
+export once per task instance, cached, and the runs that completed) or, for OpenLineage, after a failure
+that came before the export was read; never when the DAG file is parsed.
 Operators and sensors inherit this class, so every DAG file imports it: it imports only what building a task
 needs (``lineage.outlets``); ``assets``, ``target`` and ``openlineage`` are imported when the task runs (a
 task given ``asset_destination`` reads ``assets`` when it is built, to name that asset).
@@ -125,6 +127,18 @@ class PostHogLineageMixin(PostHogTaskMixin):
         return self._lineage_target
 
     # -- reading PostHog after a success ------------------------------------------------------------------
+    def _lineage_known(self, event: Mapping[str, Any], batch_export_id: str) -> bool:
+        """Take the export the wait read from its event (its identity: ``BatchExport.identity()``), so
+        nothing is read again; ``False`` when the event names none (an older trigger's event)."""
+        from collections.abc import Mapping
+
+        known = event.get("export")
+        if not isinstance(known, Mapping) or str(known.get("id") or "") != batch_export_id:
+            return False
+        settings = self.hook._settings()  # base URL and project: what names the PostHog side; no request
+        self._lineage_target_from_api(known, posthog_host=settings.base_url, project_id=settings.project_id)
+        return True
+
     def _lineage_load(self, batch_export_id: str) -> BatchExport:
         """The export, read once per task instance (``GET .../batch_exports/{id}/``, secrets stripped)."""
         export = self._lineage_export_obj
@@ -159,8 +173,9 @@ class PostHogLineageMixin(PostHogTaskMixin):
     def on_wait_succeeded(
         self, context: Context, event: Mapping[str, Any], completed_runs: Sequence[BatchExportRun] | None
     ) -> None:
-        """Once PostHog confirmed the success: read the export (and, after a deferral, the runs), then emit
-        the asset event. Outside Airflow's task runner (no ``outlet_events``) nothing is read."""
+        """Once PostHog confirmed the success: emit the asset event for the export and runs the wait read
+        (the event carries them); what it lacks is read. Outside Airflow's task runner (no
+        ``outlet_events``) nothing is read."""
         super().on_wait_succeeded(context, event, completed_runs)
         self._lineage_wait_succeeded(context, event, completed_runs)
 
@@ -179,12 +194,11 @@ class PostHogLineageMixin(PostHogTaskMixin):
             return None
         batch_export_id = str(event["batch_export_id"])
         try:
-            export = self._lineage_load(batch_export_id)
-            runs = (
-                completed_runs
-                if completed_runs is not None
-                else self._lineage_completed_runs(context, event, export)
-            )
+            runs = completed_runs
+            if runs is None:
+                runs = self._lineage_completed_runs(context, event, self._lineage_load(batch_export_id))
+            elif not self._lineage_known(event, batch_export_id):
+                self._lineage_load(batch_export_id)
         except PostHogError:
             self.log.error(
                 "PostHog reported success, but reading batch export %s for its asset event failed; "

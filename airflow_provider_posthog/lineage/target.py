@@ -13,38 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-#: Non-secret destination keys that name where the data lands (per destination type, PostHog's config).
-IDENTITY_KEYS = frozenset(
-    {
-        "bucket_name",
-        "prefix",
-        "region",
-        "project_id",
-        "dataset_id",
-        "table_id",
-        "account",
-        "database",
-        "schema",
-        "table_name",
-        "host",
-        "port",
-        "catalog",
-        "server_hostname",
-        "container_name",
-    }
-)
+from airflow_provider_posthog.api.identity import identity_config
+
 #: PostHog's default model when an export does not say.
 DEFAULT_MODEL = "events"
-
-
-def identity_config(destination: Mapping[str, Any]) -> dict[str, Any]:
-    """The destination config reduced to the keys that name the target (never credentials)."""
-    config = destination.get("config")
-    if not isinstance(config, Mapping):
-        return {}
-    return {
-        key: value for key, value in config.items() if key in IDENTITY_KEYS and not isinstance(value, Mapping)
-    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -143,6 +143,7 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
             poll_interval=float(self.poke_interval),
             end_time=deadline(self._started_at(context, reschedules), self.timeout, None),
             unreachable_timeout=self.unreachable_timeout,
+            first_reads_export=first,
         )
         if first:
             wait.log_link(self.log, self.hook.ui_url)

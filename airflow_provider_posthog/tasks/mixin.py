@@ -170,7 +170,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         exception it raised, for :meth:`Wait.step` to judge."""
         self._decided = None
         try:
-            self._decided = self.hook.run(wait.job.poll(), deadline=wait.start_poll(time.time()))
+            self._decided = self.hook.run(wait.operation(), deadline=wait.start_poll(time.time()))
         except Exception as exc:
             return exc
         return self._decided
@@ -218,7 +218,12 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         self.log.info("%s", checked["message"])
         self.check_completeness(checked)
         decided = self._decided
-        completed = decided.completed_runs if decided is not None and decided.done else None
+        if decided is not None and decided.done:
+            completed: Sequence[BatchExportRun] | None = decided.completed_runs
+        else:  # the event crossed from a trigger
+            from airflow_provider_posthog.tasks.waiting import event_completed_runs
+
+            completed = event_completed_runs(checked)
         self.on_wait_succeeded(context, checked, completed)
         return checked
 
@@ -278,7 +283,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         self, context: Context, event: Mapping[str, Any], completed_runs: Sequence[BatchExportRun] | None
     ) -> None:
         """PostHog confirmed the success (``event``); ``completed_runs`` are the runs the success counted
-        when this process polled it (``None`` after a deferral). Nothing by default."""
+        (from the event after a deferral; ``None`` when it carries none). Nothing by default."""
 
     def on_wait_timeout(self, event: Mapping[str, Any]) -> None:
         """What to do before failing a wait whose deadline passed (the operators cancel their backfill)."""

@@ -20,7 +20,10 @@ Event schema::
      "runs_by_status": {status: int}, "run_ids": [str, ...],
      "data_interval_start": str | None, "data_interval_end": str | None,
      "records_expected": int | None, "bytes_exported": int | None,
-     "incomplete_runs": [run summary, ...]}  # records_completed < records_total_count
+     "incomplete_runs": [run summary, ...],  # records_completed < records_total_count
+     # what lineage needs after a deferral, so the resumed task reads nothing again:
+     "completed_runs": [run summary, ...] | None,  # a success's counted runs (None: too many, or none)
+     "export": {export identity} | None}  # ``BatchExport.identity()`` of the export the wait read
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.api.decisions import run_facts
+from airflow_provider_posthog.api.decisions import event_runs, run_facts
 from airflow_provider_posthog.api.statuses import Outcome
 from airflow_provider_posthog.exceptions import (
     PostHogCancelNotEffectiveError,
@@ -43,8 +46,9 @@ if TYPE_CHECKING:
     from airflow.sdk.types import Logger
 
     from airflow_provider_posthog.api.decisions import Decision
+    from airflow_provider_posthog.api.http import Operation
     from airflow_provider_posthog.api.jobs import Cancel, Job
-    from airflow_provider_posthog.api.models import LogEntry
+    from airflow_provider_posthog.api.models import BatchExportRun, LogEntry
 
 SUCCESS = "success"
 FAILED = "failed"
@@ -84,8 +88,10 @@ def make_event(
     backfill_id: str | None = None,
     run_id: str | None = None,
     decision: Decision | None = None,
+    export: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The one event dict every waiting path produces (plain JSON values only)."""
+    """The one event dict every waiting path produces (plain JSON values only); ``export`` is the identity
+    of the export the wait read (``BatchExport.identity()``)."""
     if status not in EVENT_STATUSES:
         raise ValueError(f"unknown event status {status!r}")
     event: dict[str, Any] = {
@@ -102,6 +108,8 @@ def make_event(
         "runs_by_status": {},
         "run_ids": [],
         "incomplete_runs": [],
+        "completed_runs": None,
+        "export": None if export is None else dict(export),
     }
     if decision is not None:
         event["remote_status"] = decision.remote_status
@@ -109,11 +117,17 @@ def make_event(
         event["runs_completed"] = decision.runs_completed
         event["records_completed"] = decision.records_completed
         event.update(run_facts(decision))
+        event["completed_runs"] = event_runs(decision)
     return event
 
 
 def decision_event(
-    decision: Decision, *, batch_export_id: str, backfill_id: str | None = None, run_id: str | None = None
+    decision: Decision,
+    *,
+    batch_export_id: str,
+    backfill_id: str | None = None,
+    run_id: str | None = None,
+    export: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The event of a terminal decision."""
     if not decision.done:
@@ -125,7 +139,23 @@ def decision_event(
         backfill_id=backfill_id,
         run_id=run_id,
         decision=decision,
+        export=export,
     )
+
+
+def event_completed_runs(event: Mapping[str, Any]) -> tuple[BatchExportRun, ...] | None:
+    """The counted runs a success event carries, or ``None`` when it carries none that can be read (an
+    event of an older provider version, or a success over more than ``EVENT_RUNS`` runs)."""
+    from airflow_provider_posthog.api.models import BatchExportRun
+    from airflow_provider_posthog.exceptions import PostHogError
+
+    runs = event.get("completed_runs")
+    if not isinstance(runs, list):
+        return None
+    try:
+        return tuple(BatchExportRun.from_api(r) for r in runs)
+    except PostHogError:
+        return None
 
 
 def validate_event(event: Any, *, require: Sequence[str] = ()) -> dict[str, Any]:
@@ -261,6 +291,12 @@ class Wait:
     unreachable_since: float | None = None
     #: When the last poll started (``start_poll``).
     poll_started: float | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: The identity (``BatchExport.identity()``) of the export a poll of this wait last read: a success
+    #: event carries it, so what the success exported is named without reading the export again.
+    export: dict[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: Whether an interval wait's first poll reads the export (a rescheduled poke, a new process, does not
+    #: read it again at each poke: its success reads it once instead).
+    first_reads_export: bool = dataclasses.field(default=True, compare=False, repr=False)
 
     @property
     def what(self) -> str:
@@ -283,6 +319,15 @@ class Wait:
         """The tab of the export's PostHog page that shows what this wait waits on."""
         return "backfills" if self.job.kind == "backfill" else "runs"
 
+    def operation(self) -> Operation[Decision]:
+        """The poll of this wait's job: an interval wait's first poll also reads the export
+        (``IntervalJob.poll``), later ones only when they need it."""
+        from airflow_provider_posthog.api.jobs import IntervalJob
+
+        if isinstance(self.job, IntervalJob):
+            return self.job.poll(read_export=self.first_reads_export and self.export is None)
+        return self.job.poll()
+
     def step(self, polled: Decision | BaseException, now: float) -> Step:
         """The one poll step: ``polled`` is the poll's decision, or the exception the poll raised.
 
@@ -291,6 +336,8 @@ class Wait:
         """
         if isinstance(polled, BaseException):
             return self._unreachable(polled, now)
+        if polled.export is not None:
+            self.export = polled.export.identity()
         lines: list[Line] = []
         if self.unreachable_since is not None:
             lines.append(
@@ -388,7 +435,11 @@ class Wait:
 
     def event(self, decision: Decision) -> dict[str, Any]:
         return decision_event(
-            decision, batch_export_id=self.batch_export_id, backfill_id=self.backfill_id, run_id=self.run_id
+            decision,
+            batch_export_id=self.batch_export_id,
+            backfill_id=self.backfill_id,
+            run_id=self.run_id,
+            export=self.export,
         )
 
     def timeout_event(self) -> dict[str, Any]:

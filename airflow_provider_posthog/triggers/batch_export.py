@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -80,10 +79,10 @@ class _PostHogPollingTrigger(BaseTrigger):
         self.unreachable_timeout = None if unreachable_timeout is None else float(unreachable_timeout)
         self.unreachable_since = None if unreachable_since is None else float(unreachable_since)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self._wait: Wait | None = None
 
     # -- subclass API ---------------------------------------------------------------------------------------
-    @cached_property
-    def job(self) -> Job:
+    def _make_job(self) -> Job:
         raise NotImplementedError
 
     # -- shared machinery -----------------------------------------------------------------------------------
@@ -105,16 +104,27 @@ class _PostHogPollingTrigger(BaseTrigger):
 
         return PostHogAsyncHook(posthog_conn_id=self.posthog_conn_id, project_id=self.project_id)
 
-    @cached_property
+    @property
     def wait(self) -> Wait:
-        """The wait this trigger runs; it lives as long as the trigger, so progress lines are not repeated."""
-        return Wait(
-            self.job,
-            poll_interval=self.poll_interval,
-            end_time=self.end_time,
-            unreachable_timeout=self.unreachable_timeout,
-            unreachable_since=self.unreachable_since,
-        )
+        """The wait this trigger runs; it lives as long as the trigger, so progress lines are not repeated.
+
+        Built on first use and kept in a plain attribute, not a ``functools.cached_property``: that writes
+        to the instance ``__dict__`` and so makes Python build one (768 bytes per trigger, among thousands).
+        """
+        wait = self._wait
+        if wait is None:
+            wait = self._wait = Wait(
+                self._make_job(),
+                poll_interval=self.poll_interval,
+                end_time=self.end_time,
+                unreachable_timeout=self.unreachable_timeout,
+                unreachable_since=self.unreachable_since,
+            )
+        return wait
+
+    @property
+    def job(self) -> Job:
+        return self.wait.job
 
     async def _poll(self, hook: PostHogAsyncHook) -> Decision | Exception:
         """One poll (one call to the hook, bounded by the wait's end, the last one with a short grace): the
@@ -122,7 +132,7 @@ class _PostHogPollingTrigger(BaseTrigger):
         the same thing, with answers at most one poll interval old."""
         try:
             deadline = self.wait.start_poll(time.time())
-            return await hook.arun(self.job.poll(), deadline=deadline, fresh_within=self.poll_interval)
+            return await hook.arun(self.wait.operation(), deadline=deadline, fresh_within=self.poll_interval)
         except Exception as exc:
             return exc
 
@@ -254,8 +264,7 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
             {**self._base_kwargs(), "backfill_id": self.backfill_id},
         )
 
-    @cached_property
-    def job(self) -> Job:
+    def _make_job(self) -> Job:
         return BackfillJob(self.batch_export_id, self.backfill_id)
 
 
@@ -300,8 +309,7 @@ class PostHogBatchExportRunTrigger(_PostHogPollingTrigger):
             },
         )
 
-    @cached_property
-    def job(self) -> Job:
+    def _make_job(self) -> Job:
         if self.run_id is not None:
             return RunJob(self.batch_export_id, self.run_id)
         assert self.data_interval_start is not None and self.data_interval_end is not None
@@ -341,6 +349,5 @@ class PostHogRetriedRunsTrigger(_PostHogPollingTrigger):
             {**self._base_kwargs(), "intervals": self.intervals, "backfill_id": self.backfill_id},
         )
 
-    @cached_property
-    def job(self) -> Job:
+    def _make_job(self) -> Job:
         return RunsJob.from_plain(self.batch_export_id, self.intervals, self.backfill_id)

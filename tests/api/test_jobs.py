@@ -226,6 +226,71 @@ def test_an_interval_waits_for_a_gap_and_for_running_runs_and_fails_on_a_failed_
     assert outside.outcome is Outcome.SUCCEEDED  # a run outside [start, end) never counts
 
 
+def _first_poll(
+    latest: list[dict[str, Any]], runs: list[dict[str, Any]] | None = None, *, paused: bool = False
+) -> tuple[Any, list[RequestSpec]]:
+    """A wait's first poll of ``[T0, T0 + 2h)``: the export (with ``latest``) and, if asked, the list."""
+
+    def answer(spec: RequestSpec) -> Any:
+        if spec.path == "batch_exports/e/":
+            return dict(EXPORT, paused=paused, latest_runs=latest, destination={"type": "S3", "config": {}})
+        assert spec.path == "batch_exports/e/runs/"
+        return page(*(latest if runs is None else runs))
+
+    job = IntervalJob("e", T0, T0 + dt.timedelta(hours=2))
+    return drive(job.poll(read_export=True), answer)
+
+
+def _created(hours: float) -> str:
+    return (T0 + dt.timedelta(hours=hours)).isoformat()
+
+
+def test_a_first_poll_answered_by_the_exports_latest_runs_lists_nothing_and_keeps_the_export() -> None:
+    latest = [
+        run_row("r1", 1, bf=None, created_at=_created(2)),
+        run_row("r0", 0, bf=None, created_at=_created(1)),
+    ]
+    done, sent = _first_poll(latest)
+    assert paths(sent) == [("GET", "batch_exports/e/")]
+    assert done.outcome is Outcome.SUCCEEDED and [r.id for r in done.completed_runs] == ["r0", "r1"]
+    assert done.export is not None and done.export.id == "e"
+    running, sent = _first_poll([run_row("r0", 0, "Running", bf=None, created_at=_created(1))])
+    assert paths(sent) == [("GET", "batch_exports/e/")]
+    assert running.outcome is Outcome.RUNNING and running.export is not None
+
+
+def test_a_first_poll_lists_the_runs_when_the_latest_runs_may_leave_one_out() -> None:
+    # Ten runs, the oldest created after the interval started: an older run of the interval may exist.
+    newer = [run_row(f"n{k}", 10 + k, bf=None, created_at=_created(20 - k)) for k in range(10)]
+    listed = [run_row("r0", 0, bf=None), run_row("r1", 1, bf=None)]
+    decision, sent = _first_poll(newer, listed)
+    assert paths(sent) == [("GET", "batch_exports/e/"), ("GET", "batch_exports/e/runs/")]
+    assert decision.outcome is Outcome.SUCCEEDED and decision.export is not None
+    # The oldest of ten created before the interval started: they hold every run of it.
+    older = [*newer[:9], run_row("old", -5, bf=None, created_at=_created(-1))]
+    decision, sent = _first_poll(older, listed)
+    assert paths(sent) == [("GET", "batch_exports/e/")]
+    assert decision.outcome is Outcome.RUNNING  # no run of the interval yet: keep waiting, no list
+
+
+def test_a_failure_seen_in_the_latest_runs_is_confirmed_by_the_list() -> None:
+    failed = [run_row("r0", 0, "Failed", bf=None, created_at=_created(1))]
+    retried = [*failed, run_row("r0b", 0, bf=None, created_at=_created(1.5)), run_row("r1", 1, bf=None)]
+    decision, sent = _first_poll(failed, retried)
+    assert paths(sent) == [("GET", "batch_exports/e/"), ("GET", "batch_exports/e/runs/")]
+    assert decision.outcome is Outcome.SUCCEEDED  # the list is what decides
+    paused, sent = _first_poll([], [], paused=True)
+    assert paths(sent) == [("GET", "batch_exports/e/"), ("GET", "batch_exports/e/runs/")]
+    assert paused.outcome is Outcome.FAILED and "paused" in paused.message
+
+
+def test_later_polls_of_an_interval_read_no_export_while_its_runs_are_there() -> None:
+    decision, sent = _interval_poll([run_row("r0", 0), run_row("r1", 1, "Running")])
+    assert paths(sent) == [("GET", "batch_exports/e/runs/")] and decision.export is None
+    decision, _ = _interval_poll([run_row("r0", 0)])  # a gap: the export is read, and kept
+    assert decision.export is not None and decision.export.id == "e"
+
+
 # -- cancel -------------------------------------------------------------------------------------------------
 
 

@@ -100,8 +100,8 @@ def test_each_dag_run_exports_its_own_hour_and_nothing_else(
         assert 1 <= polls <= 10, polls  # runs take 0.4 s here, polled every 0.2 s to 1 s
         assert requests == {
             # The check task; the operator (the range must be on the export's interval grid); the judgement
-            # of the finished backfill; the destination for the asset event.
-            f"GET {BATCH_EXPORT}": 4,
+            # of the finished backfill, which also names the destination of the asset event.
+            f"GET {BATCH_EXPORT}": 3,
             f"GET {BATCH_EXPORT}/backfills": 1,  # what exists before the POST (recognises its own after it)
             f"POST {BATCH_EXPORT}/backfills": 1,
             f"GET {BATCH_EXPORT}/runs": 1,  # every run over the hour: the backfill's, or one it adopted

@@ -647,6 +647,39 @@ async def test_async_clients_are_shared_per_loop_and_base_url(mock_conn: str) ->
     assert a.is_closed and shared_async_client("https://a.example") is not a
 
 
+async def test_no_more_requests_enter_the_pool_at_once_than_it_has_connections(
+    mock_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpcore's pool scans its whole queue at every request that enters or leaves it; 200 waits polling at
+    once queue at the hook's gate instead, at most the pool's size inside, and all are answered."""
+    from airflow_provider_posthog.hooks.httpx_client import ASYNC_MAX_CONNECTIONS
+
+    inside = peak = 0
+    real_send = httpx.AsyncClient.send
+
+    async def counted(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        try:
+            await asyncio.sleep(0.005)  # a connection busy for a moment
+            return await real_send(self, request, **kwargs)
+        finally:
+            inside -= 1
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counted)
+    with respx.mock() as router:
+        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").mock(
+            side_effect=lambda request: httpx.Response(
+                200, json={"id": request.url.path.rstrip("/").rsplit("/", 1)[-1], "status": "Running"}
+            )
+        )
+        hook = PostHogAsyncHook(retry_policy=FAST_POLICY)
+        runs = await asyncio.gather(*(hook.get_run(EXPORT, f"r{n}") for n in range(200)))
+    assert [r.id for r in runs] == [f"r{n}" for n in range(200)]
+    assert peak == ASYNC_MAX_CONNECTIONS  # all the pool's connections used, never more requests than that
+
+
 async def test_many_async_hooks_share_one_client(mock_conn: str) -> None:
     with respx.mock() as router:
         router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").mock(

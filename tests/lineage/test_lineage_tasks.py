@@ -2,9 +2,9 @@
 they read, when they emit, and never on anything but a verified success. (Real runs against the emulator:
 ``tests/e2e/test_lineage_*.py``.)
 
-A wait that succeeded in this process hands lineage the runs its last poll decided on, so the only request
-lineage adds is the export; a wait resumed after a deferral has only the trigger's event and reads the
-runs again."""
+A wait hands lineage the runs its last poll decided on and the export its polls read (in this process, or
+in the trigger's event after a deferral), so lineage reads only what its wait did not: the export of a
+single run's wait, or, resumed on an event of an older version, the export and the runs again."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from fake_posthog import BACKFILL, EXPORT, FakePostHog, export_row, http_error, run_row, with_hook
+from fake_posthog import (
+    BACKFILL,
+    EXPORT,
+    FakePostHog,
+    export_row,
+    http_error,
+    run_row,
+    with_async_hook,
+    with_hook,
+)
 from lineage_cases import DESTINATIONS, SECRETS
 
 from airflow_provider_posthog.api.models import Backfill
@@ -175,16 +184,18 @@ def _sync_wait(kind: str, emit: bool) -> tuple[Any, dict[str, Any], FakePostHog]
 
 
 @pytest.mark.parametrize("kind", ["backfill", "backfill_sensor", "run_sensor", "interval_sensor"])
-def test_a_wait_that_succeeded_here_emits_once_reading_only_the_export(kind: str) -> None:
-    """The runs come from the poll that decided the success: lineage adds one read (the export), whatever
-    the task waited on; the same wait without asset events sends everything else."""
+def test_a_wait_that_succeeded_here_emits_once_reading_at_most_the_export(kind: str) -> None:
+    """The runs come from the poll that decided the success, and the export from the wait's polls where
+    they read it (a finished backfill's poll, an interval's first poll): lineage reads only the export of a
+    single run's wait; the same wait without asset events sends everything else."""
     task, context, fake = _sync_wait(kind, emit=True)
+    extra_reads = Counter({EXPORT_PATH: 1}) if kind == "run_sensor" else Counter()
     _, off_context, off = _sync_wait(kind, emit=False)
     ((alias, asset, extra),) = _added(context)
     assert (alias, asset.uri) == (task.asset_alias, S3_URI)
     assert not any(secret in repr(extra) for secret in SECRETS)
     assert _added(off_context) == []
-    assert Counter(fake.paths()) - Counter(off.paths()) == Counter({EXPORT_PATH: 1})
+    assert Counter(fake.paths()) - Counter(off.paths()) == extra_reads
     assert Counter(off.paths()) - Counter(fake.paths()) == Counter()
     expected = {
         "backfill": (["run-1", "run-2"], BACKFILL, 20),
@@ -196,7 +207,7 @@ def test_a_wait_that_succeeded_here_emits_once_reading_only_the_export(kind: str
     # OpenLineage reads nothing more either.
     lineage = task.get_openlineage_facets_on_complete(None)
     assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount == expected[2]
-    assert Counter(fake.paths()) - Counter(off.paths()) == Counter({EXPORT_PATH: 1})
+    assert Counter(fake.paths()) - Counter(off.paths()) == extra_reads
 
 
 def test_the_interval_sensor_reports_the_newest_completed_run_of_each_interval_inside_its_window() -> None:
@@ -285,6 +296,44 @@ def test_a_resumed_backfill_wait_polls_its_backfill_again_for_the_runs_it_counte
     poll = [BACKFILL_PATH, EXPORT_PATH, RUNS_PATH]
     assert fake.paths() == [EXPORT_PATH, *poll, *poll]
     assert len(_added(context)) == 2
+
+
+@pytest.mark.parametrize("kind", ["backfill", "backfill_sensor", "interval_sensor"])
+async def test_a_wait_resumed_on_its_triggers_event_reads_nothing_more(kind: str) -> None:
+    """The trigger's success event carries the export's identity (never a credential) and the runs it
+    counted: the resumed task emits the same asset event as a wait that succeeded in its own process, and
+    OpenLineage gets its counts, without a request."""
+    import json
+
+    from airflow_provider_posthog.triggers.batch_export import (
+        PostHogBackfillTrigger,
+        PostHogBatchExportRunTrigger,
+    )
+
+    fake = _fake()
+    trigger: Any
+    if kind == "interval_sensor":
+        fake.run_list = fake.run_list[:2]
+        trigger = PostHogBatchExportRunTrigger(
+            batch_export_id=EXPORT, data_interval_start=START, data_interval_end=END, poll_interval=0
+        )
+    else:
+        trigger = PostHogBackfillTrigger(batch_export_id=EXPORT, backfill_id=BACKFILL, poll_interval=0)
+    with_async_hook(trigger, fake)
+    (event,) = [e async for e in trigger.run()]
+    payload = json.loads(json.dumps(event.payload))  # as it crosses Airflow's database
+    assert payload["status"] == "success" and payload["export"]["id"] == EXPORT
+    assert not any(secret in json.dumps(payload) for secret in SECRETS)
+    polled = len(fake.sent)
+    task = _task(kind, fake)
+    context = _context(task)
+    task.execute_complete(context, payload)
+    ((alias, asset, extra),) = _added(context)
+    assert (alias, asset.uri) == (task.asset_alias, S3_URI)
+    assert (extra["run_ids"], extra["records_completed"]) == (["run-1", "run-2"], 20)
+    lineage = task.get_openlineage_facets_on_complete(None)
+    assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount == 20
+    assert fake.sent[polled:] == []
 
 
 def test_a_resumed_interval_wait_lists_the_runs_again() -> None:

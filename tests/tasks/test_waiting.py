@@ -4,6 +4,7 @@ number passed in."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
@@ -332,6 +333,94 @@ def test_validate_event_checks_required_ids() -> None:
     assert waiting.validate_event(event) == event
     with pytest.raises(PostHogTriggerError, match="names no backfill_id"):
         waiting.validate_event(event, require=("backfill_id",))
+
+
+def _export(**extra: Any) -> Any:
+    from airflow_provider_posthog.api.models import BatchExport
+
+    return BatchExport.from_api(
+        {
+            "id": EXPORT,
+            "name": "lake",
+            "interval": "hour",
+            "destination": {
+                "type": "S3",
+                "config": {"bucket_name": "lake", "prefix": "e/", "aws_secret_access_key": "s3cr3t"},
+            },
+            "latest_runs": [{"id": "old", "status": "Completed"}],
+            **extra,
+        }
+    )
+
+
+def _run(rid: str, hour: int) -> Any:
+    from airflow_provider_posthog.api.models import BatchExportRun
+
+    start = dt.datetime(2026, 1, 5, hour, tzinfo=UTC)
+    return BatchExportRun.from_api(
+        {
+            "id": rid,
+            "status": "Completed",
+            "data_interval_start": start.isoformat(),
+            "data_interval_end": (start + dt.timedelta(hours=1)).isoformat(),
+            "records_completed": 5,
+            "bytes_exported": 50,
+        }
+    )
+
+
+def test_a_success_event_carries_the_export_the_wait_read_and_its_counted_runs() -> None:
+    wait = _wait(
+        job=IntervalJob(EXPORT, dt.datetime(2026, 1, 5, tzinfo=UTC), dt.datetime(2026, 1, 6, tzinfo=UTC))
+    )
+    runs = (_run("r0", 0), _run("r1", 1))
+    # The export came with the first poll; the success came from a later one that read none.
+    assert wait.step(dataclasses.replace(RUNNING, export=_export()), T0).event is None
+    event = wait.step(dataclasses.replace(DONE, completed_runs=runs), T0 + 10).event
+    assert event is not None and event["export"] == {
+        "id": EXPORT,
+        "name": "lake",
+        "model": None,
+        "interval": "hour",
+        "destination": {"type": "S3", "config": {"bucket_name": "lake", "prefix": "e/"}},
+        "schema": None,
+        "hogql_query": None,
+    }
+    assert "s3cr3t" not in repr(event)  # the identity keeps no credential
+    assert [r["id"] for r in event["completed_runs"]] == ["r0", "r1"]
+    again = waiting.event_completed_runs(event)
+    assert again is not None and [(r.id, r.data_interval_start, r.records_completed) for r in again] == [
+        (r.id, r.data_interval_start, r.records_completed) for r in runs
+    ]
+
+
+def test_an_event_carries_no_runs_past_the_cap_or_for_a_failure() -> None:
+    from airflow_provider_posthog.api.decisions import EVENT_RUNS
+
+    many = tuple(_run(f"r{k}", k % 24) for k in range(EVENT_RUNS + 1))
+    event = waiting.decision_event(dataclasses.replace(DONE, completed_runs=many), batch_export_id=EXPORT)
+    assert event["completed_runs"] is None and waiting.event_completed_runs(event) is None
+    assert len(event["run_ids"]) == 100  # the facts stay whole
+    failed = waiting.decision_event(FAILED, batch_export_id=EXPORT)
+    assert failed["completed_runs"] is None and failed["export"] is None
+    # An event of an older version, or a run that cannot be read: nothing to reuse, never a crash.
+    assert waiting.event_completed_runs({"status": "success"}) is None
+    assert waiting.event_completed_runs({"completed_runs": [{"status": "Completed"}]}) is None
+
+
+def test_an_interval_waits_first_poll_reads_the_export_and_later_ones_only_when_needed() -> None:
+    wait = _wait(
+        job=IntervalJob(EXPORT, dt.datetime(2026, 1, 5, tzinfo=UTC), dt.datetime(2026, 1, 6, tzinfo=UTC))
+    )
+    first = wait.operation()
+    assert first.send(None).key.path == f"batch_exports/{EXPORT}/"  # type: ignore[union-attr]
+    wait.step(dataclasses.replace(RUNNING, export=_export()), T0)
+    later = wait.operation()
+    assert later.send(None).key.path == f"batch_exports/{EXPORT}/runs/"  # type: ignore[union-attr]
+    rescheduled = _wait(job=wait.job, first_reads_export=False).operation()
+    assert rescheduled.send(None).key.path == f"batch_exports/{EXPORT}/runs/"  # type: ignore[union-attr]
+    backfill = _wait().operation()
+    assert backfill.send(None).key.path == f"batch_exports/{EXPORT}/backfills/{BACKFILL}/"  # type: ignore[union-attr]
 
 
 # ----------------------------------------------------------------------------------- the completion switch

@@ -242,8 +242,9 @@ async def test_interval_trigger_waits_for_full_coverage() -> None:
     (event,) = await _events(trigger)
     assert event.payload["status"] == "success"
     assert event.payload["runs_completed"] == 2
-    # The first poll finds a gap: it reads the export too (a paused export would never fill it).
-    assert fake.paths() == [RUNS_PATH, f"batch_exports/{EXPORT}/", RUNS_PATH]
+    # The first poll reads the export (it names what a success exported, and a paused export would never
+    # fill the gap), then the runs, as the fake lists no latest runs with the export; the second the runs.
+    assert fake.paths() == [f"batch_exports/{EXPORT}/", RUNS_PATH, RUNS_PATH]
     params = dict(fake.sent[-1].params)
     assert params["ordering"] == "-data_interval_start"
     assert params["start"].startswith("2024-01-01T00:00:00") and params["end"].startswith(
