@@ -13,7 +13,8 @@ its extractor is called on the task at start and on success, as its listener doe
 Scenarios:
 
 * a backfill of 24 hourly runs, waited sync and deferred, and a run sensor over one day of hourly runs (24
-  sensors, each starting when its interval ends, poke and deferrable), against the minimum: 1 create (where
+  sensors, each starting when its interval ends, on an export with the past day of hourly runs created an
+  hour apart as PostHog's schedule creates them; poke and deferrable), against the minimum: 1 create (where
   the wait creates anything) + 1 poll per started poll interval of the remote job's duration;
 * shared polls: deferred waits in one event loop for one hour (60 poll intervals), against ONE wait measured
   in the same run (a backfill wait alone in its event loop, for as many poll intervals): 100 run sensors'
@@ -52,6 +53,8 @@ REAL_RUN_SECONDS = 120.0  # an hourly export run: ~2 minutes
 #: count does not depend on a few milliseconds of timing).
 SENSOR_RUN_LATENCY = 270.0
 NEVER = 10.0**9  # emulated seconds: a job that stays running for the whole measurement
+#: The past hours of scheduled runs an hourly export has when a run sensor's DAG run starts.
+HISTORY_HOURS = 24
 UTC = dt.timezone.utc
 DESTINATION = {
     "type": "S3",
@@ -265,13 +268,19 @@ def sensor_scenario(emu: Any, deferrable: bool, hours: int) -> dict[str, Any]:
     c = emu.control
     poll = POLL_REAL / SENSOR_SCALE
     mode = "deferrable" if deferrable else "poke"
-    export = c.seed_export(name=f"economy-sensor-{mode}", interval="hour", destination=DESTINATION)
     lineage = Lineage()
     total = minimum = 0
     entries: list[Any] = []
-    for _ in range(hours):
+    for hour in range(hours):
         end = dt.datetime.now(UTC)  # the DAG run starts as its interval ends
         start = end - dt.timedelta(hours=1)
+        # The day compressed into minutes would put the previous hours' runs minutes apart; PostHog's
+        # schedule creates them an hour apart. So each hour meets its export with the day behind it as
+        # PostHog keeps it: one completed run per past hour, created as that hour ended (not counted).
+        export = c.seed_export(name=f"economy-sensor-{mode}-{hour}", interval="hour", destination=DESTINATION)
+        for back in range(HISTORY_HOURS, 0, -1):
+            past_end = end - dt.timedelta(hours=back)
+            c.seed_run(str(export["id"]), past_end - dt.timedelta(hours=1), past_end, created_at=past_end)
         build = in_dag(
             f"economy_sensor_{mode}",
             functools.partial(
