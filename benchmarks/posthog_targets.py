@@ -51,7 +51,7 @@ def make_trigger(target: dict[str, str], conn_id: str, poll_interval: float, end
 
 
 def preimport() -> None:
-    """Modules our trigger imports lazily on its first poll (hook, httpx, models)."""
-    import httpx  # noqa: F401
+    """Modules our trigger imports lazily on its first poll (hook, aiohttp, models)."""
+    import aiohttp  # noqa: F401
     from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook  # noqa: F401
     from airflow_provider_posthog.triggers.batch_export import PostHogBackfillTrigger  # noqa: F401

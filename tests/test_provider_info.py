@@ -66,7 +66,8 @@ def test_get_provider_info_imports_nothing_heavy() -> None:
     """Airflow calls get_provider_info() in every CLI command: it must stay pure data."""
     code = (
         "import sys; import airflow_provider_posthog as p; p.get_provider_info(); "
-        "print(sorted(m for m in ('airflow', 'requests', 'httpx', 'pendulum') if m in sys.modules))"
+        "heavy = ('airflow', 'requests', 'httpx', 'aiohttp', 'pendulum'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

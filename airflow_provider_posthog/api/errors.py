@@ -317,7 +317,7 @@ class Diagnosis(NamedTuple):
 
 
 def _chain(error: BaseException) -> list[BaseException]:
-    """Every exception requests/urllib3 and httpx/httpcore wrap around the OS or TLS error."""
+    """Every exception requests/urllib3 and aiohttp wrap around the OS or TLS error."""
     seen: set[int] = set()
     stack: list[Any] = [error]
     found: list[BaseException] = []

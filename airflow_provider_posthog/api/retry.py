@@ -1,4 +1,4 @@
-"""The one retry policy for PostHog requests, shared by the sync (requests) and async (httpx) transports.
+"""The one retry policy for PostHog requests, shared by the sync (requests) and async (aiohttp) transports.
 
 What is retried:
 - 429 ``throttled``: after ``Retry-After`` (seconds or HTTP-date; or the "available in N seconds" of the

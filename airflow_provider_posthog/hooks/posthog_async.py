@@ -1,7 +1,7 @@
-"""PostHogAsyncHook (httpx, for triggers): the async twin of ``PostHogHook``, same operations and policy.
+"""PostHogAsyncHook (aiohttp, for triggers): the async twin of ``PostHogHook``, same operations and policy.
 
 The connection is looked up with ``compat.aget_connection()`` and the key is masked with
-``compat.amask_secret()``: no sync lookup or sync masking ever runs inside the event loop. ``httpx`` is
+``compat.amask_secret()``: no sync lookup or sync masking ever runs inside the event loop. ``aiohttp`` is
 imported inside functions, so importing this module costs no HTTP library.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_posthog import compat
 from airflow_provider_posthog.api import backfills, endpoints, jobs, unpause
+from airflow_provider_posthog.api.errors import ServerSpeaksTLS
 from airflow_provider_posthog.api.http import (
     LOGS_MAX_LIMIT,
     ApiResponse,
@@ -26,14 +27,14 @@ from airflow_provider_posthog.api.http import (
 )
 from airflow_provider_posthog.api.retry import NO_DEADLINE, Deadline
 from airflow_provider_posthog.exceptions import PostHogError
-from airflow_provider_posthog.hooks.base import PostHogHookBase, advance, connection_test_message
-from airflow_provider_posthog.hooks.httpx_client import (
-    ASYNC_POOL_TIMEOUT,
+from airflow_provider_posthog.hooks.aiohttp_client import (
     aclose_shared_clients,
-    httpx_not_sent,
-    send_gate,
-    shared_async_client,
+    dropped,
+    not_sent,
+    raise_if_speaks_tls,
+    shared_async_session,
 )
+from airflow_provider_posthog.hooks.base import PostHogHookBase, advance, connection_test_message
 from airflow_provider_posthog.hooks.shared_polls import announce_read, read_shared
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from airflow_provider_posthog.api.models import Backfill, BatchExport, BatchExportRun, LogEntry
     from airflow_provider_posthog.api.retry import RetryPolicy
 
-__all__ = ["PostHogAsyncHook", "aclose_shared_clients", "shared_async_client"]
+__all__ = ["PostHogAsyncHook", "aclose_shared_clients", "shared_async_session"]
 
 T = TypeVar("T")
 
@@ -66,8 +67,8 @@ else:  # pragma: no cover - Python 3.10
 class PostHogAsyncHook(PostHogHookBase):
     """Async twin of :class:`~airflow_provider_posthog.hooks.posthog.PostHogHook` for triggers.
 
-    Same methods, signatures, operations and retry policy; requests go through a pooled ``httpx.AsyncClient``
-    shared by every hook of the event loop.
+    Same methods, signatures, operations and retry policy; requests go through a pooled
+    ``aiohttp.ClientSession`` shared by every hook of the event loop.
     """
 
     # -- I/O: connection, sending, sleeping -----------------------------------------------------------------
@@ -85,47 +86,50 @@ class PostHogAsyncHook(PostHogHookBase):
     async def _send_once(
         self, spec: RequestSpec, settings: ConnectionSettings, deadline: Deadline
     ) -> ApiResponse:
-        """One attempt with an overall deadline (httpx's timeouts apply to each read, not to the answer)."""
-        import httpx
+        """One attempt with an overall deadline (aiohttp's socket timeouts apply to each read, not to the
+        answer)."""
+        import aiohttp
 
         budget = self._attempt_budget(settings, deadline)
         if budget <= 0:
             raise self._cut_short(spec, settings, 0.0)
         try:
             return await _within(self._exchange(spec, settings), budget)
-        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        except aiohttp.InvalidURL as exc:
             raise self._unsendable(spec, settings, exc) from None
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise self._transport_error(spec, settings, exc, sent=not httpx_not_sent(exc)) from None
+        except (aiohttp.ClientError, ServerSpeaksTLS) as exc:  # before TimeoutError: aiohttp's subclass it
+            raise self._transport_error(spec, settings, exc, sent=not not_sent(exc)) from None
         except (asyncio.TimeoutError, TimeoutError):  # two classes before Python 3.11
             raise self._cut_short(spec, settings, budget) from None
 
     async def _exchange(self, spec: RequestSpec, settings: ConnectionSettings) -> ApiResponse:
-        import httpx
+        import aiohttp
+        import yarl
 
-        client = shared_async_client(settings.base_url, settings.verify)
-        timeout = httpx.Timeout(
-            settings.read_timeout,
-            connect=settings.connect_timeout,
-            pool=max(ASYNC_POOL_TIMEOUT, settings.read_timeout),
+        session = shared_async_session(settings.base_url, settings.verify)
+        # Sent as built: the query is percent-encoded already (a "+" in a timestamp must stay %2B).
+        url = yarl.URL(spec.full_url(settings.base_url, settings.project_id), encoded=True)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         )
-        request = client.build_request(
-            spec.method,
-            spec.full_url(settings.base_url, settings.project_id),
-            json=spec.json,
-            headers=self._headers(settings),
-            timeout=timeout,
-        )
-        async with send_gate(settings.base_url, settings.verify):  # the pool's size at once, the rest wait
-            resp = await client.send(request, stream=True)
-            try:
+        try:
+            async with session.request(
+                spec.method,
+                url,
+                json=spec.json,
+                headers=self._headers(settings),
+                timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
                 self._refuse_declared_size(spec, settings, resp.headers)
                 body = bytearray()
-                async for chunk in resp.aiter_bytes():
+                async for chunk in resp.content.iter_any():
                     self._take(spec, settings, body, chunk)
-            finally:
-                await resp.aclose()
-        return self._decode(spec, settings, resp.status_code, bytes(body), resp.headers)
+        except aiohttp.ClientError as exc:
+            if dropped(exc):
+                await raise_if_speaks_tls(url, settings.connect_timeout)
+            raise
+        return self._decode(spec, settings, resp.status, bytes(body), resp.headers)
 
     async def _send(
         self,

@@ -1,8 +1,8 @@
 """Deferrable waits on PostHog batch exports: poll in the triggerer, send one event, stop.
 
-Both triggers poll their job (``api.jobs``) through ``PostHogAsyncHook`` (pooled ``httpx.AsyncClient``, async
-connection lookup, the hook's retry policy) and step with ``tasks.waiting.Wait`` exactly like the sync paths,
-so PostHog being unreachable is tolerated the same way everywhere. Kwargs are plain values (str, float,
+Both triggers poll their job (``api.jobs``) through ``PostHogAsyncHook`` (pooled ``aiohttp.ClientSession``,
+async connection lookup, the hook's retry policy) and step with ``tasks.waiting.Wait`` exactly like the sync
+paths, so PostHog being unreachable is tolerated the same way everywhere. Kwargs are plain values (str, float,
 bool, None) so they survive ``airflow.sdk.serde`` unchanged; the deadline is an epoch timestamp computed by
 the task before it deferred.
 """

@@ -235,6 +235,7 @@ def test_no_secrets_in_logs_or_errors(
     c = posthog_conn.control
     c.add_fault("/batch_exports/$", method="POST", status=503, count=1)
     c.add_fault("/batch_exports/[^/]+/$", method="PATCH", status=400, count=1)
+    c.add_fault("/batch_exports/[^/]+/$", method="GET", status=503, count=1)  # retried, then 404
     payload = {
         "name": "secret",
         "interval": "hour",
@@ -255,5 +256,6 @@ def test_no_secrets_in_logs_or_errors(
             texts.append(f"{exc!r} {exc} {exc.__cause__} {exc.__context__}")
     out = capsys.readouterr()
     haystack = caplog.text + out.out + out.err + " ".join(texts)
-    assert len(texts) == 3 and "503" in caplog.text  # the retry was logged
+    assert len(texts) == 3 and "HTTP 503" in texts[0]
+    assert "Attempt 1 of 4 failed" in haystack and "503" in haystack  # the retry was logged
     assert posthog_conn.api_key not in haystack and DEST_TOKEN not in haystack

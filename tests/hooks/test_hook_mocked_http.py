@@ -1,18 +1,16 @@
-"""Hook behaviour with mocked HTTP (requests-mock, respx) for cases the emulator cannot produce exactly."""
+"""Hook behaviour with mocked HTTP (requests-mock, a scripted aiohttp server) for cases the emulator cannot
+produce exactly."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import re
 from typing import Any
 from unittest import mock
 
-import httpx
 import pytest
 import requests
-import respx
 from hook_helpers import FAST_LOOKUP, FAST_POLICY, HOST, KEY, PROJECT, set_conn
 
 from airflow_provider_posthog.api.retry import RetryPolicy
@@ -28,7 +26,7 @@ from airflow_provider_posthog.exceptions import (
 from airflow_provider_posthog.hooks import posthog_async as hook_module
 from airflow_provider_posthog.hooks.base import MASKED_KEYS
 from airflow_provider_posthog.hooks.posthog import PostHogHook
-from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook, shared_async_client
+from airflow_provider_posthog.hooks.posthog_async import PostHogAsyncHook, shared_async_session
 
 P = f"{HOST}/api/projects/{PROJECT}/batch_exports/"
 EXPORT = "018f0000-0000-7000-8000-00000000e0e0"
@@ -556,10 +554,61 @@ def test_no_secret_in_logs_or_exceptions(
     assert errors and KEY not in haystack and destination_secret not in haystack
 
 
-# -- async (respx) ---------------------------------------------------------------------------------------
+# -- async (a scripted aiohttp server on 127.0.0.1) -------------------------------------------------------
 
 
-async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> None:
+class Scripted:
+    """A local HTTP server whose answers a test scripts: ``answer(request)`` returns a response, or ``None``
+    to drop the connection without one. Records every request it received."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.answer: Any = lambda request: None
+        self.base_url = ""
+
+    async def handle(self, request: Any) -> Any:
+        self.requests.append(request)
+        result = self.answer(request)
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result is None:
+            request.transport.close()
+        return result
+
+
+def json_answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    from aiohttp import web
+
+    return web.json_response(body, status=status, headers=headers)
+
+
+@pytest.fixture
+async def scripted(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A scripted server and a ``posthog_default`` connection pointing at it (plain HTTP)."""
+    from aiohttp import web
+
+    server = Scripted()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server.base_url = f"http://127.0.0.1:{port}"
+    set_conn(monkeypatch, host=server.base_url, extra={"project_id": PROJECT, "timeout": 0.3})
+    try:
+        yield server
+    finally:
+        await hook_module.aclose_shared_clients()
+        await runner.cleanup()
+
+
+def run_id_of(request: Any) -> str:
+    return str(request.path.rstrip("/").rsplit("/", 1)[-1])
+
+
+async def test_async_hook_never_does_sync_lookup_or_masking(scripted: Scripted) -> None:
     """No sync lookup or sync masking on the loop: 3.3.2+ does both async, older Airflow in a thread."""
     import threading
     from contextlib import ExitStack
@@ -584,8 +633,8 @@ async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> N
         masked.append(secret)
 
     sync_mask = off_loop("masking", lambda secret, *a, **k: masked.append(secret))
+    scripted.answer = lambda request: json_answer(200, {"id": run_id_of(request), "status": "Running"})
     with ExitStack() as stack:
-        router = stack.enter_context(respx.mock(assert_all_called=True))
         real_lookup = BaseHook.get_connection
         stack.enter_context(
             mock.patch.object(BaseHook, "get_connection", side_effect=off_loop("lookup", real_lookup))
@@ -594,111 +643,147 @@ async def test_async_hook_never_does_sync_lookup_or_masking(mock_conn: str) -> N
             stack.enter_context(mock.patch.object(module, "mask_secret", side_effect=sync_mask))
             if hasattr(module, "amask_secret"):  # Airflow 3.3+
                 stack.enter_context(mock.patch.object(module, "amask_secret", side_effect=amask))
-        route = router.get(P + f"{EXPORT}/runs/r1/").respond(json={"id": "r1", "status": "Running"})
         hook = PostHogAsyncHook(retry_policy=FAST_POLICY)
         run = await hook.get_run(EXPORT, "r1")
     assert run.status == "Running"
     assert KEY in masked
-    req = route.calls.last.request
+    [req] = scripted.requests
+    assert req.path == f"/api/projects/{PROJECT}/batch_exports/{EXPORT}/runs/r1/"
     assert req.headers["Authorization"] == f"Bearer {KEY}" and req.headers["User-Agent"].startswith(
         "airflow-provider-posthog/"
     )
 
 
-async def test_async_retries_and_bounds(mock_conn: str) -> None:
-    with respx.mock() as router:
-        route = router.get(P + f"{EXPORT}/backfills/b1/").mock(
-            side_effect=[
-                httpx.Response(503, json={"detail": "down"}),
-                httpx.ConnectError("refused"),
-                httpx.Response(429, json={"code": "throttled", "detail": "x"}, headers={"Retry-After": "0"}),
-                httpx.Response(200, json=backfill_row("b1")),
-            ]
-        )
-        b = await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
-        assert b.id == "b1" and route.call_count == 4
-        route.mock(return_value=httpx.Response(404, json={"detail": "Not found."}))
-        route.reset()
-        with pytest.raises(PostHogNotFoundError):
-            await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
-        assert route.call_count == 1
-        route.reset()
-        route.mock(side_effect=httpx.ReadTimeout("slow"))
-        with pytest.raises(PostHogTransportError, match="gave up after 4 attempts"):
-            await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
-        assert route.call_count == 4
+async def test_async_retries_and_bounds(scripted: Scripted) -> None:
+    script = iter(
+        [
+            lambda: json_answer(503, {"detail": "down"}),
+            lambda: None,  # the connection dropped without an answer
+            lambda: json_answer(429, {"code": "throttled", "detail": "x"}, {"Retry-After": "0"}),
+            lambda: json_answer(200, backfill_row("b1")),
+        ]
+    )
+    scripted.answer = lambda request: next(script)()
+    b = await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
+    assert b.id == "b1" and len(scripted.requests) == 4
+
+    scripted.requests.clear()
+    scripted.answer = lambda request: json_answer(404, {"detail": "Not found."})
+    with pytest.raises(PostHogNotFoundError):
+        await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
+    assert len(scripted.requests) == 1  # final: not retried
+
+    async def slow(request: Any) -> Any:
+        await asyncio.sleep(1.0)  # longer than the connection's 0.3 s read timeout
+        return json_answer(200, backfill_row("b1"))
+
+    scripted.requests.clear()
+    scripted.answer = slow
+    with pytest.raises(PostHogTransportError, match="gave up after 4 attempts"):
+        await PostHogAsyncHook(retry_policy=FAST_POLICY).get_backfill(EXPORT, "b1")
+    assert len(scripted.requests) == 4
 
 
-async def test_async_clients_are_shared_per_loop_and_base_url(mock_conn: str) -> None:
-    a = shared_async_client("https://a.example")
-    assert shared_async_client("https://a.example") is a
-    assert shared_async_client("https://b.example") is not a
-    other: list[httpx.AsyncClient] = []
+async def test_async_sessions_are_shared_per_loop_and_base_url(mock_conn: str) -> None:
+    a = shared_async_session("https://a.example")
+    assert shared_async_session("https://a.example") is a
+    assert shared_async_session("https://b.example") is not a
+    assert shared_async_session("https://a.example", verify=False) is not a
+    other: list[Any] = []
 
     def in_other_loop() -> None:
         async def grab() -> None:
-            other.append(shared_async_client("https://a.example"))
+            other.append(shared_async_session("https://a.example"))
 
         asyncio.run(grab())
 
     await asyncio.to_thread(in_other_loop)
     assert other[0] is not a
+    assert other[0].closed  # closed by its loop's shutdown (asyncio.run), without anyone asking
     await hook_module.aclose_shared_clients()
-    assert a.is_closed and shared_async_client("https://a.example") is not a
+    assert a.closed and shared_async_session("https://a.example") is not a
+    await hook_module.aclose_shared_clients()
 
 
-async def test_no_more_requests_enter_the_pool_at_once_than_it_has_connections(
-    mock_conn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """httpcore's pool scans its whole queue at every request that enters or leaves it; 200 waits polling at
-    once queue at the hook's gate instead, at most the pool's size inside, and all are answered."""
-    from airflow_provider_posthog.hooks.httpx_client import ASYNC_MAX_CONNECTIONS
+def test_a_loop_that_ends_closes_its_sessions_without_a_warning() -> None:
+    """``asyncio.run`` (Airflow's triggerer, ``dag.test()``) finalizes the loop's async generators, one of
+    which closes the loop's sessions: no "Unclosed client session" is logged when the loop is gone."""
+    import gc
+    import warnings
+
+    reported: list[Any] = []
+    seen: list[Any] = []
+
+    async def use() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        seen.append(shared_async_session("https://a.example"))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(use())
+        gc.collect()
+    assert seen[0].closed
+    assert reported == [] and [w for w in caught if "Unclosed" in str(w.message)] == []
+
+
+async def test_at_most_the_pools_size_of_requests_reach_the_server_at_once(scripted: Scripted) -> None:
+    """200 waits polling at once share the pool's connections: the server never sees more requests at
+    once than the pool has connections, and every wait gets its own answer."""
+    from airflow_provider_posthog.hooks.aiohttp_client import ASYNC_MAX_CONNECTIONS
 
     inside = peak = 0
-    real_send = httpx.AsyncClient.send
 
-    async def counted(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+    async def busy(request: Any) -> Any:
         nonlocal inside, peak
         inside += 1
         peak = max(peak, inside)
         try:
             await asyncio.sleep(0.005)  # a connection busy for a moment
-            return await real_send(self, request, **kwargs)
+            return json_answer(200, {"id": run_id_of(request), "status": "Running"})
         finally:
             inside -= 1
 
-    monkeypatch.setattr(httpx.AsyncClient, "send", counted)
-    with respx.mock() as router:
-        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").mock(
-            side_effect=lambda request: httpx.Response(
-                200, json={"id": request.url.path.rstrip("/").rsplit("/", 1)[-1], "status": "Running"}
-            )
-        )
-        hook = PostHogAsyncHook(retry_policy=FAST_POLICY)
-        runs = await asyncio.gather(*(hook.get_run(EXPORT, f"r{n}") for n in range(200)))
+    scripted.answer = busy
+    hook = PostHogAsyncHook(retry_policy=FAST_POLICY)
+    runs = await asyncio.gather(*(hook.get_run(EXPORT, f"r{n}") for n in range(200)))
     assert [r.id for r in runs] == [f"r{n}" for n in range(200)]
     assert peak == ASYNC_MAX_CONNECTIONS  # all the pool's connections used, never more requests than that
 
 
-async def test_many_async_hooks_share_one_client(mock_conn: str) -> None:
-    with respx.mock() as router:
-        router.get(url__regex=re.escape(P) + r".*/runs/r\d+/").mock(
-            side_effect=lambda request: httpx.Response(
-                200, json={"id": request.url.path.rstrip("/").rsplit("/", 1)[-1], "status": "Completed"}
-            )
-        )
-        created: list[httpx.AsyncClient] = []
-        real = httpx.AsyncClient.__init__
+async def test_many_async_hooks_share_one_session(scripted: Scripted) -> None:
+    import aiohttp
 
-        def spy(self: httpx.AsyncClient, *a: Any, **k: Any) -> None:
-            created.append(self)
-            real(self, *a, **k)
+    scripted.answer = lambda request: json_answer(200, {"id": run_id_of(request), "status": "Completed"})
+    created: list[Any] = []
+    real = aiohttp.ClientSession.__init__
 
-        with mock.patch.object(httpx.AsyncClient, "__init__", spy):
-            await hook_module.aclose_shared_clients()
-            hooks = [PostHogAsyncHook() for _ in range(200)]
-            runs = await asyncio.gather(*(h.get_run(EXPORT, f"r{i}") for i, h in enumerate(hooks)))
+    def spy(self: Any, *a: Any, **k: Any) -> None:
+        created.append(self)
+        real(self, *a, **k)
+
+    with mock.patch.object(aiohttp.ClientSession, "__init__", spy):
+        hooks = [PostHogAsyncHook() for _ in range(200)]
+        runs = await asyncio.gather(*(h.get_run(EXPORT, f"r{i}") for i, h in enumerate(hooks)))
     assert len(runs) == 200 and len(created) == 1
+
+
+async def test_no_cookie_passes_between_hooks(scripted: Scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's cookie is never sent back: hooks with different keys share a session, not a cookie jar."""
+    scripted.answer = lambda request: json_answer(
+        200, {"id": run_id_of(request), "status": "Running"}, {"Set-Cookie": "sessionid=abc; Path=/"}
+    )
+    # A host name, not an IP address: aiohttp's usual cookie jar keeps no cookie of an IP address.
+    host = scripted.base_url.replace("127.0.0.1", "localhost")
+    set_conn(monkeypatch, host=host)
+    set_conn(monkeypatch, "posthog_other", host=host, password="phx_other_key_0123456789abcd")
+    await PostHogAsyncHook(retry_policy=FAST_POLICY).get_run(EXPORT, "r1")
+    other = PostHogAsyncHook("posthog_other", retry_policy=FAST_POLICY)
+    await other.get_run(EXPORT, "r2", project_id=PROJECT)
+    assert [r.headers.get("Cookie") for r in scripted.requests] == [None, None]
+    assert [r.headers["Authorization"] for r in scripted.requests] == [
+        f"Bearer {KEY}",
+        "Bearer phx_other_key_0123456789abcd",
+    ]
 
 
 def test_json_error_body_never_includes_request_body(mock_conn: str, requests_mock: Any) -> None:

@@ -157,7 +157,7 @@ def test_constructor_does_no_io_and_parsing_imports_no_hook() -> None:
         " start_at='{{ data_interval_start }}', end_at='{{ data_interval_end }}',"
         " posthog_conn_id='missing')\n"
         "PostHogBatchExportRunSensor(task_id='s', batch_export_id='x', posthog_conn_id='missing')\n"
-        "bad = [m for m in ('airflow_provider_posthog.hooks.posthog', 'httpx') if m in sys.modules]\n"
+        "bad = [m for m in ('airflow_provider_posthog.hooks.posthog', 'aiohttp') if m in sys.modules]\n"
         "assert 'airflow_provider_posthog.hooks.posthog' not in sys.modules, bad\n"
         "print('ok', bad)\n"
     )
