@@ -33,6 +33,14 @@ def parse_datetime(value: Any) -> DateTime | None:
     """Parse PostHog's ISO-8601 timestamps (``Z`` suffix, optional microseconds) into aware UTC datetimes."""
     if value is None or value == "":
         return None
+    try:  # the C parser first: a poll parses several timestamps, pendulum's parser costs ten times more
+        fast = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        fast = None
+    if fast is not None:
+        if fast.tzinfo is not None:
+            fast = fast.astimezone(dt.timezone.utc)
+        return DateTime(*fast.timetuple()[:6], fast.microsecond, tzinfo=pendulum.UTC)
     parsed = pendulum.parse(str(value))
     if not isinstance(parsed, DateTime):
         # A date-only value (day/week backfill bounds of newer PostHog): midnight UTC.

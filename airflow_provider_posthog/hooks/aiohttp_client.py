@@ -118,11 +118,15 @@ def shared_async_session(base_url: str, verify: bool | str = True) -> aiohttp.Cl
         connector = aiohttp.TCPConnector(
             limit=ASYNC_MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=ssl_context(verify)
         )
+        proxy, proxy_auth = env_proxy(base_url)
         session = owned.sessions[key] = aiohttp.ClientSession(
             connector=connector,
             headers=COMMON_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as requests and httpx honour them
+            # Not trust_env: it looks the proxy and ~/.netrc up in a thread at every request (two thread
+            # hops per poll), and a netrc entry for the host would clash with the Authorization header.
+            proxy=proxy,
+            proxy_auth=proxy_auth,
             timeout=aiohttp.ClientTimeout(total=None),  # each request passes its own
         )
         # aiohttp resends an idempotent request once, unlogged, when the server drops the connection; the
@@ -130,6 +134,18 @@ def shared_async_session(base_url: str, verify: bool | str = True) -> aiohttp.Cl
         if hasattr(session, "_retry_connection"):
             session._retry_connection = False
     return session
+
+
+def env_proxy(base_url: str) -> tuple[Any, Any]:
+    """The proxy (and its credentials) that ``HTTP(S)_PROXY``/``NO_PROXY`` give ``base_url``, as requests and
+    httpx read them: ``(None, None)`` for none. Read once per session: its requests all go to that host."""
+    import yarl
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        return get_env_proxy_for_url(yarl.URL(base_url))
+    except LookupError:
+        return None, None
 
 
 def not_sent(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import time
 from collections.abc import Mapping
@@ -115,6 +116,16 @@ def advance(
         reply, error = pendulum.now("UTC"), None
 
 
+@functools.lru_cache(maxsize=64)
+def _policy(max_attempts: int, max_elapsed: float) -> RetryPolicy:
+    """Hooks with the same retry numbers share one (immutable) policy."""
+    return RetryPolicy(max_attempts=max_attempts, max_elapsed=max_elapsed)
+
+
+_DEFAULT_LOOKUP = BackfillLookup()
+_CLASS_LOGGERS: dict[type, Any] = {}
+
+
 class PostHogHookBase(BaseHook):
     """Connection -> settings, retry policy, backfill lookup bounds, decoding: the hooks' common half."""
 
@@ -146,12 +157,21 @@ class PostHogHookBase(BaseHook):
         super().__init__(**kwargs)
         self.posthog_conn_id = posthog_conn_id
         self.project_id = project_id
-        self.retry_policy = retry_policy or RetryPolicy(max_attempts=max_attempts, max_elapsed=max_retry_wait)
-        lookup = backfill_lookup or BackfillLookup()
+        self.retry_policy = retry_policy or _policy(max_attempts, max_retry_wait)
+        lookup = backfill_lookup or _DEFAULT_LOOKUP
         if backfill_lookup_timeout is not None:
             lookup = dataclasses.replace(lookup, timeout=backfill_lookup_timeout)
         self.backfill_lookup = lookup
         self._settings_cache: ConnectionSettings | None = None
+
+    @property
+    def log(self) -> Any:
+        """One logger per hook class, not one per hook: a triggerer holds a hook per waiting trigger. The
+        first hook of a class gets it from Airflow's ``LoggingMixin`` (same name, same configuration)."""
+        logger = _CLASS_LOGGERS.get(type(self))
+        if logger is None:
+            logger = _CLASS_LOGGERS[type(self)] = super().log
+        return logger
 
     # -- settings and the key -----------------------------------------------------------------------------
 

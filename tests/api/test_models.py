@@ -49,6 +49,30 @@ def test_posthog_timestamps_become_aware_utc_datetimes(text: str, expected: pend
     assert parsed.utcoffset() == dt.timedelta(0)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-01-01T05:06:07Z",
+        "2024-01-01T05:06:07.5Z",
+        "2024-01-01T05:06:07.123456+00:00",
+        "2024-07-01T23:30:00-04:00",
+        "2024-01-01 05:06:07+05:30",
+        "2024-01-01T05:06:07",  # no offset: UTC, as pendulum reads it
+        "2024-01-01",
+        "2024-W01-1",
+    ],
+)
+def test_the_fast_parser_reads_what_pendulum_reads(text: str) -> None:
+    """``datetime.fromisoformat`` reads PostHog's timestamps first (ten times cheaper); it must give what
+    pendulum's parser gives, zone name included, for every form either reads."""
+    slow = pendulum.parse(text)
+    if not isinstance(slow, pendulum.DateTime):
+        slow = pendulum.datetime(slow.year, slow.month, slow.day, tz="UTC")  # type: ignore[union-attr]
+    slow = slow.in_timezone("UTC")
+    fast = parse_datetime(text)
+    assert fast == slow and repr(fast) == repr(slow) and fast.timezone_name == "UTC"  # type: ignore[union-attr]
+
+
 def test_missing_timestamps_are_none() -> None:
     assert parse_datetime(None) is None and parse_datetime("") is None
 

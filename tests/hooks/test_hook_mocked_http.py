@@ -800,3 +800,38 @@ def test_policy_from_hook_arguments() -> None:
     hook = PostHogHook(max_attempts=2, max_retry_wait=7.5)
     assert hook.retry_policy == RetryPolicy(max_attempts=2, max_elapsed=7.5)
     assert PostHogHook(backfill_lookup_timeout=3).backfill_lookup.timeout == 3
+
+
+@pytest.mark.parametrize("bypass", [False, True], ids=["proxied", "no_proxy"])
+async def test_async_hook_uses_the_proxy_of_the_environment(
+    scripted: Scripted, monkeypatch: pytest.MonkeyPatch, bypass: bool
+) -> None:
+    """``HTTP_PROXY`` sends the request through the proxy (the scripted server here, which sees the absolute
+    URL of a host that does not resolve); ``NO_PROXY`` naming the host sends it direct (and DNS fails)."""
+    host = "posthog.unresolvable.invalid"
+    set_conn(monkeypatch, host=f"http://{host}", extra={"project_id": PROJECT, "timeout": 0.3})
+    monkeypatch.setenv("HTTP_PROXY", scripted.base_url)
+    if bypass:
+        monkeypatch.setenv("NO_PROXY", host)
+    else:
+        monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    scripted.answer = lambda request: json_answer(200, {"id": "r1", "status": "Running"})
+    hook = PostHogAsyncHook(retry_policy=RetryPolicy(max_attempts=1))
+    if bypass:
+        with pytest.raises(PostHogTransportError, match="could not be resolved"):
+            await hook.get_run(EXPORT, "r1")
+        assert scripted.requests == []
+    else:
+        assert (await hook.get_run(EXPORT, "r1")).status == "Running"
+        [req] = scripted.requests
+        assert req.url.host == host and req.headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_hooks_of_a_class_share_one_logger_and_one_default_policy() -> None:
+    """A triggerer holds one hook per waiting trigger: none of them carries a logger or policy of its own."""
+    a, b = PostHogAsyncHook(), PostHogAsyncHook("other_conn")
+    assert a.log is b.log and a.retry_policy is b.retry_policy and a.backfill_lookup is b.backfill_lookup
+    assert a.log is not PostHogHook().log  # each class logs under its own name
+    assert PostHogAsyncHook(max_attempts=2).retry_policy == RetryPolicy(max_attempts=2)
