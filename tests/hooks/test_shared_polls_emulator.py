@@ -108,5 +108,9 @@ def test_a_shared_poll_never_crosses_api_keys_or_projects(
     results = asyncio.run(polls(["posthog_default", "ph_other_project"] * 10))
     assert [type(r).__name__ for r in results[:2]] == ["Decision", PostHogNotFoundError.__name__]
     assert all(isinstance(r, PostHogNotFoundError) for r in results[1::2])
-    projects = sorted(e.path.split("/")[3] for e in control.request_log)
-    assert projects == sorted([str(posthog_conn.project_id), "2"])
+    projects = [e.path.split("/")[3] for e in control.request_log]
+    # One read for the project that answers (fresh for 60 s); the one that fails is forgotten at once, so a
+    # wait whose connection lookup ends after that failure reads again (Airflow before 3.3.2 looks
+    # connections up one after another in a thread): once at least, never more than once per wait.
+    assert projects.count(str(posthog_conn.project_id)) == 1 and 1 <= projects.count("2") <= 10
+    assert set(projects) == {str(posthog_conn.project_id), "2"}
