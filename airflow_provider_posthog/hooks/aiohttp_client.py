@@ -195,7 +195,6 @@ async def raise_if_speaks_tls(url: Any, connect_timeout: float | None) -> None:
 
 async def aclose_shared_clients() -> None:
     """Close the pooled sessions of the running loop (tests, graceful shutdown)."""
-    owned = _LOOPS.pop(asyncio.get_running_loop(), None)
+    owned = _LOOPS.get(asyncio.get_running_loop())
     if owned is not None:
-        await owned.close()
-        await owned.closer.aclose()
+        await owned.closer.aclose()  # its ``finally`` forgets the loop's sessions and closes them
