@@ -361,29 +361,35 @@ SHARED_CASES = (
     ),
 )  # fmt: skip
 
-#: ONE wait, alone in its event loop: what the shared-poll rows are compared with.
+#: ONE wait, alone in its event loop: what the shared-poll rows are compared with, each run with the poll of
+#: the row it is compared with (``poll`` is set then).
 ONE_WAIT = SharedCase(
     "One backfill wait alone (the reference of the shared-poll rows)",
     "one wait",
-    exports=1, backfill_waits=1, interval_waits=0, same_interval=False, poll=0.1, target=0.0,
+    exports=1, backfill_waits=1, interval_waits=0, same_interval=False, poll=0.0, target=0.0,
 )  # fmt: skip
 
 
-def seed_waits(c: Any, case: SharedCase) -> list[dict[str, str]]:
+def seed_waits(c: Any, case: SharedCase) -> list[dict[str, Any]]:
     """Seed the case's exports (each with a running backfill and running runs over ``interval_waits`` hourly
     intervals, or one interval) and return its waits in the order they defer: the exports interleaved, each
-    export's backfill waits first, then its run sensors' intervals oldest first, as a catch-up defers them."""
+    export's backfill waits first, then its run sensors' intervals oldest first, as a catch-up defers them.
+    A run sensor's wait carries the export's identity, as its task defers it after a first poll that read the
+    export."""
     top = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     hours = 1 if case.same_interval else case.interval_waits
     intervals = [
         (top - dt.timedelta(hours=k + 1), top - dt.timedelta(hours=k)) for k in reversed(range(hours))
     ]
+    from airflow_provider_posthog.api.models import BatchExport
+
     per_export = []
     for i in range(case.exports):
-        export_id = str(
-            c.seed_export(name=f"economy-shared-{i}", interval="hour", destination=DESTINATION)["id"]
-        )
-        waits = []
+        export = c.seed_export(name=f"economy-shared-{i}", interval="hour", destination=DESTINATION)
+        export_id = str(export["id"])
+        # What a run sensor's trigger gets from its task: the task's first poll read the export.
+        identity = BatchExport.from_api(export).identity()
+        waits: list[dict[str, Any]] = []
         if case.backfill_waits:
             start = top - dt.timedelta(days=30)
             backfill_id = str(c.seed_backfill(export_id, start, start + dt.timedelta(days=1))["id"])
@@ -397,6 +403,7 @@ def seed_waits(c: Any, case: SharedCase) -> list[dict[str, str]]:
                     "batch_export_id": export_id,
                     "data_interval_start": start.isoformat(),
                     "data_interval_end": end.isoformat(),
+                    "export": identity,
                 }
             )
         per_export.append(waits)

@@ -21,8 +21,10 @@ import pytest
 MAX_OWN_MODULES = 20
 
 #: Modules of ours that only a running task needs: the API client, hooks, triggers, the wait machinery,
-#: lineage's run-time part, destinations and the emulator.
+#: lineage's run-time part, destinations and the emulator; and the exceptions, which a DAG file loads only
+#: when a task's arguments are wrong.
 RUN_TIME_ONLY = (
+    "airflow_provider_posthog.exceptions",
     "airflow_provider_posthog.api",
     "airflow_provider_posthog.hooks",
     "airflow_provider_posthog.triggers",

@@ -39,13 +39,9 @@ def with_alias_outlet(outlets: Any, alias_name: str) -> list[Any]:
 
 def _always_verifies(task: Any) -> bool:
     """Every success of the task follows a success PostHog confirmed (not ``wait_for_completion=False``)."""
-    from airflow_provider_posthog.exceptions import PostHogConfigError
-    from airflow_provider_posthog.tasks.args import to_bool
+    from airflow_provider_posthog.tasks.args import as_bool
 
-    try:
-        return to_bool(getattr(task, "wait_for_completion", True), "wait_for_completion")
-    except PostHogConfigError:
-        return False  # the task fails on it when it runs
+    return as_bool(getattr(task, "wait_for_completion", True)) is True  # not a flag: the task fails on it
 
 
 def _built_at_parse_time(task: Any) -> bool:

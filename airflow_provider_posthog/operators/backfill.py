@@ -6,7 +6,6 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError, PostHogError
 from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator, PostHogBaseOperator
@@ -142,6 +141,8 @@ class PostHogCreateBackfillOperator(PostHogRetriedRunsWaitOperator):
             backfill = self.reattachable(context, mode, batch_export_id, found)
             adopted_from = None if backfill is None else adopter(backfill, context)
         if backfill is None:
+            from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
+
             try:
                 backfill = self.hook.create_backfill(batch_export_id, start_at, end_at)
             except PostHogBackfillAlreadyRunningError as exc:
@@ -229,6 +230,8 @@ class PostHogRetryRunOperator(PostHogLineageMixin, PostHogBackfillWaitOperator):
                 backfill = self.reattachable(context, mode, batch_export_id, found)
                 adopted_from = None if backfill is None else adopter(backfill, context)
         if backfill is None:
+            from airflow_provider_posthog.exceptions import PostHogBackfillAlreadyRunningError
+
             try:
                 backfill = self.hook.retry_run(batch_export_id, run_id)
             except PostHogBackfillAlreadyRunningError as exc:
@@ -265,6 +268,7 @@ class _PostHogCancelOperator(PostHogBaseOperator):
 
     def _cancel(self, job: CancellableJob, strict: bool) -> str:
         from airflow_provider_posthog.api.jobs import cancel
+        from airflow_provider_posthog.exceptions import PostHogError
 
         result = self.hook.run(cancel(job))
         if result.already_finished and strict:

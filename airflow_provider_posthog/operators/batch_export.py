@@ -13,10 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError, PostHogNotFoundError
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBaseOperator
-from airflow_provider_posthog.tasks.args import check_past, require_id, to_bool, to_datetime
+from airflow_provider_posthog.tasks.args import check_past, config_error, require_id, to_bool, to_datetime
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -49,6 +48,8 @@ def _secrets_scrubbed(secrets: Sequence[str]) -> Iterator[None]:
     The log masker hides it in task logs, but failure callbacks and notifiers get the exception object
     itself, so its message (and PostHog's ``detail`` on it) is scrubbed here.
     """
+    from airflow_provider_posthog.exceptions import PostHogError
+
     try:
         yield
     except PostHogError as exc:
@@ -67,20 +68,20 @@ def _secrets_scrubbed(secrets: Sequence[str]) -> Iterator[None]:
 
 def _validate_destination(destination: Any) -> dict[str, Any]:
     if not isinstance(destination, Mapping):
-        raise PostHogConfigError(
+        raise config_error(
             "destination must be a dict like {'type': 'S3', 'config': {...}} or a destination builder such "
             f"as S3Destination (got {type(destination).__name__})."
         )
     if not isinstance(destination.get("type"), str) or not destination.get("type"):
-        raise PostHogConfigError("destination['type'] is required (e.g. 'S3', 'Postgres', 'NoOp').")
+        raise config_error("destination['type'] is required (e.g. 'S3', 'Postgres', 'NoOp').")
     if "config" in destination and not isinstance(destination["config"], Mapping):
-        raise PostHogConfigError("destination['config'] must be a dict.")
+        raise config_error("destination['config'] must be a dict.")
     return dict(destination)
 
 
 def _validate_choice(value: Any, name: str, choices: frozenset[str]) -> str:
     if value not in choices:
-        raise PostHogConfigError(f"{name}={value!r} is not one of {sorted(choices)}.")
+        raise config_error(f"{name}={value!r} is not one of {sorted(choices)}.")
     return str(value)
 
 
@@ -121,14 +122,14 @@ class _ExportFieldsMixin:
             payload["filters"] = self.filters
         if self.extra_fields:
             if not isinstance(self.extra_fields, Mapping):
-                raise PostHogConfigError("extra_fields must be a dict of other batch export fields.")
+                raise config_error("extra_fields must be a dict of other batch export fields.")
             payload.update(self.extra_fields)
         if not partial:
             for required in ("name", "destination", "interval"):
                 if required not in payload:
-                    raise PostHogConfigError(f"{required} is required to create a batch export.")
+                    raise config_error(f"{required} is required to create a batch export.")
         elif not payload:
-            raise PostHogConfigError("Nothing to update: give at least one field.")
+            raise config_error("Nothing to update: give at least one field.")
         return payload
 
 
@@ -213,7 +214,7 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
         existing = exports_named(payload["name"], self.hook.list_batch_exports()).matches
         # A name conflict is not fixed by trying again: fail at once (PostHogConfigError is never retried).
         if len(existing) > 1:
-            raise PostHogConfigError(
+            raise config_error(
                 f"{len(existing)} batch exports are named {payload['name']!r} "
                 f"({', '.join(e.id for e in existing)}); rename or delete the duplicates."
             )
@@ -223,7 +224,7 @@ class PostHogCreateBatchExportOperator(_ExportFieldsMixin, PostHogBaseOperator):
             return export_id
         export_id = existing[0].id
         if if_exists == "error":
-            raise PostHogConfigError(
+            raise config_error(
                 f"A batch export named {payload['name']!r} already exists ({export_id}); if_exists='error'."
             )
         if if_exists == "skip":
@@ -337,6 +338,8 @@ class PostHogDeleteBatchExportOperator(PostHogBaseOperator):
         if export_id is None:
             self.log.info("No batch export is named %r (already deleted?); nothing to do.", ref.name)
             return None
+        from airflow_provider_posthog.exceptions import PostHogNotFoundError
+
         try:
             self.hook.delete_batch_export(export_id)
         except PostHogNotFoundError:
@@ -428,7 +431,7 @@ class PostHogUnpauseBatchExportOperator(PostHogBaseOperator):
         start = None
         if self.backfill_start is not None and self.backfill_start != "":
             if not backfill:
-                raise PostHogConfigError(
+                raise config_error(
                     f"backfill_start={self.backfill_start!r} is only used with backfill=True; set "
                     "backfill=True or leave backfill_start out."
                 )

@@ -11,10 +11,10 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.exceptions import PostHogConfigError, PostHogError
 from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.operators._base import PostHogBackfillWaitOperator
+from airflow_provider_posthog.tasks.args import config_error
 from airflow_provider_posthog.tasks.templates import blank
 
 if TYPE_CHECKING:
@@ -162,21 +162,21 @@ def _run_ids(value: Any) -> list[str]:
             try:
                 value = json.loads(text.replace("'", '"'))
             except ValueError:
-                raise PostHogConfigError(f"run_ids={text!r} is not a list of run ids.") from None
+                raise config_error(f"run_ids={text!r} is not a list of run ids.") from None
         else:
             value = text.replace(",", " ").split()
     if not isinstance(value, (list, tuple)):
-        raise PostHogConfigError(
+        raise config_error(
             f"run_ids must be a list of run ids or a comma-separated string, got {type(value).__name__}."
         )
     ids: list[str] = []
     for item in value:
         if not isinstance(item, str) or not item.strip() or item.strip().startswith("{{"):
-            raise PostHogConfigError(f"run_ids holds {item!r}, which is not a run id.")
+            raise config_error(f"run_ids holds {item!r}, which is not a run id.")
         if item.strip() not in ids:
             ids.append(item.strip())
     if not ids:
-        raise PostHogConfigError("run_ids is empty; give at least one run id.")
+        raise config_error("run_ids is empty; give at least one run id.")
     return ids
 
 
@@ -267,7 +267,7 @@ class PostHogRetryFailedRunsOperator(PostHogRetriedRunsWaitOperator):
         chosen = sorted({kinds.get(n, n) for n in given})
         if len(chosen) != 1:
             got = f" (got {', '.join(given)})" if given else ""
-            raise PostHogConfigError(
+            raise config_error(
                 f"Give exactly one of backfill_id, start_at and end_at together, or run_ids{got}."
             )
         if chosen == ["backfill_id"]:
@@ -276,7 +276,7 @@ class PostHogRetryFailedRunsOperator(PostHogRetriedRunsWaitOperator):
             return "runs", _run_ids(self.run_ids)
         if len(given) != 2:
             missing = "end_at" if "start_at" in given else "start_at"
-            raise PostHogConfigError(f"{missing} is required with {given[0]}: give both bounds of the range.")
+            raise config_error(f"{missing} is required with {given[0]}: give both bounds of the range.")
         window = resolve_range(
             self.start_at, self.end_at, context, start_name="start_at", end_name="end_at", log=self.log
         )
@@ -290,6 +290,7 @@ class PostHogRetryFailedRunsOperator(PostHogRetriedRunsWaitOperator):
         batch_export_id = self.export_id(ref)
         self.push_export_xcom(context, batch_export_id)
         from airflow_provider_posthog.api import retries
+        from airflow_provider_posthog.exceptions import PostHogError
 
         if kind == "backfill":
             context["ti"].xcom_push(key="backfill_id", value=selection)

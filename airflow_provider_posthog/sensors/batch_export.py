@@ -8,12 +8,10 @@ does not un-fail a run), so ``soft_fail=True`` turns them into a skip in every m
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_posthog.compat import AirflowSensorTimeout
-from airflow_provider_posthog.exceptions import PostHogRemoteFailureError
 from airflow_provider_posthog.lineage.mixin import LINEAGE_TEMPLATE_FIELDS, PostHogLineageMixin
 from airflow_provider_posthog.links.posthog import ALL_LINKS
 from airflow_provider_posthog.tasks.args import to_optional_seconds, to_seconds
@@ -72,8 +70,6 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
         *LINEAGE_TEMPLATE_FIELDS,
     )
     operator_extra_links = ALL_LINKS
-    failure_error: ClassVar[type[Exception]] = PostHogRemoteFailureError
-    timeout_error: ClassVar[type[Exception]] = AirflowSensorTimeout
 
     def __init__(
         self,
@@ -118,6 +114,14 @@ class _PostHogSensor(PostHogLineageMixin, BaseSensorOperator):
 
     def _trigger(self, wait: Wait, first_poll_at: float | None) -> _PostHogPollingTrigger:
         raise NotImplementedError
+
+    def wait_errors(self) -> tuple[type[Exception], type[Exception]]:
+        """A failed job fails the sensor without a retry; a timeout is Airflow's own, which ``soft_fail``
+        turns into a skip."""
+        from airflow_provider_posthog.compat import AirflowSensorTimeout
+        from airflow_provider_posthog.exceptions import PostHogRemoteFailureError
+
+        return PostHogRemoteFailureError, AirflowSensorTimeout
 
     # -- modes ----------------------------------------------------------------------------------------------
     def _start(self, context: Context) -> Wait:

@@ -12,19 +12,11 @@ import contextlib
 import datetime as dt
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_posthog import compat
-from airflow_provider_posthog.exceptions import (
-    PostHogConfigError,
-    PostHogFinalTriggerError,
-    PostHogIncompleteExportError,
-    PostHogJobFailedError,
-    PostHogTriggerError,
-    PostHogWaitTimeoutError,
-)
 from airflow_provider_posthog.links.posthog import XCOM_BACKFILLS_URL, XCOM_BATCH_EXPORT_URL, XCOM_RUNS_URL
-from airflow_provider_posthog.tasks.args import ExportRef, to_completeness
+from airflow_provider_posthog.tasks.args import ExportRef, config_error, to_completeness
 from airflow_provider_posthog.tasks.templates import TemplateSourcesMixin
 
 if TYPE_CHECKING:
@@ -59,10 +51,6 @@ class PostHogTaskMixin(TemplateSourcesMixin):
     batch_export_name: Any = None
     #: The id :meth:`resolve_export` found for ``batch_export_name`` in this process (``None``: none yet).
     resolved_export_id: str | None = None
-    #: Raised when PostHog reports the job failed.
-    failure_error: ClassVar[type[Exception]] = PostHogJobFailedError
-    #: Raised when the task's deadline passed first.
-    timeout_error: ClassVar[type[Exception]] = PostHogWaitTimeoutError
     #: What a completed wait does with runs that exported fewer records than PostHog counted:
     #: ``"warn"``, ``"fail"`` or ``"off"`` (waiting tasks take it as an argument).
     completeness: Any = "warn"
@@ -87,7 +75,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         try:
             return int(self.project_id)
         except (TypeError, ValueError) as exc:
-            raise PostHogConfigError(f"project_id={self.project_id!r} is not a number.") from exc
+            raise config_error(f"project_id={self.project_id!r} is not a number.") from exc
 
     # -- the export the task names: an id, or a name found when the task runs -------------------------------
     def export_ref(self) -> ExportRef:
@@ -95,10 +83,12 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         name = self.optional_field("batch_export_name")
         given = self.optional_field("batch_export_id")
         if given is None and name is None and self.template_source("batch_export_id") is not None:
+            from airflow_provider_posthog.exceptions import PostHogConfigError
+
             try:
                 self.require_field("batch_export_id")  # says why its template gave nothing
             except PostHogConfigError as exc:
-                raise PostHogConfigError(
+                raise config_error(
                     f"{exc} No batch_export_name was given either; give one of the two."
                 ) from None
         return ExportRef.of(given, name)
@@ -124,7 +114,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             self.log.info("Batch export %r is %s.", ref.name, self.resolved_export_id)
             return self.resolved_export_id
         if found.matches:
-            raise PostHogConfigError(
+            raise config_error(
                 f"batch_export_name={ref.name!r} matches {len(found.matches)} batch exports "
                 f"({', '.join(e.id for e in found.matches)}); PostHog does not keep names unique: rename or "
                 "delete the duplicates, or pass batch_export_id instead."
@@ -132,7 +122,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         if missing_ok:
             return None
         similar = "".join(f" Not the same name: {e.name!r} ({e.id})." for e in found.similar[:5])
-        raise PostHogConfigError(
+        raise config_error(
             f"batch_export_name={ref.name!r} matches no batch export: none of the project's "
             f"{found.listed} export(s) has exactly that name (deleted exports do not count).{similar} "
             "Check the name in PostHog's UI, or pass batch_export_id instead."
@@ -163,6 +153,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             "unreachable_timeout": wait.unreachable_timeout,
             "unreachable_since": wait.unreachable_since,
             "first_poll_at": first_poll_at,
+            "export": wait.export,
         }
 
     def poll(self, wait: Wait) -> Decision | Exception:
@@ -188,6 +179,12 @@ class PostHogTaskMixin(TemplateSourcesMixin):
             log_cancel(self.log, job.describe(), result)
 
     # -- the end of every wait ------------------------------------------------------------------------------
+    def wait_errors(self) -> tuple[type[Exception], type[Exception]]:
+        """What a wait raises when PostHog reports its job failed, and when its deadline passed first."""
+        from airflow_provider_posthog.exceptions import PostHogJobFailedError, PostHogWaitTimeoutError
+
+        return PostHogJobFailedError, PostHogWaitTimeoutError
+
     def finish_wait(self, context: Context, event: Any, *, require: tuple[str, ...] = ()) -> dict[str, Any]:
         """Validate ``event`` and end the wait with it: return on success, raise otherwise.
 
@@ -202,11 +199,14 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         if isinstance(event, dict):
             self.waited_job_id = event.get("backfill_id") or event.get("run_id") or self.waited_job_id
         self.push_summary(context, event)
+        from airflow_provider_posthog.exceptions import PostHogFinalTriggerError, PostHogTriggerError
+
+        failure, timeout = self.wait_errors()
         try:
             checked = complete(
                 event,
-                failure=self.failure_error,
-                timeout=self.timeout_error,
+                failure=failure,
+                timeout=timeout,
                 log_tails=self._log_tails,
                 on_timeout=self.on_wait_timeout,
                 require=require,
@@ -236,6 +236,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         """A success whose runs exported fewer records than PostHog counted: a warning, or (``"fail"``) a
         failure that is not retried; nothing with ``"off"`` or when PostHog counted nothing to compare."""
         from airflow_provider_posthog.api.decisions import incomplete_message
+        from airflow_provider_posthog.exceptions import PostHogIncompleteExportError
 
         mode = self.completeness_mode()
         incomplete = event.get("incomplete_runs") or []
@@ -249,6 +250,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
     def push_summary(self, context: Context, event: Any) -> None:
         """Push the wait's summary XCom (``tasks.summary``) for any event that passes validation, success or
         not, before the task succeeds or fails on it (a failure notifier reads it too)."""
+        from airflow_provider_posthog.exceptions import PostHogTriggerError
         from airflow_provider_posthog.tasks.summary import SUMMARY_XCOM_KEY, build_summary
         from airflow_provider_posthog.tasks.waiting import validate_event
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_posthog.exceptions import PostHogConfigError
-from airflow_provider_posthog.tasks.args import optional_id, require_id
+from airflow_provider_posthog.tasks.args import config_error, optional_id, require_id
 
 if TYPE_CHECKING:
     import jinja2
@@ -78,7 +77,7 @@ class TemplateSourcesMixin:
             message = None if failed is None else self._template_snapshot.explain_render_error(failed, exc)
             if message is None:
                 raise
-            raise PostHogConfigError(message) from exc
+            raise config_error(message) from exc
 
     def template_source(self, name: str) -> str | None:
         """The raw template field ``name`` was rendered from (``None``: a literal, or not rendered)."""
@@ -89,7 +88,7 @@ class TemplateSourcesMixin:
         value = getattr(self, name)
         snapshot = self._template_snapshot
         if snapshot is not None and name in snapshot.sources and blank(value):
-            raise PostHogConfigError(snapshot.explain_blank(name, value))
+            raise config_error(snapshot.explain_blank(name, value))
         return require_id(value, name)
 
     def optional_field(self, name: str) -> str | None:

@@ -57,6 +57,7 @@ class _PostHogPollingTrigger(BaseTrigger):
         unreachable_timeout: float | None = None,
         unreachable_since: float | None = None,
         first_poll_at: float | None = None,
+        export: dict[str, Any] | None = None,
         max_poll_errors: int | None = None,
     ) -> None:
         super().__init__()
@@ -79,6 +80,9 @@ class _PostHogPollingTrigger(BaseTrigger):
         self.unreachable_timeout = None if unreachable_timeout is None else float(unreachable_timeout)
         self.unreachable_since = None if unreachable_since is None else float(unreachable_since)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        if export is not None and (not isinstance(export, dict) or export.get("id") != batch_export_id):
+            raise ValueError("export must be the identity of batch export batch_export_id, or None")
+        self.export = export
         self._wait: Wait | None = None
 
     # -- subclass API ---------------------------------------------------------------------------------------
@@ -97,6 +101,8 @@ class _PostHogPollingTrigger(BaseTrigger):
             "unreachable_timeout": self.unreachable_timeout,
             "unreachable_since": self.unreachable_since,
             "first_poll_at": self.first_poll_at,
+            # Only when set: a trigger without it still loads in a triggerer of an earlier version.
+            **({} if self.export is None else {"export": self.export}),
         }
 
     def _hook(self) -> PostHogAsyncHook:
@@ -119,6 +125,7 @@ class _PostHogPollingTrigger(BaseTrigger):
                 end_time=self.end_time,
                 unreachable_timeout=self.unreachable_timeout,
                 unreachable_since=self.unreachable_since,
+                export=None if self.export is None else dict(self.export),
             )
         return wait
 
@@ -250,6 +257,9 @@ class PostHogBackfillTrigger(_PostHogPollingTrigger):
         count goes on in the triggerer (``None``: PostHog answered).
     :param first_poll_at: epoch seconds of the first poll; the deferring task just polled, so it passes
         ``now + poll_interval`` and deferral costs no extra request (``None``: poll at once).
+    :param export: the identity (``BatchExport.identity()``) of the export the deferring task's poll read:
+        the success event names it, so the trigger does not read the export again (``None``: it reads it
+        when it needs it).
     """
 
     def __init__(self, *, backfill_id: str, **kwargs: Any) -> None:

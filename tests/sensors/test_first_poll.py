@@ -148,6 +148,28 @@ def test_a_sensor_started_late_polls_at_once(how: str) -> None:
     assert not _said_first_check(log)
 
 
+async def test_a_late_deferrable_sensor_reads_the_export_once_in_all() -> None:
+    """Its first poke reads the export and lists the runs, then defers with the export's identity: the
+    trigger only lists the runs, and its success event names the export the task read."""
+    start, end = _interval(3600)
+    clocked = Clocked(start, end)
+    done = clocked.fake.run_list[0]
+    clocked.fake.run_list = [[{**done, "status": "Running", "records_completed": None}], [done]]
+    sensor, _ = _sensor(clocked, start, end, deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(_context())
+    assert clocked.fake.paths() == FIRST_CHECK_PATHS
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PostHogBatchExportRunTrigger)
+    assert trigger.serialize()[1]["export"]["id"] == EXPORT
+    trigger.first_poll_at = None  # poll now rather than one poke interval later
+    with_async_hook(trigger, clocked.fake)
+    events = [event async for event in trigger.run()]
+    assert [e.payload["status"] for e in events] == ["success"]
+    assert clocked.fake.paths() == [*FIRST_CHECK_PATHS, f"batch_exports/{EXPORT}/runs/"]
+    assert events[0].payload["export"] == trigger.serialize()[1]["export"]
+
+
 def test_a_wait_for_one_run_polls_at_once_whatever_its_interval() -> None:
     start, end = _interval(0)
     clocked = Clocked(start, end)

@@ -297,6 +297,10 @@ def test_trigger_kwargs_carry_the_wait_as_plain_values() -> None:
         "unreachable_timeout": 120,
         "unreachable_since": None,
         "first_poll_at": 1_700_000_015.0,
+        "export": None,
     }
     wait.unreachable_since = 1_700_000_001.0  # the first poll failed: the triggerer goes on counting
     assert task.trigger_kwargs(wait, first_poll_at=None)["unreachable_since"] == 1_700_000_001.0
+    # The export a poll read goes along (its identity: plain JSON), so the trigger does not read it again.
+    wait.export = {"id": EXPORT, "name": "events to S3", "destination": {"type": "S3", "config": {}}}
+    assert task.trigger_kwargs(wait, first_poll_at=None)["export"] == wait.export

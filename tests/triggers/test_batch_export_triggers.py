@@ -252,6 +252,52 @@ async def test_interval_trigger_waits_for_full_coverage() -> None:
     )
 
 
+def _identity() -> dict[str, Any]:
+    from fake_posthog import export_row
+
+    from airflow_provider_posthog.api.models import BatchExport
+
+    return BatchExport.from_api(export_row()).identity()
+
+
+def test_the_export_a_task_read_round_trips_through_the_trigger_table_and_is_left_out_when_unknown() -> None:
+    from airflow.models.trigger import Trigger
+
+    identity = _identity()
+    classpath, kwargs = PostHogBatchExportRunTrigger(
+        batch_export_id=EXPORT, export=identity, **INTERVAL
+    ).serialize()
+    stored = Trigger(classpath=classpath, kwargs=kwargs).kwargs
+    assert stored["export"] == identity
+    assert PostHogBatchExportRunTrigger(**stored).serialize() == (classpath, kwargs)
+    # Unknown: not in the kwargs at all, so the trigger still loads in a triggerer of an earlier version.
+    assert "export" not in PostHogBatchExportRunTrigger(batch_export_id=EXPORT, **INTERVAL).serialize()[1]
+
+
+@pytest.mark.parametrize("export", [{"id": "another-export"}, "events to S3", [EXPORT]])
+def test_an_export_that_is_not_the_identity_of_the_waited_export_is_refused(export: Any) -> None:
+    with pytest.raises(ValueError, match="export must be the identity of batch export batch_export_id"):
+        PostHogBatchExportRunTrigger(batch_export_id=EXPORT, export=export, **INTERVAL)
+
+
+async def test_an_interval_trigger_given_the_export_its_task_read_only_lists_the_runs() -> None:
+    """The deferring task's first poll read the export: its trigger does not read it again, and its success
+    event still names it (lineage reads nothing after the resume)."""
+    fake = FakePostHog()
+    fake.run_list = [[run_row("Running", backfill_id=None)], [run_row("Completed", backfill_id=None)]]
+    identity = _identity()
+    trigger = _run_trigger(
+        fake,
+        export=identity,
+        data_interval_start="2024-01-01T00:00:00+00:00",
+        data_interval_end="2024-01-01T01:00:00+00:00",
+    )
+    (event,) = await _events(trigger)
+    assert event.payload["status"] == "success"
+    assert fake.paths() == [RUNS_PATH, RUNS_PATH]
+    assert event.payload["export"] == identity
+
+
 async def test_an_interval_wait_announces_its_range_before_its_first_poll() -> None:
     """While it waits for its first poll, an interval trigger has already told its triggerer's shared
     reads which runs it will list (so waits polling before it list them too), without a request."""
