@@ -191,6 +191,7 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         Every waiting task ends here (sync, poke and deferred alike); what a success adds for the task
         belongs in :meth:`on_wait_succeeded`, so a failure, timeout or soft-fail skip never reaches it.
         """
+        from airflow_provider_posthog.exceptions import PostHogFinalTriggerError, PostHogTriggerError
         from airflow_provider_posthog.tasks.waiting import ERROR, complete
 
         # What PostHog wrote into runs (their errors) may quote the key: none of it reaches a message. A
@@ -199,8 +200,6 @@ class PostHogTaskMixin(TemplateSourcesMixin):
         if isinstance(event, dict):
             self.waited_job_id = event.get("backfill_id") or event.get("run_id") or self.waited_job_id
         self.push_summary(context, event)
-        from airflow_provider_posthog.exceptions import PostHogFinalTriggerError, PostHogTriggerError
-
         failure, timeout = self.wait_errors()
         try:
             checked = complete(
